@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make reproduce` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: reproduce test bench lint venv clean
+
+venv: $(STAMP)
+
+# Rebuilt only when the lock or the package metadata changes (idempotent).
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m experiments --all
+	@echo "wrote results/REPORT.md"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(PY) -m ruff check diffusionlab experiments benchmarks tests
+
+clean:
+	rm -rf results benchmarks/results

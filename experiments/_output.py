@@ -1,0 +1,173 @@
+"""Where an experiment puts what it measured: ``results/<name>/``.
+
+Every experiment writes the same three kinds of artefact, through one object:
+
+* PNG figures (``out.figure``),
+* Markdown tables (``out.table``),
+* ``metrics.json`` with the scalar metrics, the configuration, and the essay's claims
+  set next to the measured values (``out.claim``).
+
+``experiments.report`` later gathers every ``results/<name>/`` into ``results/REPORT.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _jsonable(value: Any) -> Any:
+    """Converts numpy/jax scalars and arrays into plain JSON values (NaN becomes null)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _jsonable(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def format_cell(value: Any) -> str:
+    """Formats one table cell: floats with 4 significant digits, others with ``str``."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Renders a list of row dicts as a GitHub-flavoured Markdown table."""
+    if not rows:
+        return "_(no rows)_\n"
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [format_cell(row.get(c, "")).replace("|", "\\|") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class Output:
+    """Collects one experiment's artefacts in ``directory`` and writes them on ``finish``.
+
+    Attributes:
+      name: the experiment's name (its module name in ``experiments/``).
+      directory: ``results/<name>``; created on construction.
+      quick: whether the run used ``Config.quick()``.
+    """
+
+    name: str
+    directory: pathlib.Path
+    quick: bool = False
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    figures: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    tables: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    _start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def __post_init__(self):
+        self.directory = pathlib.Path(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def figure(self, fig, stem: str, *, caption: str = "") -> pathlib.Path:
+        """Saves a matplotlib figure as ``<stem>.png`` and closes it."""
+        import matplotlib.pyplot as plt
+
+        path = self.directory / f"{stem}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        self.figures.append({"file": path.name, "caption": caption})
+        return path
+
+    def table(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        stem: str = "table",
+        columns: Sequence[str] | None = None,
+        caption: str = "",
+    ) -> pathlib.Path:
+        """Writes ``<stem>.md`` (a Markdown table) and keeps the rows for ``metrics.json``."""
+        path = self.directory / f"{stem}.md"
+        text = (f"{caption}\n\n" if caption else "") + markdown_table(rows, columns)
+        path.write_text(text)
+        self.tables.append({"file": path.name, "caption": caption})
+        self.metrics.setdefault("tables", {})[stem] = _jsonable(list(rows))
+        return path
+
+    def metric(self, **values: Any) -> None:
+        """Records scalar (or small array) metrics."""
+        self.metrics.update(_jsonable(values))
+
+    def claim(
+        self,
+        claim: str,
+        *,
+        source: str,
+        expected: Any,
+        measured: Any,
+        holds: bool | None,
+    ) -> None:
+        """Sets an essay's claim next to what we measured, whichever way it falls.
+
+        Args:
+          claim: the statement, in a few words.
+          source: where it is made (essay title and URL, or section of a brief).
+          expected: what the essay says (a value or a phrase).
+          measured: what this run measured.
+          holds: True / False, or None where the comparison is not a yes/no.
+        """
+        self.claims.append(
+            {
+                "claim": claim,
+                "source": source,
+                "expected": _jsonable(expected),
+                "measured": _jsonable(measured),
+                "holds": holds if holds is None else bool(holds),
+            }
+        )
+
+    def finish(self, config: Any) -> dict[str, Any]:
+        """Writes ``metrics.json`` and ``claims.md``; returns the JSON payload."""
+        payload = {
+            "name": self.name,
+            "quick": self.quick,
+            "seconds": round(time.perf_counter() - self._start, 3),
+            "config": _jsonable(config),
+            "metrics": self.metrics,
+            "claims": self.claims,
+            "figures": self.figures,
+            "tables": self.tables,
+        }
+        (self.directory / "metrics.json").write_text(json.dumps(payload, indent=2, default=str))
+        if self.claims:
+            rows = [
+                {
+                    "claim": c["claim"],
+                    "essay": format_cell(c["expected"]),
+                    "measured": format_cell(c["measured"]),
+                    "holds": "—" if c["holds"] is None else ("yes" if c["holds"] else "no"),
+                    "source": c["source"],
+                }
+                for c in self.claims
+            ]
+            (self.directory / "claims.md").write_text(markdown_table(rows))
+        return payload

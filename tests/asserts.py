@@ -1,0 +1,41 @@
+"""One place for the suite's tolerances and statistical assertions."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+# Default tolerances by dtype: one table for the whole suite.
+RTOL = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
+ATOL = {np.dtype("float32"): 1e-6, np.dtype("float64"): 1e-12}
+
+
+def assert_tree_allclose(actual, expected, *, rtol=None, atol=None):
+    """Leaf-wise allclose with dtype-dependent default tolerances."""
+    leaves_a, tree_a = jax.tree.flatten(actual)
+    leaves_e, tree_e = jax.tree.flatten(expected)
+    assert tree_a == tree_e, f"tree structures differ: {tree_a} vs {tree_e}"
+    for a, e in zip(leaves_a, leaves_e):
+        a, e = np.asarray(a), np.asarray(e)
+        assert a.shape == e.shape, f"shape {a.shape} != {e.shape}"
+        dt = np.result_type(a.dtype, np.float32)
+        np.testing.assert_allclose(
+            a, e, rtol=RTOL.get(dt, 1e-5) if rtol is None else rtol,
+            atol=ATOL.get(dt, 1e-6) if atol is None else atol,
+        )
+
+
+def assert_z(estimate, standard_error, expected, *, z=4.0):
+    """Monte Carlo check: |estimate - expected| <= z standard errors (elementwise)."""
+    estimate, standard_error, expected = map(np.asarray, (estimate, standard_error, expected))
+    assert np.all(standard_error >= 0)
+    score = np.abs(estimate - expected) / np.maximum(standard_error, 1e-300)
+    assert np.all(score <= z), f"z-scores {score} exceed {z} (estimate {estimate}, expected {expected})"
+
+
+def assert_compiles_once(jitted, calls):
+    """Calls ``jitted`` with each argument tuple and asserts exactly one compilation."""
+    jitted.clear_cache() if hasattr(jitted, "clear_cache") else None
+    for args in calls:
+        jax.block_until_ready(jitted(*args))
+    assert jitted._cache_size() == 1, f"compiled {jitted._cache_size()} times, expected once"
