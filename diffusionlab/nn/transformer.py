@@ -1,0 +1,212 @@
+"""Pre-norm transformer blocks shared by the CoSENT encoder and the NBCE language model.
+
+One block is $x \\leftarrow x + \\mathrm{Attn}(\\mathrm{LN}(x))$, then
+$x \\leftarrow x + \\mathrm{MLP}(\\mathrm{LN}(x))$. Attention uses rotary position embeddings
+(RoPE) when ``positions`` are given, so left padding is harmless once the pads are masked
+(the positions of real tokens do not depend on how many pads precede them). A
+:class:`KVCache` makes incremental decoding possible: each call writes its keys and values
+at ``cache.length`` and attends over the whole buffer.
+
+Masks are boolean with ``True`` = attend and broadcast to ``(B, heads, L_query, L_key)``;
+:func:`causal_mask` and :func:`padding_mask` build the usual ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "KVCache",
+    "MultiHeadAttention",
+    "TransformerBlock",
+    "Transformer",
+    "causal_mask",
+    "padding_mask",
+    "rotary_embedding",
+]
+
+
+def rotary_embedding(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, *, base: float = 10000.0):
+    """Rotates feature pairs by position-dependent angles (RoPE).
+
+    For the pair $(x_{2i}, x_{2i+1})$ at position $m$ the rotation angle is
+    $m\\,\\theta_i$ with $\\theta_i = \\mathrm{base}^{-2i/K}$, so that
+    $\\langle R_m q, R_n k\\rangle$ depends on $m-n$ only. The pairs are the two halves of the
+    head dimension ("rotate half" layout), which is the same rotation up to a fixed permutation.
+
+    Args:
+      x_BxLxHxK: queries or keys; ``K`` must be even.
+      positions_BxL: integer positions.
+      base: the wavelength base.
+
+    Returns:
+      The rotated array, same shape and dtype as ``x_BxLxHxK``.
+    """
+    head_dim = x_BxLxHxK.shape[-1]
+    if head_dim % 2:
+        raise ValueError(f"rotary_embedding needs an even head dimension, got {head_dim}")
+    half = head_dim // 2
+    inv_freq_K2 = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angle_BxLxK2 = positions_BxL.astype(jnp.float32)[..., None] * inv_freq_K2[None, None, :]
+    sin_BxLx1xK2 = jnp.sin(angle_BxLxK2)[:, :, None, :]
+    cos_BxLx1xK2 = jnp.cos(angle_BxLxK2)[:, :, None, :]
+    x1, x2 = x_BxLxHxK[..., :half], x_BxLxHxK[..., half:]
+    out = jnp.concatenate([x1 * cos_BxLx1xK2 - x2 * sin_BxLx1xK2,
+                           x2 * cos_BxLx1xK2 + x1 * sin_BxLx1xK2], axis=-1)
+    return out.astype(x_BxLxHxK.dtype)
+
+
+def causal_mask(length: int, *, key_length: int | None = None, offset: int = 0) -> jax.Array:
+    """Boolean ``(1, 1, length, key_length)`` mask: query ``i`` sees keys ``<= offset + i``."""
+    key_length = length if key_length is None else key_length
+    query_pos = offset + jnp.arange(length)[:, None]
+    return (jnp.arange(key_length)[None, :] <= query_pos)[None, None]
+
+
+def padding_mask(valid_BxL: jax.Array) -> jax.Array:
+    """Boolean ``(B, 1, 1, L)`` mask that hides padded keys (``valid`` False)."""
+    return valid_BxL.astype(bool)[:, None, None, :]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    """Keys and values of one attention layer for incremental decoding.
+
+    Attributes:
+      keys: ``(B, S, heads, head_dim)`` buffer; slots ``>= length`` are not yet written.
+      values: same shape as ``keys``.
+      length: int32 scalar, the number of filled slots (the write offset of the next call).
+    """
+
+    keys: jax.Array
+    values: jax.Array
+    length: jax.Array
+
+    @classmethod
+    def init(cls, batch_size: int, max_length: int, num_heads: int, head_dim: int,
+             dtype=jnp.float32) -> KVCache:
+        """An empty cache with room for ``max_length`` positions."""
+        shape = (batch_size, max_length, num_heads, head_dim)
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+
+class MultiHeadAttention(nnx.Module):
+    """Scaled dot-product attention $\\mathrm{softmax}(QK^\\top/\\sqrt{K})V$."""
+
+    def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs):
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nnx.Linear(dim, 3 * dim, use_bias=False, rngs=rngs)
+        self.out = nnx.Linear(dim, dim, use_bias=False, rngs=rngs)
+
+    def __call__(self, x_BxLxD, *, mask=None, positions=None, cache: KVCache | None = None):
+        batch, length, dim = x_BxLxD.shape
+        qkv = self.qkv(x_BxLxD).reshape(batch, length, 3, self.num_heads, self.head_dim)
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if positions is not None:
+            q_BxLxHxK = rotary_embedding(q_BxLxHxK, positions)
+            k_BxLxHxK = rotary_embedding(k_BxLxHxK, positions)
+        if cache is not None:
+            start = (0, cache.length, 0, 0)
+            keys = jax.lax.dynamic_update_slice(
+                cache.keys, k_BxLxHxK.astype(cache.keys.dtype), start)
+            values = jax.lax.dynamic_update_slice(
+                cache.values, v_BxLxHxK.astype(cache.values.dtype), start)
+            if mask is None:
+                # Default with a cache: causal over absolute slots, unwritten slots hidden.
+                slot_S = jnp.arange(keys.shape[1])
+                query_L = cache.length + jnp.arange(length)
+                mask = (slot_S[None, :] <= query_L[:, None])[None, None]
+            cache = KVCache(keys, values, cache.length + length)
+            k_BxSxHxK, v_BxSxHxK = keys, values
+        else:
+            k_BxSxHxK, v_BxSxHxK = k_BxLxHxK, v_BxLxHxK
+        # Logits in float32: the softmax over long key ranges is where precision is lost.
+        logits_BxHxLxS = jnp.einsum("blhk,bshk->bhls", q_BxLxHxK, k_BxSxHxK,
+                                    preferred_element_type=jnp.float32) / math.sqrt(self.head_dim)
+        if mask is not None:
+            # A large finite negative rather than -inf: a fully masked row (a pad query)
+            # then gives a harmless uniform average instead of NaN.
+            logits_BxHxLxS = jnp.where(mask, logits_BxHxLxS, jnp.finfo(jnp.float32).min)
+        weights_BxHxLxS = jax.nn.softmax(logits_BxHxLxS, axis=-1).astype(v_BxSxHxK.dtype)
+        y_BxLxHxK = jnp.einsum("bhls,bshk->blhk", weights_BxHxLxS, v_BxSxHxK)
+        return self.out(y_BxLxHxK.reshape(batch, length, dim)), cache
+
+
+class TransformerBlock(nnx.Module):
+    """Pre-norm block: attention then MLP, each as a residual on the normalised input.
+
+    $x \\leftarrow x+\\mathrm{Attn}(\\mathrm{LN}\\,x)$, then
+    $x \\leftarrow x+\\mathrm{MLP}(\\mathrm{LN}\\,x)$.
+
+    Args:
+      dim: model width ``D``.
+      num_heads: attention heads (``D`` divisible by it).
+      mlp_dim: hidden width of the GELU MLP.
+      rngs: parameter initialisation keys.
+
+    Call ``block(x_BxLxD, *, mask=None, positions=None, cache=None) -> (y_BxLxD, cache)``:
+    ``mask`` boolean, broadcastable to ``(B, heads, L, L_key)``, True = attend; ``positions``
+    ``(B, L)`` ints switch RoPE on; ``cache`` a :class:`KVCache` for incremental decoding
+    (then ``L_key`` is the cache size), returned updated (None stays None).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, rngs: nnx.Rngs):
+        self.attention_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.attention = MultiHeadAttention(dim, num_heads, rngs=rngs)
+        self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.mlp_in = nnx.Linear(dim, mlp_dim, rngs=rngs)
+        self.mlp_out = nnx.Linear(mlp_dim, dim, rngs=rngs)
+
+    def __call__(self, x_BxLxD, *, mask=None, positions=None, cache: KVCache | None = None):
+        h_BxLxD, cache = self.attention(self.attention_norm(x_BxLxD), mask=mask,
+                                        positions=positions, cache=cache)
+        x_BxLxD = x_BxLxD + h_BxLxD
+        x_BxLxD = x_BxLxD + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(x_BxLxD))))
+        return x_BxLxD, cache
+
+
+class Transformer(nnx.Module):
+    """Token embedding, ``depth`` :class:`TransformerBlock` s and a final LayerNorm.
+
+    The trunk both the encoder (pool the hidden states) and the decoder (project them back
+    onto the embedding, :meth:`logits`) are built on.
+
+    Call ``trunk(tokens_BxL, *, mask=None, positions=None, caches=None) -> (h_BxLxD, caches)``
+    where ``caches`` is None or a tuple with one :class:`KVCache` per block.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
+                 *, rngs: nnx.Rngs):
+        self.embed = nnx.Embed(vocab_size, dim, rngs=rngs)
+        self.blocks = nnx.List([TransformerBlock(dim, num_heads, mlp_dim, rngs=rngs)
+                                for _ in range(depth)])
+        self.final_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+
+    def init_caches(self, batch_size: int, max_length: int, dtype=jnp.float32):
+        """One empty :class:`KVCache` per block."""
+        return tuple(KVCache.init(batch_size, max_length, self.num_heads, self.head_dim, dtype)
+                     for _ in self.blocks)
+
+    def __call__(self, tokens_BxL, *, mask=None, positions=None, caches=None):
+        x_BxLxD = self.embed(tokens_BxL)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x_BxLxD, cache = block(x_BxLxD, mask=mask, positions=positions,
+                                   cache=None if caches is None else caches[i])
+            new_caches.append(cache)
+        return self.final_norm(x_BxLxD), (None if caches is None else tuple(new_caches))
+
+    def logits(self, h_BxLxD):
+        """Next-token logits through the tied embedding, $h E^\\top$."""
+        return self.embed.attend(h_BxLxD)
