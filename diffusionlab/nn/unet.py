@@ -1,0 +1,63 @@
+"""A small U-Net for 8×8 images: one down/up level, residual blocks, time embedding."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from diffusionlab.nn.embed import sinusoidal_embedding
+
+
+class ResBlock(nnx.Module):
+    """GroupNorm → SiLU → 3×3 conv, twice, with the time embedding added in between."""
+
+    def __init__(self, in_ch: int, out_ch: int, time_dim: int, *, rngs: nnx.Rngs):
+        self.norm1 = nnx.GroupNorm(in_ch, num_groups=min(8, in_ch), rngs=rngs)
+        self.conv1 = nnx.Conv(in_ch, out_ch, (3, 3), rngs=rngs)
+        self.time = nnx.Linear(time_dim, out_ch, rngs=rngs)
+        self.norm2 = nnx.GroupNorm(out_ch, num_groups=min(8, out_ch), rngs=rngs)
+        self.conv2 = nnx.Conv(out_ch, out_ch, (3, 3), rngs=rngs)
+        self.skip = nnx.Conv(in_ch, out_ch, (1, 1), rngs=rngs) if in_ch != out_ch else None
+
+    def __call__(self, x_BxHxWxC: jax.Array, temb_BxT: jax.Array) -> jax.Array:
+        h = self.conv1(jax.nn.silu(self.norm1(x_BxHxWxC)))
+        h = h + self.time(temb_BxT)[:, None, None, :]
+        h = self.conv2(jax.nn.silu(self.norm2(h)))
+        skip = x_BxHxWxC if self.skip is None else self.skip(x_BxHxWxC)
+        return skip + h
+
+
+class UNet(nnx.Module):
+    """``f(x, t)`` for images of shape ``(B, 8, 8, C)``; output has the input's shape.
+
+    8×8 → (ResBlock) → 4×4 (ResBlock ×2) → 8×8 with a skip connection → 1×1 conv head.
+    Any even spatial size works; 8×8 digits are the intended use.
+    """
+
+    def __init__(self, channels: int = 1, *, base: int = 32, time_dim: int = 64, rngs: nnx.Rngs):
+        if min(channels, base, time_dim) < 1:
+            raise ValueError("channels, base and time_dim must all be ≥ 1")
+        self.time_dim = time_dim
+        self.time_mlp = nnx.Sequential(nnx.Linear(time_dim, 2 * time_dim, rngs=rngs), jax.nn.silu,
+                                       nnx.Linear(2 * time_dim, time_dim, rngs=rngs))
+        self.stem = nnx.Conv(channels, base, (3, 3), rngs=rngs)
+        self.down = ResBlock(base, base, time_dim, rngs=rngs)
+        self.pool = nnx.Conv(base, 2 * base, (3, 3), strides=2, rngs=rngs)
+        self.mid1 = ResBlock(2 * base, 2 * base, time_dim, rngs=rngs)
+        self.mid2 = ResBlock(2 * base, 2 * base, time_dim, rngs=rngs)
+        self.up = ResBlock(3 * base, base, time_dim, rngs=rngs)
+        self.head_norm = nnx.GroupNorm(base, num_groups=min(8, base), rngs=rngs)
+        self.head = nnx.Conv(base, channels, (1, 1), kernel_init=nnx.initializers.zeros, rngs=rngs)
+
+    def __call__(self, x_BxHxWxC: jax.Array, t_B: jax.Array) -> jax.Array:
+        if x_BxHxWxC.ndim != 4:
+            raise ValueError(f"x must have shape (B, H, W, C), got {x_BxHxWxC.shape}")
+        batch, height, width, _ = x_BxHxWxC.shape
+        t_B = jnp.broadcast_to(jnp.asarray(t_B, jnp.float32).reshape(-1), (batch,))
+        temb = self.time_mlp(sinusoidal_embedding(t_B, self.time_dim))
+        h1 = self.down(self.stem(x_BxHxWxC), temb)
+        h2 = self.mid2(self.mid1(self.pool(h1), temb), temb)
+        up = jax.image.resize(h2, (batch, height, width, h2.shape[-1]), "nearest")
+        h = self.up(jnp.concatenate([h1, up], axis=-1), temb)
+        return self.head(jax.nn.silu(self.head_norm(h)))
