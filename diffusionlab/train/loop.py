@@ -97,8 +97,8 @@ def _num_examples(data: Any) -> int:
     return sizes.pop()
 
 
-def _mesh_for(batch_size: int):
-    devices = jax.devices()
+def _mesh_for(batch_size: int, devices=None):
+    devices = jax.devices() if devices is None else list(devices)
     if jax.process_count() > 1:
         if batch_size % len(devices):
             raise ValueError(f"batch_size={batch_size} must be divisible by the global device "
@@ -117,6 +117,7 @@ def fit(
     workdir: str | pathlib.Path | None = None,
     progress: bool = True,
     optimizer: optax.GradientTransformation | None = None,
+    devices=None,
 ) -> FitResult:
     """Trains ``params`` to minimise the mean of ``loss_fn`` over batches of ``data``.
 
@@ -129,6 +130,7 @@ def fit(
         ``workdir/metrics.jsonl``; an existing checkpoint is resumed from.
       progress: show a tqdm progress bar (process 0 only).
       optimizer: overrides :func:`make_optimizer` (its state must fit the same checkpoints).
+      devices: the devices to shard over (default: all of them, on every host).
 
     Returns:
       A :class:`FitResult`.
@@ -143,7 +145,7 @@ def fit(
     if config.checkpoint_every and workdir is None:
         raise ValueError("TrainConfig.checkpoint_every > 0 needs a workdir")
     optimizer = optimizer or make_optimizer(config)
-    mesh = _mesh_for(config.batch_size)
+    mesh = _mesh_for(config.batch_size, devices)
     step_fn = make_train_step(
         loss_fn, optimizer, num_examples=num_examples, batch_size=config.batch_size,
         ema_decay=config.ema_decay, seed=config.seed,
