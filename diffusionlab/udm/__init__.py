@@ -1,0 +1,44 @@
+r"""Unified Diffusion Model: one forward/reverse framework for hot, cold, edit, mask and encoder diffusion.
+
+Every process is a frozen dataclass (a pytree) with a reparameterised forward map
+:math:`x_t=\mathcal F_t(x_0,\varepsilon)` and the methods ``forward``, ``reverse_step`` and
+``loss``; :func:`sample` is the one reverse sampler for all of them, and the three kernel
+families of the theory essay live in :mod:`diffusionlab.udm.kernels`.
+
+References: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262;
+生成扩散模型漫谈（十一）：统一扩散模型（应用篇）, https://kexue.fm/archives/9271
+"""
+
+from diffusionlab.udm.cold import COLD_SAMPLERS, ColdDiffusion
+from diffusionlab.udm.degradations import DEGRADATIONS
+from diffusionlab.udm.edit import EditDiffusion
+from diffusionlab.udm.encoder import EncoderDiffusion
+from diffusionlab.udm.hot import HotDiffusion
+from diffusionlab.udm.kernels import (
+    KERNELS,
+    baseline_kernel,
+    deterministic_kernel,
+    gaussian_interpolation_kernel,
+    kernel,
+)
+from diffusionlab.udm.mask import MaskDiffusion
+from diffusionlab.udm.sampler import reverse_times, sample
+from diffusionlab.udm.schedule import schedule
+
+__all__ = [
+    "COLD_SAMPLERS",
+    "DEGRADATIONS",
+    "KERNELS",
+    "ColdDiffusion",
+    "EditDiffusion",
+    "EncoderDiffusion",
+    "HotDiffusion",
+    "MaskDiffusion",
+    "baseline_kernel",
+    "deterministic_kernel",
+    "gaussian_interpolation_kernel",
+    "kernel",
+    "reverse_times",
+    "sample",
+    "schedule",
+]

@@ -1,0 +1,222 @@
+r"""Hot diffusion: Gaussian noise with the :math:`\sigma_t` family of reverse kernels.
+
+Forward, in Su's notation (his :math:`\bar\alpha_t` is the square root of Ho et al.'s):
+
+.. math:: x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon,\qquad
+          \mathcal F_t^{-1}(x_0,x_t)=(x_t-\bar\alpha_t x_0)/\bar\beta_t .
+
+Reverse (Gaussian-interpolation kernel with :math:`\sigma_t=\bar\beta_{t-1}\tilde\sigma_t`):
+
+.. math:: x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-\sigma_t^2}\,
+          \frac{x_t-\bar\alpha_t\hat x_0}{\bar\beta_t}+\sigma_t\varepsilon,
+          \qquad 0\le\sigma_t\le\bar\beta_{t-1}.
+
+Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型（应用篇）, https://kexue.fm/archives/9271
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab.udm import _checks
+from diffusionlab.udm._pytree import process_dataclass
+from diffusionlab.udm.kernels import gaussian_interpolation_kernel
+from diffusionlab.udm.schedule import Schedule, schedule
+
+
+def _float_dtype(x):
+    x = jnp.asarray(x)
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+
+
+@process_dataclass
+class HotDiffusion:
+    r"""Gaussian diffusion; DDPM and DDIM are presets of one :math:`\sigma_t` family.
+
+    Notation: Su's :math:`\bar\alpha_t` is the **square root** of Ho et al.'s
+    :math:`\bar\alpha_t` (and Su's :math:`\beta_t` is a standard deviation,
+    :math:`\beta_t^{\rm Su}=\sqrt{\beta_t^{\rm Ho}}`); :math:`\bar\beta_t=\sqrt{1-\bar\alpha_t^2}`.
+
+    The reverse kernel for a step ``t -> s`` uses
+
+    .. math:: \sigma_{t\to s}=\eta\,\frac{\bar\beta_s}{\bar\beta_t}
+              \sqrt{1-\bar\alpha_t^2/\bar\alpha_s^2},
+
+    which for ``s = t - 1`` is :math:`\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t`: ``eta = 1`` is
+    DDPM (Ho et al.'s posterior), ``eta = 0`` is DDIM. An explicit ``sigma`` (values
+    :math:`\sigma_1..\sigma_T`) overrides ``eta``; jumps then keep the fraction
+    :math:`\tilde\sigma_t=\sigma_t/\bar\beta_{t-1}`.
+
+    The predict step uses :math:`\bar\sigma_t=0` (all presets): :math:`\hat x_0` is the
+    network's mean. The training loss is :math:`\|\varepsilon-\epsilon_\theta\|^2`, written in
+    terms of :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` through the exact
+    identity :math:`\|x_0-\hat x_0\|^2=(\bar\beta_t/\bar\alpha_t)^2\|\varepsilon-\epsilon_\theta\|^2`.
+
+    Attributes:
+      T: number of steps.
+      eta: :math:`\eta\in[0,1]`.
+      sigma: optional explicit :math:`(\sigma_1,\dots,\sigma_T)`, each in :math:`[0,\bar\beta_{t-1}]`.
+      schedule: ``"linear"`` or ``"cosine"`` (see :func:`diffusionlab.udm.schedule.schedule`).
+      event_shape: shape of one example, or ``None`` for any (the batch shape is then ``t``'s).
+
+    Raises:
+      ValueError: for ``T < 1``, an unknown schedule, ``eta`` outside [0, 1], or a
+        ``sigma`` entry outside :math:`[0,\bar\beta_{t-1}]`.
+    """
+
+    T: int = 100
+    eta: float = 1.0
+    sigma: tuple[float, ...] | None = None
+    schedule: str = "linear"
+    event_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        coefficients = schedule(self.T, self.schedule)
+        if self.event_shape is not None:
+            object.__setattr__(self, "event_shape", tuple(int(d) for d in self.event_shape))
+        if not 0.0 <= float(self.eta) <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1]; got {self.eta}")
+        if self.sigma is not None:
+            sigma = np.asarray(self.sigma, np.float64).reshape(-1)
+            if sigma.shape != (self.T,):
+                raise ValueError(f"sigma must hold T={self.T} values sigma_1..sigma_T; got {sigma.shape}")
+            bound = coefficients.beta_bar[:-1]
+            bad = np.flatnonzero((sigma < 0) | (sigma > bound * (1 + 1e-9)))
+            if bad.size:
+                t = int(bad[0]) + 1
+                raise ValueError(
+                    f"sigma_t must lie in [0, beta_bar_(t-1)]; sigma_{t} = {sigma[t - 1]:.6g} but "
+                    f"beta_bar_{t - 1} = {bound[t - 1]:.6g}"
+                )
+            object.__setattr__(self, "sigma", tuple(float(v) for v in sigma))
+
+    @classmethod
+    def ddpm(cls, T: int = 100, **kwargs) -> HotDiffusion:
+        r"""DDPM preset: :math:`\sigma_t=\bar\beta_{t-1}\beta_t/\bar\beta_t`."""
+        return cls(T=T, eta=1.0, **kwargs)
+
+    @classmethod
+    def ddim(cls, T: int = 100, **kwargs) -> HotDiffusion:
+        r"""DDIM preset: :math:`\sigma_t=0` (deterministic kernel)."""
+        return cls(T=T, eta=0.0, **kwargs)
+
+    @property
+    def coefficients(self) -> Schedule:
+        """Su's :math:`\\alpha_t,\\beta_t,\\bar\\alpha_t,\\bar\\beta_t` as float64 arrays (index ``t``)."""
+        return schedule(self.T, self.schedule)
+
+    def _at(self, name: str, t, like) -> jax.Array:
+        table = jnp.asarray(getattr(self.coefficients, name), _float_dtype(like))
+        return _checks.expand_time(table[t], like)
+
+    # --- the reparameterised forward map (what the kernels use) -------------------------------
+
+    def apply(self, x0, t, noise):
+        r""":math:`\mathcal F_t(x_0,\varepsilon)=\bar\alpha_t x_0+\bar\beta_t\varepsilon`."""
+        return self._at("alpha_bar", t, x0) * x0 + self._at("beta_bar", t, x0) * noise
+
+    def invert(self, x0, x_t, t, *, key=None):
+        r""":math:`\mathcal F_t^{-1}(x_0,x_t)=(x_t-\bar\alpha_t x_0)/\bar\beta_t` (0 at ``t = 0``)."""
+        del key
+        beta_bar = self._at("beta_bar", t, x_t)
+        safe = jnp.where(beta_bar > 0, beta_bar, 1.0)
+        return jnp.where(beta_bar > 0, (x_t - self._at("alpha_bar", t, x_t) * x0) / safe, 0.0)
+
+    def draw_noise(self, x0, *, key):
+        r""":math:`\varepsilon\sim\mathcal N(0,I)` shaped like ``x0``."""
+        return jax.random.normal(key, jnp.shape(x0), _float_dtype(x0))
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def forward(self, x0, t, *, key):
+        r"""Draws :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon`.
+
+        Args:
+          x0: clean data, shape ``batch + event_shape``.
+          t: integer time(s) in ``[0, T]``: a scalar or the batch shape.
+          key: PRNG key for :math:`\varepsilon`.
+
+        Raises:
+          ValueError: if ``t`` is outside ``[0, T]`` or ``x0``'s shape does not match.
+        """
+        x0 = jnp.asarray(x0)
+        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        _checks.check_time(t, low=0, high=self.T)
+        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
+
+    def reverse_sigma(self, t, s=None, *, dtype=None) -> jax.Array:
+        r""":math:`\sigma_{t\to s}` of the kernel (``s = t - 1`` by default), in :math:`[0,\bar\beta_s]`."""
+        t = jnp.asarray(t)
+        s = t - 1 if s is None else jnp.asarray(s)
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        c = self.coefficients
+        beta_bar = jnp.asarray(c.beta_bar, dtype)
+        if self.sigma is not None:
+            sigma = np.concatenate([[0.0], np.asarray(self.sigma)])
+            previous = np.concatenate([[1.0], c.beta_bar[:-1]])
+            fraction = np.where(previous > 0, sigma / np.where(previous > 0, previous, 1.0), 0.0)
+            return jnp.asarray(fraction, dtype)[t] * beta_bar[s]
+        alpha_bar = jnp.asarray(c.alpha_bar, dtype)
+        ratio = alpha_bar[t] / alpha_bar[s]
+        safe = jnp.where(beta_bar[t] > 0, beta_bar[t], 1.0)
+        sigma = self.eta * beta_bar[s] / safe * jnp.sqrt(jnp.maximum(1.0 - ratio**2, 0.0))
+        return jnp.minimum(sigma, beta_bar[s])
+
+    def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
+        r"""One reverse step :math:`x_t\to x_s` (``s = t - 1`` by default) of the :math:`\sigma_t` kernel.
+
+        Args:
+          x_t: current state, shape ``batch + event_shape``.
+          x0_hat: the predicted :math:`\hat x_0`, same shape.
+          t: integer time(s) in ``[1, T]``.
+          key: PRNG key for the fresh part of the noise.
+          s: target time(s) in ``[0, t)``; default ``t - 1``.
+
+        Raises:
+          ValueError: for times out of range or mismatched shapes.
+        """
+        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
+        batch = _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
+        _checks.check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
+        t, s = _checks.check_step(t, s, T=self.T)
+        t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
+        sigma = self.reverse_sigma(t, s, dtype=_float_dtype(x_t))
+        beta_bar_s = jnp.asarray(self.coefficients.beta_bar, sigma.dtype)[s]
+        sigma_tilde = jnp.where(beta_bar_s > 0, sigma / jnp.where(beta_bar_s > 0, beta_bar_s, 1.0), 0.0)
+        return gaussian_interpolation_kernel(self, x_t, x0_hat, t, s, sigma_tilde=sigma_tilde, key=key)
+
+    def loss(self, x0, prediction, t):
+        r"""Per-example :math:`\|\varepsilon-\epsilon_\theta\|^2` (mean over the event axes).
+
+        Written in :math:`\hat x_0` = ``prediction``:
+        :math:`(\bar\alpha_t/\bar\beta_t)^2\,\|x_0-\hat x_0\|^2`. ``t`` must lie in ``[1, T]``.
+        """
+        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
+        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
+        _checks.check_time(t, low=1, high=self.T)
+        t = jnp.broadcast_to(t, batch)
+        snr = (self._at("alpha_bar", t, x0) / self._at("beta_bar", t, x0)) ** 2
+        return jnp.mean(snr * (x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
+
+    def x0_from_eps(self, x_t, eps, t):
+        r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` (``t`` has the batch shape)."""
+        return (x_t - self._at("beta_bar", t, x_t) * eps) / self._at("alpha_bar", t, x_t)
+
+    # --- what the generic sampler needs -------------------------------------------------------
+
+    def draw_x0(self, prediction, x_t, t, *, key):
+        r"""The predict step with :math:`\bar\sigma_t=0`: :math:`\hat x_0` is the prediction itself."""
+        del x_t, t, key
+        return prediction
+
+    def prior(self, x0, *, key):
+        r"""A draw from the terminal law :math:`\mathcal N(0,I)`, shaped like ``x0``."""
+        return self.draw_noise(jnp.asarray(x0), key=key)
+
+    def finish(self, x_last, x0_hat):
+        """The sample: the state after the last step (which equals :math:`\\hat x_0`)."""
+        del x0_hat
+        return x_last

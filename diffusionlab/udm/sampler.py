@@ -1,0 +1,120 @@
+r"""The generic reverse sampler: predict :math:`\hat x_0`, then correct with the process's kernel.
+
+For :math:`t=T,\dots,1` (or a strided subset when ``steps < T``):
+
+1. :math:`\hat x_0\leftarrow` ``process.draw_x0(predict_x0(x_t, t), x_t, t)``;
+2. :math:`x_s\leftarrow` ``process.reverse_step(x_t, x0_hat, t, s=s)``;
+
+and the sample is ``process.finish(x_0, last x0_hat)``. One ``lax.scan``, compiled once per
+process configuration, predictor structure, batch shape and number of steps.
+
+Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab.udm import _checks
+
+
+def reverse_times(T: int, steps: int) -> np.ndarray:
+    """The ``steps + 1`` strictly decreasing integer times from ``T`` to ``0`` (evenly spaced)."""
+    return np.round(np.linspace(T, 0, steps + 1)).astype(np.int32)
+
+
+def _is_dynamic(leaf) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic)) and not isinstance(leaf, np.bool_)
+
+
+def _partition(tree):
+    """Splits a pytree into its array leaves (traced) and everything else (static, hashed)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
+    static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
+    return dynamic, (treedef, static)
+
+
+def _combine(dynamic, static):
+    treedef, static_leaves = static
+    leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "steps", "trajectory"))
+def _sample_jit(dynamic, x_T, key, *, static, steps: int, trajectory: bool):
+    process, predict_x0 = _combine(dynamic, static)
+    times = reverse_times(process.T, steps)
+    batch = x_T.shape[:1]
+
+    def predict(x, t_B, key):
+        return process.draw_x0(predict_x0(x, t_B), x, t_B, key=key)
+
+    def step(carry, inputs):
+        x, _ = carry
+        t, s, key = inputs
+        k_predict, k_kernel = jax.random.split(key)
+        t_B, s_B = jnp.full(batch, t), jnp.full(batch, s)
+        x0_hat = predict(x, t_B, k_predict)
+        x = process.reverse_step(x, x0_hat, t_B, key=k_kernel, s=s_B)
+        return (x, x0_hat), (x if trajectory else None)
+
+    t0 = jnp.full(batch, times[0])
+    x0_like = jax.eval_shape(predict, x_T, t0, key)
+    carry = (x_T, jnp.zeros(x0_like.shape, x0_like.dtype))
+    inputs = (jnp.asarray(times[:-1]), jnp.asarray(times[1:]), jax.random.split(key, steps))
+    (x_last, x0_hat), path = jax.lax.scan(step, carry, inputs)
+    sample = process.finish(x_last, x0_hat)
+    if trajectory:
+        return sample, jnp.concatenate([x_T[None], path], axis=0)
+    return sample
+
+
+def sample(
+    process,
+    predict_x0: Callable[[jax.Array, jax.Array], jax.Array],
+    x_T,
+    *,
+    key,
+    steps: int | None = None,
+    trajectory: bool = False,
+):
+    r"""Runs the reverse process from ``x_T`` down to ``t = 0``.
+
+    .. math:: \hat x_0\sim q(x_0\mid x_t),\qquad x_{s}\sim p(x_{s}\mid x_t,x_0=\hat x_0).
+
+    Args:
+      process: any UDM process (``HotDiffusion``, ``ColdDiffusion``, ``EditDiffusion``,
+        ``MaskDiffusion``, ``EncoderDiffusion`` or one of the same shape).
+      predict_x0: ``predict_x0(x_t_B..., t_B) -> prediction``: :math:`\hat x_0`, or logits for
+        the discrete processes. Any callable (network, oracle). A pytree callable such as
+        ``jax.tree_util.Partial(apply, params)`` has its arrays traced, so new parameters do
+        not recompile; a plain function is static (a new closure recompiles).
+      x_T: a batch ``(B, ...)`` from the terminal law (``process.prior``).
+      key: PRNG key.
+      steps: number of reverse steps, ``1 <= steps <= T``; default ``T``. Fewer steps jump
+        ``t -> s`` along evenly spaced integer times.
+      trajectory: also return the states ``(steps + 1, B, ...)`` from ``x_T`` to ``x_0``.
+
+    Returns:
+      The samples (and the trajectory if asked).
+
+    Raises:
+      ValueError: if ``steps`` is outside ``[1, T]`` or ``x_T`` has no batch axis.
+    """
+    steps = process.T if steps is None else steps
+    if int(steps) != steps or not 1 <= steps <= process.T:
+        raise ValueError(f"steps must be an integer in [1, T={process.T}]; got {steps}")
+    x_T = jnp.asarray(x_T)
+    if x_T.ndim < 1:
+        raise ValueError(f"x_T must be a batch (B, ...); got shape {x_T.shape}")
+    event_shape = getattr(process, "event_shape", None)
+    if event_shape is not None and not hasattr(process, "encoding"):
+        _checks.batch_shape(x_T, event_shape, jnp.zeros(x_T.shape[:1], jnp.int32), name="x_T")
+    dynamic, static = _partition((process, predict_x0))
+    return _sample_jit(dynamic, x_T, key, static=static, steps=int(steps), trajectory=bool(trajectory))
