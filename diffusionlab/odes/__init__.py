@@ -1,0 +1,36 @@
+r"""ODE generators: gravity (the Poisson field), the isotropic CDF family, power-law fields,
+straight paths (flow matching, rectified flow), the VP probability flow, generation and
+likelihood.
+
+Time runs from :math:`t = T` (prior) down to :math:`t = 0` (data) throughout.
+
+References: 苏剑林, 《生成扩散模型漫谈》 (十三) https://kexue.fm/archives/9305,
+(十四) https://kexue.fm/archives/9370, (十五) https://kexue.fm/archives/9379,
+(十七) https://kexue.fm/archives/9497.
+"""
+
+from diffusionlab.odes import flows, gravity, isotropic, memorisation, powerlaw, unaugmented, vp
+from diffusionlab.odes.generate import Generated, generate
+from diffusionlab.odes.isotropic import CDF_FAMILY, ExponentialCDF, GaussianCDF, TanhCDF
+from diffusionlab.odes.likelihood import Likelihood, bits_per_dim, log_likelihood
+from diffusionlab.odes.vp import VPSchedule
+
+__all__ = [
+    "CDF_FAMILY",
+    "ExponentialCDF",
+    "GaussianCDF",
+    "Generated",
+    "Likelihood",
+    "TanhCDF",
+    "VPSchedule",
+    "bits_per_dim",
+    "flows",
+    "generate",
+    "gravity",
+    "isotropic",
+    "log_likelihood",
+    "memorisation",
+    "powerlaw",
+    "unaugmented",
+    "vp",
+]

@@ -1,0 +1,68 @@
+r"""Gravity without the extra dimension: field lines in :math:`\mathbb R^d` itself.
+
+The field of unit masses at the data, :math:`F(x) = -\frac{1}{N}\sum_i (x - x_i)/\|x - x_i\|^d`,
+is followed from a large sphere inwards. By the shell theorem, masses spread over a shell
+give no field inside it, so inner data are screened by outer data and the samples collapse
+onto the outskirts of the distribution: the failure that the augmentation to
+:math:`\mathbb R^{d+1}` repairs.
+
+Reference: 苏剑林, 《生成扩散模型漫谈（十三）：从万有引力到扩散模型》,
+https://kexue.fm/archives/9305.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from diffusionlab.odes.pointmass import check_points
+
+
+def _direction(x, data):
+    # Unit vector along F(x): normalised weights in the log domain, as for the augmented field.
+    d = data.shape[1]
+    diff = x[:, None, :] - data[None, :, :]
+    log_w = -0.5 * d * jnp.log(jnp.maximum(jnp.sum(diff * diff, axis=-1), 1e-30))
+    w = jax.nn.softmax(log_w, axis=1)
+    f = -jnp.einsum("bn,bnd->bd", w, diff)
+    return f / jnp.maximum(jnp.linalg.norm(f, axis=1, keepdims=True), 1e-30)
+
+
+@functools.partial(jax.jit, static_argnames="steps")
+def _follow(x_start, data, length, steps):
+    h = length / steps
+
+    def step(x, _):
+        return x + h * _direction(x, data), None
+
+    x, _ = jax.lax.scan(step, x_start, None, length=steps)
+    return x
+
+
+def follow_field_lines(x_start, data, *, length, steps: int = 2000) -> jax.Array:
+    r"""Follows :math:`\mathrm dx/\mathrm ds = F/\|F\|` (unit speed) for arclength ``length``.
+
+    A line that reaches a mass oscillates around it within one step, so the end point lies
+    within ``length / steps`` of the source the line ended on.
+
+    Args:
+      x_start: ``(B, d)`` starting points (e.g. uniform on a large sphere).
+      data: ``(N, d)`` the masses.
+      length: arclength to travel (at least the distance to the data).
+      steps: Euler steps.
+
+    Returns:
+      ``(B, d)`` end points.
+    """
+    x_start, data = check_points(x_start, data)
+    if not float(length) > 0 or int(steps) < 1:
+        raise ValueError(f"length must be > 0 and steps ≥ 1, got {length}, {steps}")
+    return _follow(x_start, data, jnp.asarray(length, x_start.dtype), int(steps))
+
+
+def sample_sphere(num: int, dim: int, radius, *, key) -> jax.Array:
+    """Uniform points on the sphere of ``radius`` in :math:`\\mathbb R^d`, ``(num, dim)``."""
+    g = jax.random.normal(key, (int(num), int(dim)))
+    return radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
