@@ -93,7 +93,7 @@ def mmd(x, y, *, bandwidths=None) -> jax.Array:
         h = jnp.atleast_1d(jnp.asarray(bandwidths, jnp.float32))
 
     def kernel(d2):
-        return jnp.sum(jnp.exp(-d2[..., None] / (2 * h**2)), -1)
+        return jnp.sum(jnp.exp(-d2[..., None] / (2 * h**2)[None, None, :]), -1)
 
     value = _pairwise_mean(kernel, x, x) + _pairwise_mean(kernel, y, y) - 2 * _pairwise_mean(kernel, x, y)
     return jnp.maximum(value, 0.0)

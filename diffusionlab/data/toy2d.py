@@ -29,7 +29,7 @@ def two_moons(num: int, *, key: jax.Array) -> jax.Array:
     upper = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
     lower = jnp.stack([1 - jnp.cos(angle), 0.5 - jnp.sin(angle)], axis=-1)
     x = jnp.where(side[:, None], upper, lower) + 0.05 * jax.random.normal(k_noise, (num, 2))
-    return (x - jnp.array([0.5, 0.25])) / jnp.array([0.87, 0.5])
+    return (x - jnp.array([[0.5, 0.25]])) / jnp.array([[0.87, 0.5]])
 
 
 def swiss_roll(num: int, *, key: jax.Array) -> jax.Array:
