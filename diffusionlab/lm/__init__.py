@@ -1,0 +1,24 @@
+"""A small decoder-only transformer LM (flax NNX) with RoPE, a KV cache and a pure ``apply``.
+
+Trained on a synthetic multi-document QA corpus, it is the model NBCE
+(:mod:`diffusionlab.nbce`) extends beyond its trained length.
+"""
+
+from diffusionlab.lm.data import QACorpus, QAExample, training_set
+from diffusionlab.lm.decode import generate, left_pad, uncached_generate
+from diffusionlab.lm.model import (
+    DecodeCache,
+    LanguageModel,
+    LMApply,
+    LMConfig,
+    init_decode_cache,
+    pure,
+)
+from diffusionlab.lm.tokenizer import ByteTokenizer
+from diffusionlab.lm.train import LMTrainConfig, lm_loss, load_lm, save_lm, train_lm
+
+__all__ = [
+    "ByteTokenizer", "DecodeCache", "LMApply", "LMConfig", "LMTrainConfig", "LanguageModel",
+    "QACorpus", "QAExample", "generate", "init_decode_cache", "left_pad", "lm_loss", "load_lm",
+    "pure", "save_lm", "train_lm", "training_set", "uncached_generate",
+]

@@ -1,0 +1,285 @@
+"""A synthetic multi-document QA corpus: "KEY: value." facts amid filler prose.
+
+A document is filler sentences with a few facts ``"QXB: 417."`` mixed in; a question
+``"Q: QXB?\\nA: QXB: "`` asks for one key's value, answered ``"417"`` then EOS. The answer
+line repeats the fact's own lead-in, so that answering is copying what follows an earlier
+occurrence of the same text (the induction pattern a small transformer learns fast). The keys
+(upper-case letters), the values (digits) and the filler words are each split once into a
+training and a test vocabulary, so that test questions use keys, values and prose the model
+never saw: it has to copy from the context, it cannot recall.
+
+Three question kinds:
+
+* ``single``: one key, whose fact is in the context (or, for training, absent: the model
+  then sees an unpredictable value and learns to be unsure, which is what makes its entropy
+  an honest signal of "this context does not know");
+* ``pair``: ``"Q: QXB,RTY?\\nA: QXB: "`` answered ``"417, RTY: 902"``: two facts, one
+  answer in two segments;
+* ``latest``: a key assigned twice, ``"QXB: 417."`` then later ``"QXB: 902."``; the answer
+  is the later value, so the order of the facts matters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import string
+
+import numpy as np
+
+from diffusionlab.lm.tokenizer import ByteTokenizer
+
+__all__ = ["QACorpus", "QAExample", "training_set"]
+
+_TRAIN_WORDS = (
+    "the river moves slowly past old stone walls and quiet gardens where small birds sing "
+    "every morning while the baker opens his door to warm light from the hills above town "
+    "children walk along narrow lanes carrying bread and books toward a school near the "
+    "harbour boats rest in calm water under grey clouds that drift over fields of wheat"
+).split()
+_TEST_WORDS = (
+    "a violet comet crossed midnight skies as engineers calibrated copper telescopes inside "
+    "humming observatories pilots reported strange auroras glowing above frozen tundra "
+    "scientists debated quantum puzzles during lengthy seminars whereas poets sketched "
+    "lyrical verses about jungles volcanoes deserts glaciers orchids zebras"
+).split()
+
+
+def _split(items: list[str], seed: int, test_fraction: float) -> tuple[list[str], list[str]]:
+    """A fixed random split of ``items`` into (train, test)."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    cut = int(round(len(items) * (1 - test_fraction)))
+    return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
+
+
+@functools.cache
+def _key_split(length: int) -> tuple[list[str], list[str]]:
+    keys = ["".join(p) for p in itertools.product(string.ascii_uppercase, repeat=length)]
+    return _split(keys, 1, 0.25)
+
+
+@functools.cache
+def _value_split(length: int) -> tuple[list[str], list[str]]:
+    return _split([f"{v:0{length}d}" for v in range(10**length)], 2, 0.25)
+
+
+@dataclasses.dataclass(frozen=True)
+class QAExample:
+    """One question over one or more documents.
+
+    Attributes:
+      documents: the context documents (text).
+      question: the question prompt, ``"\\nQ: KEY?\\nA: KEY: "``.
+      answer: the expected answer text (EOS not included).
+      relevant: indices of the documents that hold the facts the answer needs.
+    """
+
+    documents: tuple[str, ...]
+    question: str
+    answer: str
+    relevant: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class QACorpus:
+    """Generator of documents and questions for one split (``"train"`` or ``"test"``).
+
+    Attributes:
+      split: which vocabulary of keys, values and filler words to draw from.
+      key_length: letters per key.
+      value_length: digits per value.
+      facts_per_document: (min, max) facts in a document, the asked ones included.
+      document_chars: (min, max) length of a document in characters (= byte tokens).
+    """
+
+    split: str = "train"
+    key_length: int = 3
+    value_length: int = 3
+    facts_per_document: tuple[int, int] = (2, 4)
+    document_chars: tuple[int, int] = (30, 72)
+
+    def __post_init__(self):
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+
+    # Vocabularies: fixed splits, identical for every corpus object.
+    def _keys(self) -> list[str]:
+        return _key_split(self.key_length)[self.split == "test"]
+
+    def _values(self) -> list[str]:
+        return _value_split(self.value_length)[self.split == "test"]
+
+    def _words(self) -> tuple[str, ...]:
+        return _TRAIN_WORDS if self.split == "train" else _TEST_WORDS
+
+    def document(self, facts: list[tuple[str, str]], rng: np.random.Generator) -> str:
+        """Filler sentences with ``facts`` ("KEY: value.") inserted in order, at random places."""
+        words = self._words()
+        target = int(rng.integers(self.document_chars[0], self.document_chars[1] + 1))
+        fact_texts = [f"{k}: {v}." for k, v in facts]
+        budget = target - sum(len(f) + 1 for f in fact_texts)
+        sentences = []
+        while budget > 12:
+            chosen = list(rng.choice(words, int(rng.integers(3, 8))))
+            while len(chosen) > 1 and len(" ".join(chosen)) + 2 > budget:
+                chosen.pop()
+            sentence = " ".join(chosen) + "."
+            sentences.append(sentence)
+            budget -= len(sentence) + 1
+        slots = np.sort(rng.integers(0, len(sentences) + 1, len(fact_texts)))
+        pieces = list(sentences)
+        for offset, (slot, fact) in enumerate(zip(slots, fact_texts, strict=True)):
+            pieces.insert(int(slot) + offset, fact)
+        return " ".join(pieces)
+
+    def _draw(self, rng, pool: list[str], count: int, exclude=()) -> list[str]:
+        chosen: list[str] = []
+        excluded = set(exclude)
+        while len(chosen) < count:
+            item = pool[int(rng.integers(len(pool)))]
+            if item not in excluded:
+                chosen.append(item)
+                excluded.add(item)
+        return chosen
+
+    def single(self, num_documents: int, rng: np.random.Generator, *,
+               present: bool = True) -> QAExample:
+        """A one-key question over ``num_documents`` documents; exactly one holds the fact.
+
+        With ``present=False`` no document holds it (the answer is then unpredictable).
+        """
+        values = self._values()
+        counts = rng.integers(self.facts_per_document[0], self.facts_per_document[1] + 1,
+                              num_documents)
+        keys = self._draw(rng, self._keys(), int(counts.sum()) + 1)
+        asked, keys = keys[0], keys[1:]
+        answer = values[int(rng.integers(len(values)))]
+        holder = int(rng.integers(num_documents))
+        documents, start = [], 0
+        for d, count in enumerate(counts):
+            facts = [(k, values[int(rng.integers(len(values)))])
+                     for k in keys[start:start + count]]
+            start += count
+            if present and d == holder:
+                facts[int(rng.integers(len(facts)))] = (asked, answer)
+            documents.append(self.document(facts, rng))
+        return QAExample(tuple(documents), _question(asked), answer,
+                         (holder,) if present else ())
+
+    def pair(self, rng: np.random.Generator, *, split_documents: bool,
+             num_documents: int = 1) -> QAExample:
+        """``"Q: K1,K2?\\nA: K1: "`` answered ``"v1, K2: v2"``; the facts share a document or not."""
+        if split_documents and num_documents < 2:
+            raise ValueError("split_documents needs num_documents >= 2")
+        example = self.single(num_documents, rng)
+        values = self._values()
+        first = example.relevant[0]
+        second = first if not split_documents else int(
+            (first + 1 + rng.integers(num_documents - 1)) % num_documents)
+        used = set("".join(example.documents).split())
+        k2 = self._draw(rng, self._keys(), 1, exclude=[w.rstrip(":") for w in used])[0]
+        v2 = values[int(rng.integers(len(values)))]
+        documents = list(example.documents)
+        documents[second] = _insert_fact(documents[second], f"{k2}: {v2}.", rng)
+        k1 = example.question.split("Q: ")[1].split("?")[0]
+        return QAExample(tuple(documents), f"\nQ: {k1},{k2}?\nA: {k1}: ",
+                         f"{example.answer}, {k2}: {v2}",
+                         tuple(sorted({first, second})))
+
+    def latest(self, rng: np.random.Generator, *, split_documents: bool,
+               num_documents: int = 1) -> QAExample:
+        """A key assigned twice; the answer is the later assignment.
+
+        With ``split_documents`` the two assignments are in documents ``i < j`` (in order).
+        """
+        if split_documents and num_documents < 2:
+            raise ValueError("split_documents needs num_documents >= 2")
+        example = self.single(num_documents, rng)
+        key = example.question.split("Q: ")[1].split("?")[0]
+        old = example.answer
+        new = self._draw(rng, self._values(), 1, exclude=[old])[0]
+        documents = list(example.documents)
+        first = example.relevant[0]
+        if split_documents:
+            if first == num_documents - 1:  # the later assignment needs a later document
+                documents[first], documents[0] = documents[0], documents[first]
+                first = 0
+            second = int(rng.integers(first + 1, num_documents))
+            documents[second] = _insert_fact(documents[second], f"{key}: {new}.", rng)
+        else:
+            second = first
+            documents[first] = _insert_after(documents[first], f"{key}: {old}.",
+                                             f"{key}: {new}.", rng)
+        return QAExample(tuple(documents), example.question, new,
+                         tuple(sorted({first, second})))
+
+
+def _question(key: str) -> str:
+    return f"\nQ: {key}?\nA: {key}: "
+
+
+def _insert_fact(document: str, fact: str, rng: np.random.Generator) -> str:
+    """``fact`` inserted between two sentences of ``document`` at a random place."""
+    sentences = document.split(". ")
+    at = int(rng.integers(len(sentences) + 1))
+    pieces = [s if s.endswith(".") else s + "." for s in sentences]
+    pieces.insert(at, fact)
+    return " ".join(pieces).replace("..", ".")
+
+
+def _insert_after(document: str, anchor: str, fact: str, rng: np.random.Generator) -> str:
+    """``fact`` inserted somewhere after the sentence ``anchor``."""
+    head, tail = document.split(anchor, 1)
+    tail_sentences = [s for s in tail.split(". ") if s.strip()]
+    at = int(rng.integers(len(tail_sentences) + 1))
+    tail_sentences = [s.strip() if s.strip().endswith(".") else s.strip() + "."
+                      for s in tail_sentences]
+    tail_sentences.insert(at, fact)
+    return (head + anchor + " " + " ".join(tail_sentences)).replace("..", ".")
+
+
+def training_set(num_examples: int, *, seed: int, max_length: int,
+                 tokenizer: ByteTokenizer | None = None,
+                 corpus: QACorpus | None = None,
+                 mix: tuple[float, float, float, float] = (0.55, 0.2, 0.1, 0.15),
+                 ) -> dict[str, np.ndarray]:
+    """Left-padded training sequences ``BOS document question answer EOS`` and loss weights.
+
+    Args:
+      num_examples: number of sequences.
+      seed: seeds the generator (numpy).
+      max_length: the trained length ``L``; every sequence is padded to it.
+      tokenizer: default the byte tokenizer.
+      corpus: default ``QACorpus("train")``.
+      mix: probabilities of (single with the fact present, single without it (including an
+        empty document), pair, latest) questions.
+
+    Returns:
+      ``{"tokens": (N, L) int32, "answer": (N, L) float32}``; ``answer`` marks the targets
+      that are answer tokens (EOS included), aligned with ``tokens`` (target at ``t`` is
+      ``tokens[t]`` predicted from position ``t-1``).
+    """
+    tokenizer = ByteTokenizer() if tokenizer is None else tokenizer
+    corpus = QACorpus("train") if corpus is None else corpus
+    rng = np.random.default_rng(seed)
+    tokens = np.full((num_examples, max_length), tokenizer.pad_id, np.int32)
+    answer = np.zeros((num_examples, max_length), np.float32)
+    kinds = rng.choice(4, num_examples, p=np.asarray(mix) / np.sum(mix))
+    for i, kind in enumerate(kinds):
+        if kind == 0:
+            ex = corpus.single(1, rng)
+        elif kind == 1:
+            ex = corpus.single(1, rng, present=False)
+            if rng.random() < 0.3:
+                ex = dataclasses.replace(ex, documents=("",))
+        elif kind == 2:
+            ex = corpus.pair(rng, split_documents=False)
+        else:
+            ex = corpus.latest(rng, split_documents=False)
+        prompt = tokenizer.encode(ex.documents[0] + ex.question, bos=True)
+        target = tokenizer.encode(ex.answer, eos=True)
+        sequence = np.concatenate([prompt, target])[-max_length:]
+        tokens[i, max_length - len(sequence):] = sequence
+        answer[i, max_length - len(target):] = 1.0
+    return {"tokens": tokens, "answer": answer}

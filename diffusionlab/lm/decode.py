@@ -1,0 +1,108 @@
+"""Plain autoregressive decoding with a KV cache, for any model with the ``apply`` protocol.
+
+``apply(params, tokens_BxL, cache) -> (logits_BxLxV, cache)`` and ``apply.init_cache(B, S)``
+(see :mod:`diffusionlab.lm.model`). The prompt is prefilled in one call, then one token per
+step is fed back inside a ``lax.scan``, so the whole generation is one compiled program.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["generate", "left_pad", "uncached_generate"]
+
+
+def left_pad(sequences: Sequence[Sequence[int]], *, pad_id: int = 0,
+             length: int | None = None) -> np.ndarray:
+    """Stacks token sequences into a ``(B, P)`` int32 array, padded on the left.
+
+    Args:
+      sequences: token id sequences.
+      pad_id: the padding id.
+      length: ``P``; default the longest sequence. Longer sequences raise ValueError.
+    """
+    longest = max((len(s) for s in sequences), default=0)
+    length = longest if length is None else length
+    if longest > length:
+        raise ValueError(f"length={length} is shorter than the longest sequence ({longest})")
+    out = np.full((len(sequences), length), pad_id, np.int32)
+    for i, s in enumerate(sequences):
+        if len(s):
+            out[i, length - len(s):] = np.asarray(s, np.int32)
+    return out
+
+
+def _pick(logits_BxV, key, temperature, greedy: bool):
+    if greedy:
+        return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, logits_BxV / temperature, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id", "greedy"))
+def _generate(apply, params, prompts_BxP, key, temperature, *, max_new_tokens, eos_id, greedy):
+    batch, length = prompts_BxP.shape
+    cache = apply.init_cache(batch, length + max_new_tokens)
+    logits_BxPxV, cache = apply(params, prompts_BxP, cache)
+
+    def step(carry, key_t):
+        logits_BxV, cache, done_B = carry
+        token_B = _pick(logits_BxV, key_t, temperature, greedy)
+        token_B = jnp.where(done_B, eos_id, token_B)
+        done_B = done_B | (token_B == eos_id)
+        logits_Bx1xV, cache = apply(params, token_B[:, None], cache)
+        return (logits_Bx1xV[:, -1], cache, done_B), token_B
+
+    carry = (logits_BxPxV[:, -1], cache, jnp.zeros((batch,), bool))
+    _, tokens_TxB = jax.lax.scan(step, carry, jax.random.split(key, max_new_tokens))
+    return tokens_TxB.T
+
+
+def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2,
+             temperature: float = 0.0, key: jax.Array | None = None) -> jax.Array:
+    r"""Greedy ($\tau = 0$) or sampled ($\mathrm{softmax}(z/\tau)$) decoding with a KV cache.
+
+    Args:
+      apply: the model's pure ``apply`` (with ``init_cache``).
+      params: its parameters.
+      prompts_BxP: left-padded prompts (see :func:`left_pad`).
+      max_new_tokens: number of decoding steps.
+      eos_id: after it, a row keeps emitting ``eos_id``.
+      temperature: 0 for greedy decoding, > 0 for sampling (needs ``key``).
+      key: PRNG key for sampling.
+
+    Returns:
+      ``(B, max_new_tokens)`` int32 generated tokens.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    greedy = temperature == 0
+    if not greedy and key is None:
+        raise ValueError("sampling (temperature > 0) needs a key")
+    key = jax.random.key(0) if key is None else key
+    return _generate(apply, params, jnp.asarray(prompts_BxP, jnp.int32), key,
+                     jnp.float32(max(temperature, 1e-6)), max_new_tokens=max_new_tokens,
+                     eos_id=eos_id, greedy=greedy)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
+def uncached_generate(apply, params, prompts_BxP, *, max_new_tokens: int) -> jax.Array:
+    """Greedy decoding that recomputes the whole sequence every step (the cache's baseline)."""
+    batch, length = prompts_BxP.shape
+    buffer = jnp.concatenate(
+        [jnp.full((batch, max_new_tokens), apply.pad_id, jnp.int32), prompts_BxP], axis=1)
+
+    def step(buffer, _):
+        # The buffer stays left-padded: pads are masked and do not shift positions.
+        logits_BxLxV, _ = apply(params, buffer, None)
+        token_B = jnp.argmax(logits_BxLxV[:, -1], axis=-1).astype(jnp.int32)
+        return jnp.concatenate([buffer[:, 1:], token_B[:, None]], axis=1), token_B
+
+    _, tokens_TxB = jax.lax.scan(step, buffer, None, length=max_new_tokens)
+    return tokens_TxB.T

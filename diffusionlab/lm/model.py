@@ -1,0 +1,143 @@
+"""A small decoder-only transformer LM with RoPE and a KV cache, used through a pure ``apply``.
+
+The model reads left-padded batches: tokens equal to ``pad_id`` are masked out as keys and
+do not advance the rotary positions, which are ``cumsum(valid) - 1``. So a row's real tokens
+get positions ``0, 1, …`` whatever the amount of padding before them, and a padded batch
+decodes exactly as each row would alone.
+
+The pure protocol, shared with :mod:`diffusionlab.nbce` (which needs nothing else):
+
+* ``apply(params, tokens_BxL, cache) -> (logits_BxLxV, cache)``; ``cache=None`` is a full,
+  uncached forward; a cache from ``apply.init_cache(batch_size, length)`` is filled from its
+  current length on, so a prompt then single tokens decode incrementally.
+* ``apply.max_length``: the trained length; ``apply.pad_id``: the padding id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from diffusionlab.nn.transformer import KVCache, Transformer, causal_mask, padding_mask
+
+__all__ = ["DecodeCache", "LMApply", "LMConfig", "LanguageModel", "init_decode_cache", "pure"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Architecture of the language model.
+
+    Attributes:
+      vocab_size: number of token ids (259 for the byte tokenizer).
+      dim: model width.
+      depth: number of transformer blocks.
+      num_heads: attention heads per block.
+      mlp_dim: MLP hidden width.
+      max_length: the trained context length ``L`` (longer inputs run, but untrained).
+      pad_id: the padding id, masked out.
+    """
+
+    vocab_size: int = 259
+    dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    max_length: int = 96
+    pad_id: int = 0
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DecodeCache:
+    """Everything incremental decoding carries between calls.
+
+    Attributes:
+      layers: one :class:`~diffusionlab.nn.transformer.KVCache` per block.
+      valid: ``(B, S)`` bool, which cache slots hold real (non-pad) tokens.
+      next_position: ``(B,)`` int32, the rotary position of each row's next real token.
+    """
+
+    layers: tuple
+    valid: jax.Array
+    next_position: jax.Array
+
+    @property
+    def length(self) -> jax.Array:
+        """Number of filled slots (the same in every layer)."""
+        return self.layers[0].length
+
+
+def init_decode_cache(config: LMConfig, batch_size: int, length: int) -> DecodeCache:
+    """An empty :class:`DecodeCache` with room for ``length`` tokens in each of ``batch_size`` rows."""
+    head_dim = config.dim // config.num_heads
+    layers = tuple(KVCache.init(batch_size, length, config.num_heads, head_dim)
+                   for _ in range(config.depth))
+    return DecodeCache(layers, jnp.zeros((batch_size, length), bool),
+                       jnp.zeros((batch_size,), jnp.int32))
+
+
+class LanguageModel(nnx.Module):
+    """Decoder-only transformer: token embedding, blocks, tied output projection."""
+
+    def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.trunk = Transformer(config.vocab_size, config.dim, config.depth, config.num_heads,
+                                 config.mlp_dim, rngs=rngs)
+
+    def init_cache(self, batch_size: int, length: int) -> DecodeCache:
+        """An empty cache with room for ``length`` tokens per row."""
+        return init_decode_cache(self.config, batch_size, length)
+
+    def __call__(self, tokens_BxL, cache: DecodeCache | None = None):
+        """Logits of the next token at every position; see the module docstring."""
+        batch, length = tokens_BxL.shape
+        valid_BxL = tokens_BxL != self.config.pad_id
+        offset_B = jnp.zeros((batch,), jnp.int32) if cache is None else cache.next_position
+        positions_BxL = offset_B[:, None] + jnp.cumsum(valid_BxL, axis=1, dtype=jnp.int32) - 1
+        positions_BxL = jnp.maximum(positions_BxL, 0)
+        if cache is None:
+            mask = causal_mask(length) & padding_mask(valid_BxL)
+            h_BxLxD, _ = self.trunk(tokens_BxL, mask=mask, positions=positions_BxL)
+            return self.trunk.logits(h_BxLxD), None
+        start = cache.length
+        valid_BxS = jax.lax.dynamic_update_slice(cache.valid, valid_BxL, (0, start))
+        slots = valid_BxS.shape[1]
+        mask = causal_mask(length, key_length=slots, offset=start) & padding_mask(valid_BxS)
+        h_BxLxD, layers = self.trunk(tokens_BxL, mask=mask, positions=positions_BxL,
+                                     caches=cache.layers)
+        next_position_B = offset_B + jnp.sum(valid_BxL, axis=1, dtype=jnp.int32)
+        return self.trunk.logits(h_BxLxD), DecodeCache(layers, valid_BxS, next_position_B)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LMApply:
+    """The pure protocol of a :class:`LanguageModel`: ``apply(params, tokens, cache)``.
+
+    Hashable by identity, so it can be a static argument of ``jax.jit``.
+    """
+
+    graphdef: nnx.GraphDef
+    config: LMConfig
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_length
+
+    @property
+    def pad_id(self) -> int:
+        return self.config.pad_id
+
+    def __call__(self, params, tokens_BxL, cache=None):
+        return nnx.merge(self.graphdef, params)(tokens_BxL, cache)
+
+    def init_cache(self, batch_size: int, length: int) -> DecodeCache:
+        return init_decode_cache(self.config, batch_size, length)
+
+
+def pure(model: LanguageModel) -> tuple[LMApply, nnx.State]:
+    """Splits ``model`` into its pure ``apply`` and its parameters (``nnx.split``)."""
+    graphdef, params = nnx.split(model)
+    return LMApply(graphdef, model.config), params

@@ -1,0 +1,20 @@
+"""NBCE: naive-Bayes context extension of a language model, at decoding time only.
+
+Su, "NBCE: extending an LLM's context length with naive Bayes", https://kexue.fm/archives/9617;
+"Supplementary notes and analysis of NBCE", https://kexue.fm/archives/9632.
+"""
+
+from diffusionlab.nbce.chunking import split_into_chunks
+from diffusionlab.nbce.generate import (
+    NBCEOutput,
+    nbce_decode,
+    nbce_generate,
+    nbce_prefill,
+    nbce_prompts,
+)
+from diffusionlab.nbce.step import POOLINGS, nbce_step, top_p_truncate, truncated_entropy
+
+__all__ = [
+    "NBCEOutput", "POOLINGS", "nbce_decode", "nbce_generate", "nbce_prefill", "nbce_prompts",
+    "nbce_step", "split_into_chunks", "top_p_truncate", "truncated_entropy",
+]

@@ -1,0 +1,151 @@
+r"""One NBCE decoding step: truncate, score by entropy, pool, merge with the empty-context row.
+
+The generalised naive-Bayes formula (Su, "NBCE: extending an LLM's context length with naive
+Bayes", https://kexue.fm/archives/9617, and the supplementary notes,
+https://kexue.fm/archives/9632) combines the next-token log-probabilities of ``n`` contexts
+$\ell_k = \log p(T\mid S_k)$ with the empty-context row $\ell_0 = \log p(T)$:
+
+$$\log p(T\mid S_1,\dots,S_n) = (\beta+1)\,\mathcal P[\ell_1,\dots,\ell_n] - \beta\,\ell_0
++ \text{const}.$$
+
+The reference loop, step by step: log-softmax per row; top-p truncation per row (row 0
+included) *without* renormalising; entropy $H_r = -\sum_v e^{\ell_{rv}}\mathrm{clip}(\ell_{rv},
+-100, 0)$; stickiness $H_{k'} \leftarrow H_{k'}-\eta$ for the previous choice $k'$; the choice
+$k = 1 + \arg\min_{r\ge1} H_r$; and the merge, which falls back to the pooled term wherever the
+empty-context row was truncated away ($\ell_{0v} = -\infty$).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+POOLINGS = ("min_entropy", "average", "max")
+
+# The reference code's stand-in for -inf in the clip and in the merge's finiteness test.
+_LOG_FLOOR = -100.0
+
+
+def top_p_truncate(logprobs_RxV: jax.Array, top_p: float | jax.Array) -> jax.Array:
+    r"""Nucleus truncation per row, keeping the original log-probabilities (no renormalising).
+
+    Sorting each row ascending, a token is removed when the cumulative probability up to and
+    including it is $\le 1-p$; the most probable token is always kept. ``top_p = 1`` removes
+    only tokens of probability exactly zero.
+
+    Args:
+      logprobs_RxV: normalised log-probabilities, one distribution per row.
+      top_p: nucleus mass $p\in(0,1]$.
+
+    Returns:
+      The same array with the removed entries set to $-\infty$.
+    """
+    probs_RxV = jnp.exp(logprobs_RxV)
+    order_RxV = jnp.argsort(probs_RxV, axis=-1, stable=True)
+    sorted_RxV = jnp.take_along_axis(probs_RxV, order_RxV, axis=-1)
+    remove_sorted_RxV = jnp.cumsum(sorted_RxV, axis=-1) <= 1.0 - top_p
+    remove_sorted_RxV = remove_sorted_RxV.at[:, -1].set(False)
+    inverse_RxV = jnp.argsort(order_RxV, axis=-1)
+    remove_RxV = jnp.take_along_axis(remove_sorted_RxV, inverse_RxV, axis=-1)
+    return jnp.where(remove_RxV, -jnp.inf, logprobs_RxV)
+
+
+def truncated_entropy(logprobs_RxV: jax.Array) -> jax.Array:
+    r"""$H_r = -\sum_v e^{\ell_{rv}}\,\mathrm{clip}(\ell_{rv}, -100, 0)$, NaN-free on $-\infty$ entries.
+
+    The clip turns $0\cdot(-\infty)$ into $0\cdot(-100) = 0$; the result is the entropy of the
+    truncated, un-renormalised distribution.
+    """
+    return -jnp.sum(jnp.exp(logprobs_RxV) * jnp.clip(logprobs_RxV, _LOG_FLOOR, 0.0), axis=-1)
+
+
+def _pool(logprobs_NxV: jax.Array, choice_index: jax.Array, pooling: str) -> jax.Array:
+    """The pooled context term $\\mathcal P[\\ell_1..\\ell_n]$ (rows 1..n passed as ``N x V``)."""
+    if pooling == "min_entropy":
+        return logprobs_NxV[choice_index]
+    if pooling == "max":
+        return jnp.max(logprobs_NxV, axis=0)
+    average_V = jnp.mean(logprobs_NxV, axis=0)
+    # A token truncated away by any context is vetoed (-inf). If the contexts' nuclei share no
+    # token at all, that leaves nothing to decode; fall back to the mean of the clipped
+    # log-probabilities, the same clip the entropy uses, so that the vote stays defined.
+    clipped_V = jnp.mean(jnp.clip(logprobs_NxV, _LOG_FLOOR, 0.0), axis=0)
+    return jnp.where(jnp.any(jnp.isfinite(average_V)), average_V, clipped_V)
+
+
+def nbce_step_unchecked(logits_RxV, *, beta, eta, top_p, prev_choice, pooling: str):
+    """:func:`nbce_step` without argument validation, for use inside jitted loops.
+
+    ``prev_choice`` is an int32 scalar; 0 means "no previous choice" (row 0 is never chosen).
+    """
+    logprobs_RxV = jax.nn.log_softmax(logits_RxV.astype(jnp.float32), axis=-1)
+    logprobs_RxV = top_p_truncate(logprobs_RxV, top_p)
+    entropies_R = truncated_entropy(logprobs_RxV)
+    rows_R = jnp.arange(entropies_R.shape[0])
+    sticky_R = entropies_R - jnp.where((rows_R == prev_choice) & (prev_choice > 0), eta, 0.0)
+    # argmin returns the first minimiser: ties go to the lowest context index.
+    choice_index = jnp.argmin(sticky_R[1:])
+    choice = (choice_index + 1).astype(jnp.int32)
+    pooled_V = _pool(logprobs_RxV[1:], choice_index, pooling)
+    empty_V = logprobs_RxV[0]
+    merged_V = (1.0 + beta) * pooled_V - beta * empty_V
+    # -inf rule: where the empty-context row was truncated, keep the pooled term alone.
+    merged_V = jnp.where(empty_V > _LOG_FLOOR, merged_V, pooled_V)
+    # A token the pooled term excludes stays excluded, also at beta = -1 where (1+beta)*(-inf)
+    # would be NaN (the limit from beta > -1 is -inf).
+    merged_V = jnp.where(jnp.isneginf(pooled_V), -jnp.inf, merged_V)
+    return merged_V, choice, entropies_R
+
+
+def validate_hyperparameters(*, beta, top_p, pooling) -> None:
+    """Raises ValueError for ``beta < -1``, ``top_p`` outside (0, 1] or an unknown pooling."""
+    if not isinstance(beta, jax.core.Tracer) and float(beta) < -1.0:
+        raise ValueError(f"beta must be >= -1 (Su: any beta >= -1 is reasonable), got {beta}")
+    if not isinstance(top_p, jax.core.Tracer) and not 0.0 < float(top_p) <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1] (1 switches truncation off), got {top_p}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def nbce_step(logits, *, beta=0.25, eta=0.1, top_p=0.95, prev_choice=None,
+              pooling="min_entropy"):
+    r"""Merges the next-token predictions of ``n`` contexts and the empty context (NBCE).
+
+    $$m_v = \begin{cases}(1+\beta)\,\mathcal P_v - \beta\,\ell_{0v} & \ell_{0v} > -100\\
+    \mathcal P_v & \text{otherwise,}\end{cases}$$
+
+    with $\ell$ the top-p-truncated log-softmax of ``logits`` and $\mathcal P$ the pooling:
+    ``"min_entropy"`` takes the whole row $\ell_k$, $k = 1+\arg\min_{r\ge1}(H_r -
+    \eta\,[r=k'])$; ``"average"`` the mean over rows $1..n$; ``"max"`` the element-wise max.
+
+    Args:
+      logits: ``(n+1, V)`` next-token logits; row 0 is the empty-context row.
+      beta: weight $\beta \ge -1$; $\beta = n-1$ with average pooling is plain naive Bayes.
+      eta: stickiness bonus $\eta$ given to the previous choice's entropy.
+      top_p: nucleus mass in (0, 1]; 1 switches truncation off.
+      prev_choice: the previous step's choice (1..n), or None / 0 on the first step.
+      pooling: ``"min_entropy"``, ``"average"`` or ``"max"``.
+
+    Returns:
+      ``(merged_logprobs (V,), choice (int32 scalar in 1..n), entropies (n+1,))``. The merged
+      vector is unnormalised (decode with argmax or a softmax); the entropies are those of the
+      truncated rows before the stickiness bonus. ``choice`` is the min-entropy row whatever
+      the pooling, so that it can be carried as the stickiness state.
+
+    Raises:
+      ValueError: logits not 2-D or with fewer than 2 rows, ``beta < -1``, ``top_p`` outside
+        (0, 1], or an unknown pooling.
+
+    Reference: Su, "NBCE: extending an LLM's context length with naive Bayes",
+    https://kexue.fm/archives/9617; "Supplementary notes and analysis of NBCE",
+    https://kexue.fm/archives/9632.
+    """
+    logits = jnp.asarray(logits)
+    if logits.ndim != 2 or logits.shape[0] < 2:
+        raise ValueError(
+            f"logits must have shape (n+1, V) with n >= 1 context rows after the empty-context "
+            f"row 0, i.e. at least 2 rows; got shape {logits.shape}")
+    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
+    prev = jnp.asarray(0 if prev_choice is None else prev_choice, jnp.int32)
+    return nbce_step_unchecked(logits, beta=beta, eta=eta, top_p=top_p, prev_choice=prev,
+                               pooling=pooling)
