@@ -1,8 +1,20 @@
-"""Neural networks (flax NNX), used through pure ``apply(params, x, t)`` functions."""
+"""Neural networks (flax NNX), used through pure ``apply(params, ...)`` functions."""
 
 from diffusionlab.nn.embed import sinusoidal_embedding
 from diffusionlab.nn.mlp import MLP
 from diffusionlab.nn.pure import pure
+from diffusionlab.nn.transformer import (
+    KVCache,
+    MultiHeadAttention,
+    Transformer,
+    TransformerBlock,
+    causal_mask,
+    padding_mask,
+    rotary_embedding,
+)
 from diffusionlab.nn.unet import UNet
 
-__all__ = ["MLP", "UNet", "pure", "sinusoidal_embedding"]
+__all__ = [
+    "MLP", "KVCache", "MultiHeadAttention", "Transformer", "TransformerBlock", "UNet",
+    "causal_mask", "padding_mask", "pure", "rotary_embedding", "sinusoidal_embedding",
+]
