@@ -1,6 +1,5 @@
 """Every notebook executes top to bottom at quick size (DIFFUSIONLAB_QUICK=1)."""
 
-import os
 import pathlib
 
 import jupytext
@@ -27,5 +26,7 @@ def test_notebook_runs_quick(path, monkeypatch):
                    resources={"metadata": {"path": str(path.parent)}}).execute()
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS or os.environ.get("CI") is None
+def test_every_notebook_is_paired():
+    assert NOTEBOOKS, "notebooks/ holds the interactive explorations"
+    py = {p.stem for p in NOTEBOOKS[0].parent.glob("*.py")}
+    assert py == {p.stem for p in NOTEBOOKS}, "each notebooks/X.py has its X.ipynb and vice versa"
