@@ -98,18 +98,24 @@ def default_test_functions(
     scale = jnp.asarray(scale, jnp.float32)
     if scale.shape != () or not bool(scale > 0):
         raise ValueError(f"scale must be a positive scalar, got {scale}")
-    num_bumps, num_fourier = num // 2, num - num // 2
-    key_c, key_w, key_b = jax.random.split(key, 3)
-    length2 = scale**2 * math.sqrt(2.0 * dim)
-    if centers is None:
-        centers = scale * jax.random.normal(key_c, (num_bumps, dim))
-    else:
+    num_bumps = num // 2
+    if centers is not None:
         centers = jnp.asarray(centers, jnp.float32)
         if centers.ndim != 2 or centers.shape[1] != dim or centers.shape[0] < num_bumps:
             raise ValueError(
                 f"centers must have shape (≥ {num_bumps}, {dim}), got {centers.shape}"
             )
-        centers = centers[:num_bumps]
+    return scaled_test_functions(dim, key=key, num=num, scale=scale, centers=centers)
+
+
+def scaled_test_functions(dim: int, *, key, num: int, scale, centers=None) -> TestFunctions:
+    """:func:`default_test_functions` without validation, so that it can run under ``jit``."""
+    num_bumps, num_fourier = num // 2, num - num // 2
+    key_c, key_w, key_b = jax.random.split(key, 3)
+    length2 = scale**2 * math.sqrt(2.0 * dim)
+    if centers is None:
+        centers = scale * jax.random.normal(key_c, (num_bumps, dim))
+    centers = centers[:num_bumps]
     return TestFunctions(
         centers=centers,
         widths=jnp.full((num_bumps,), jnp.sqrt(length2)),
