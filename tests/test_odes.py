@@ -1,5 +1,6 @@
 """Gravity, power-law fields and the isotropic CDF family: closed forms and identities."""
 
+import functools
 import math
 
 import jax
@@ -25,7 +26,7 @@ def _points(d, n=37, b=9, key=KEY, dtype=jnp.float64):
 # ------------------------------------------------------------------------------- the field
 
 
-@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize("d", [1, 4])
 def test_field_is_gradient_of_potential(d):
     with jax.enable_x64(True):
         x, t, data = _points(d)
@@ -69,19 +70,19 @@ def test_field_compiles_once():
 # ----------------------------------------------------------------------- divergence-freeness
 
 
-@pytest.mark.parametrize("d", [1, 2, 4])
+@pytest.mark.parametrize("d", [1, 3])
 def test_power_law_divergence(d):
     with jax.enable_x64(True):
         x, t, data = _points(d, b=5)
         for k in (d + 1.0, d - 0.5, d + 3.0):
-            div = jax.vmap(lambda xb, tb: powerlaw.divergence(xb, tb, data[0], k=k))(x, t)
+            div = jax.vmap(functools.partial(powerlaw.divergence, x0=data[0], k=k))(x, t)
             r = jnp.sqrt(jnp.sum((x - data[:1]) ** 2, 1) + t * t)
             assert_tree_allclose(div, (d + 1 - k) * r ** (-k), rtol=1e-9, atol=1e-12)
             if k != d + 1:
                 assert np.all(np.abs(div) > 1e-6)
 
 
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [2])
 def test_gravity_green_function_is_the_conditional_and_divergence_free(d):
     # G = c_d (t, x - x0) / R^{d+1}: first component is p_t(x_t|x0), divergence zero.
     with jax.enable_x64(True):
@@ -94,7 +95,7 @@ def test_gravity_green_function_is_the_conditional_and_divergence_free(d):
 
 
 @pytest.mark.parametrize("path", CDF_FAMILY, ids=lambda p: p.name)
-@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("d", [1, 3])
 def test_cdf_family_divergence_free(path, d):
     with jax.enable_x64(True):
         x, t, data = _points(d, b=6)
@@ -122,7 +123,7 @@ def _beta_radius_cdf(d, scale):
     return lambda r: scipy.stats.beta.cdf(1 / (1 + (scale / np.float64(r)) ** 2), d / 2, 0.5)
 
 
-@pytest.mark.parametrize("d", [1, 2, 8])
+@pytest.mark.parametrize("d", [1, 8])
 def test_prior_forms_agree(d):
     T = 7.0
     radii = {m: np.linalg.norm(gravity.sample_prior(4000, d, T, key=jax.random.key(i),
@@ -147,7 +148,7 @@ def test_prior_directions_are_isotropic():
     assert_z(u.mean(0), np.sqrt(1 / 3 / len(u)), np.zeros(3))
 
 
-@pytest.mark.parametrize("d", [1, 3, 16])
+@pytest.mark.parametrize("d", [1, 16])
 def test_conditional_sample_matches_the_radial_law(d):
     x0 = jnp.broadcast_to(jnp.arange(d, dtype=jnp.float32), (5000, d))
     t = 0.3
@@ -197,7 +198,7 @@ def test_velocity_is_the_posterior_mean_of_the_conditional_target():
     # F_x/F_t = E[(x_t - x0)/t | x_t] ⇔ the residual z - v(x_t) is orthogonal to every
     # function of x_t. The residual (E[x0|x_t] - x0)/t is bounded, so the z-test is sound.
     data = jnp.array([[0.0, 0.0], [1.0, 0.5], [-0.8, 1.2], [0.3, -1.0], [2.0, 2.0]])
-    m, t = 200_000, 0.6
+    m, t = 100_000, 0.6
     k_idx, k_z = jax.random.split(KEY)
     x0 = data[jax.random.randint(k_idx, (m,), 0, data.shape[0])]
     x_t, z = gravity.conditional_target(x0, t, key=k_z)

@@ -73,8 +73,9 @@ def conditional_log_density(x_t, t, x0, *, log_prior: Callable) -> jax.Array:
     r""":math:`\log p_t(x_t\mid x_0) = \log p_1((x_t - x_0)/t + x_0) - d\log t` (last axis
     is :math:`d`; ``log_prior`` maps points to log-densities over the last axis)."""
     d = jnp.shape(x_t)[-1]
-    t = jnp.asarray(t)[..., None]
-    return log_prior((x_t - x0) / t + x0) - d * jnp.log(t[..., 0])
+    t = jnp.asarray(t)
+    t_col = t[..., None] if t.ndim else t
+    return log_prior((x_t - x0) / t_col + x0) - d * jnp.log(t)
 
 
 def marginal_velocity(x, t, data, *, log_prior: Callable, weights=None) -> jax.Array:
@@ -120,3 +121,19 @@ def standard_normal_log_density(x) -> jax.Array:
     r""":math:`\log\mathcal N(x; 0, I)` over all but the leading axis."""
     flat = x.reshape(x.shape[0], -1)
     return -0.5 * jnp.sum(flat * flat, axis=1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+
+def atoms_velocity(atoms=None, *, low: float = 0.0, high: float = 2.0) -> Callable:
+    r"""Su's 1-D demo: the exact straight-path velocity from :math:`U[\text{low},\text{high}]` at
+    :math:`t = 1` onto weighted atoms (default ``diffusionlab.data.ATOMS1D``: 0.5 with double
+    weight, 1.2 and 1.7). Returns ``v(x, t)`` for ``x`` of shape ``(B, 1)``."""
+    if atoms is None:
+        from diffusionlab.data import ATOMS1D as atoms
+    locations = jnp.array([[a] for a, _ in atoms], jnp.float32)
+    weights = jnp.array([w for _, w in atoms], jnp.float32)
+    log_prior = uniform_log_density(low, high)
+
+    def velocity(x, t):
+        return marginal_velocity(x, t, locations, log_prior=log_prior, weights=weights)
+
+    return velocity

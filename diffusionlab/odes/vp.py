@@ -5,7 +5,8 @@ r"""The variance-preserving (VP) probability-flow ODE, the Gaussian baseline.
 on :math:`t\in[0, 1]`. With a noise predictor :math:`\varepsilon_\theta` (score
 :math:`-\varepsilon_\theta/\sigma_t`) the probability-flow ODE is
 
-.. math:: \frac{\mathrm dx}{\mathrm dt} = -\tfrac12\beta(t)\Big(x - \frac{\varepsilon_\theta(x, t)}{\sigma_t}\Big),
+.. math:: \frac{\mathrm dx}{\mathrm dt}
+          = -\tfrac12\beta(t)\Big(x - \frac{\varepsilon_\theta(x, t)}{\sigma_t}\Big),
 
 integrated from :math:`\mathcal N(0, I)` at :math:`t = 1`. It is the Gaussian member of the
 isotropic family after a change of variables (Su, https://kexue.fm/archives/9370).

@@ -1,0 +1,206 @@
+r"""Learned velocity fields with one network budget: gravity, VP, flow matching, reflow.
+
+Every method trains the same time-conditioned MLP (:class:`diffusionlab.nn.MLP`) on
+flattened data with :func:`diffusionlab.train.fit`, and differs only in its target, its
+time variable and its prior:
+
+* gravity: the net is a denoiser :math:`D_\theta\approx\mathbb E[x_0\mid x_t]`, loss
+  :math:`\|D_\theta - x_0\|^2 = t^2\|v_\theta - z\|^2`, velocity
+  :math:`v_\theta = (x - D_\theta)/t`; heights :math:`\log t` uniform on
+  :math:`[\log t_\min, \log T]`, integrated in :math:`\log t`; the gravity prior at ``T``.
+* vp: noise prediction :math:`\varepsilon_\theta`, :math:`t\in[10^{-3}, 1]`, prior
+  :math:`\mathcal N(0, I)` at :math:`t = 1`.
+* cfm: the velocity :math:`v_\theta` of straight paths, :math:`t\in[0, 1]`, prior
+  :math:`\mathcal N(0, I)`.
+* reflow: cfm fine-tuned once on its own couplings (noise, ODE image).
+
+The gravity loss is the unbiased conditional target of :func:`diffusionlab.odes.gravity.
+conditional_loss` weighted by :math:`t^2` (the same minimiser, and bounded: :math:`z` is
+Cauchy, with no variance, but :math:`x_0` is bounded). The input is scaled by
+:math:`1/\sqrt{1+t^2}` so that the network sees order-one inputs at every height.
+
+References: 苏剑林, https://kexue.fm/archives/9305 (gravity), https://kexue.fm/archives/9379
+(flow matching), https://kexue.fm/archives/9497 (rectified flow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from diffusionlab import nn, train
+from diffusionlab.odes import flows, gravity, vp
+from diffusionlab.odes.generate import Generated, generate
+
+METHODS = ("gravity", "vp", "cfm", "reflow")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The network budget shared by every method (an MLP) and the gravity heights."""
+
+    hidden: int = 128
+    depth: int = 3
+    time_dim: int = 64
+    gravity_T: float = 40.0
+    gravity_t_min: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedModel:
+    """A trained model: ``apply(params, x, t_B)``, its (EMA) parameters, and how to sample."""
+
+    method: str
+    apply: Callable = dataclasses.field(repr=False)
+    params: Any = dataclasses.field(repr=False)
+    budget: Budget
+    dim: int
+    history: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def T(self) -> float:
+        return self.budget.gravity_T if self.method == "gravity" else 1.0
+
+    @property
+    def t_end(self) -> float:
+        return {"gravity": self.budget.gravity_t_min, "vp": 1e-3}.get(self.method, 0.0)
+
+    @property
+    def time(self) -> str:
+        return "log" if self.method == "gravity" else "linear"
+
+    @functools.cached_property
+    def _field(self) -> Callable:
+        # One function object per model, so that jitted solvers compile once per model.
+        return functools.partial(_VELOCITY[self.method], self.apply, self.budget)
+
+    def velocity(self) -> jax.tree_util.Partial:
+        """The ODE right-hand side ``v(x, t)`` as a pytree (params are its leaves)."""
+        return jax.tree_util.Partial(self._field, self.params)
+
+    def sample_prior(self, num: int, *, key) -> jax.Array:
+        if self.method == "gravity":
+            return gravity.sample_prior(num, self.dim, self.T, key=key)
+        return jax.random.normal(key, (int(num), self.dim))
+
+    def log_prior(self) -> Callable:
+        if self.method == "gravity":
+            return functools.partial(_gravity_log_prior, T=self.T)
+        return flows.standard_normal_log_density
+
+
+def _gravity_log_prior(x, *, T):
+    return gravity.prior_log_density(x, T)
+
+
+def _time_feature(t_B, budget: Budget):
+    # log t mapped onto [0, 1]: the gravity heights span decades.
+    lo, hi = math.log(budget.gravity_t_min), math.log(budget.gravity_T)
+    return (jnp.log(t_B) - lo) / (hi - lo)
+
+
+def gravity_denoiser(apply, budget: Budget, params, x, t_B):
+    r""":math:`D_\theta(x, t)`, the network's estimate of :math:`\mathbb E[x_0\mid x_t = x]`."""
+    scale = jax.lax.rsqrt(1.0 + t_B * t_B)[:, None]
+    return apply(params, x * scale, _time_feature(t_B, budget))
+
+
+def _gravity_velocity(apply, budget, params, x, t):
+    t_B = jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1])
+    return (x - gravity_denoiser(apply, budget, params, x, t_B)) / t_B[:, None]
+
+
+def _vp_velocity(apply, budget, params, x, t):
+    return vp.probability_flow(functools.partial(apply, params))(x, t)
+
+
+def _direct_velocity(apply, budget, params, x, t):
+    return apply(params, x, jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1]))
+
+
+_VELOCITY = {"gravity": _gravity_velocity, "vp": _vp_velocity, "cfm": _direct_velocity,
+             "reflow": _direct_velocity}
+
+
+def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
+    r"""Per-example :math:`\|D_\theta(x_t, t) - x_0\|^2` with :math:`\log t\sim U[\log t_\min,
+    \log T]` and :math:`x_t\sim p_t(\cdot\mid x_0)` (exact Cauchy draw)."""
+    key_t, key_x = jax.random.split(key)
+    log_t = jax.random.uniform(key_t, x0.shape[:1], x0.dtype, math.log(budget.gravity_t_min),
+                               math.log(budget.gravity_T))
+    t = jnp.exp(log_t)
+    x_t = gravity.conditional_sample(x0, t, key=key_x)
+    return jnp.sum((gravity_denoiser(apply, budget, params, x_t, t) - x0) ** 2, axis=1)
+
+
+def _loss(method, apply, budget):
+    if method == "gravity":
+        return functools.partial(gravity_loss, apply, budget)
+    if method == "vp":
+        return lambda params, x0, key: vp.vp_loss(functools.partial(apply, params), x0, key=key)
+    if method == "cfm":
+        return lambda params, x0, key: flows.cfm_loss(functools.partial(apply, params), x0,
+                                                      key=key)
+    # reflow: each example is a (x̂0, x1) pair, stacked on the last axis.
+    return lambda params, pair, key: flows.rectified_loss(
+        functools.partial(apply, params), pair[..., 0], pair[..., 1], key=key)
+
+
+def init_network(dim: int, budget: Budget, *, key):
+    """The shared MLP ``(apply, params)`` for data of dimension ``dim``."""
+    module = nn.MLP(dim, dim, hidden=budget.hidden, depth=budget.depth,
+                    time_dim=budget.time_dim, rngs=nnx.Rngs(params=key))
+    return nn.pure(module)
+
+
+def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
+        init: LearnedModel | None = None, progress: bool = False) -> LearnedModel:
+    """Trains one method on ``data`` ``(N, d)`` (or, for ``reflow``, on pairs ``(N, d, 2)``).
+
+    Args:
+      method: one of ``METHODS``.
+      data: training data.
+      budget: the shared network budget.
+      config: the training configuration (identical across methods for a fair comparison).
+      key: PRNG key of the initial parameters.
+      init: start from this model's parameters (reflow fine-tunes cfm).
+      progress: show the progress bar.
+
+    Returns:
+      A :class:`LearnedModel` holding the EMA parameters.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    dim = data.shape[1]
+    apply, params = init_network(dim, budget, key=key)
+    if init is not None:
+        params = init.params
+    result = train.fit(_loss(method, apply, budget), params, data, config=config,
+                       progress=progress)
+    return LearnedModel(method, apply, result.ema_params, budget, dim, result.history)
+
+
+def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig, key,
+               progress: bool = False) -> LearnedModel:
+    r"""One reflow: couple fresh noise :math:`x_1` with its image :math:`\hat x_0` under
+    ``model`` (adaptive solve), then fine-tune ``model`` on the straight paths between them."""
+    noise = jax.random.normal(key, (int(num_pairs), model.dim))
+    x0_hat, x1 = flows.reflow_pairs(model.velocity(), noise)
+    pairs = jnp.stack([x0_hat, x1], axis=-1)
+    return fit("reflow", pairs, budget=model.budget, config=config, key=key, init=model,
+               progress=progress)
+
+
+def sample(model: LearnedModel, num: int, *, key, solver: str = "tsit5",
+           steps: int | None = None, rtol: float = 1e-4, atol: float = 1e-4) -> Generated:
+    """Draws ``num`` samples: prior at ``T``, then the model's ODE down to ``t_end``."""
+    x_T = model.sample_prior(num, key=key)
+    return generate(model.velocity(), x_T, model.T, t_end=model.t_end, solver=solver,
+                    steps=steps, rtol=rtol, atol=atol, time=model.time)
