@@ -13,7 +13,13 @@ import jax.numpy as jnp
 
 def first_positions(priorities, count):
     """Boolean mask of the ``count`` positions of lowest priority (``count`` has the batch shape)."""
-    rank = jnp.argsort(jnp.argsort(priorities, axis=-1), axis=-1)
+    # rank_i = #{j : u_j < u_i}, ties broken by index; an O(l^2) count compiles and runs faster
+    # than a double argsort at the sequence lengths used here (l <= a few hundred)
+    u_i, u_j = priorities[..., :, None], priorities[..., None, :]
+    index = jnp.arange(priorities.shape[-1])
+    earlier = (index[None, :] < index[:, None]).reshape((1,) * (priorities.ndim - 1) + 2 * index.shape)
+    before = (u_j < u_i) | ((u_j == u_i) & earlier)
+    rank = jnp.sum(before, axis=-1)
     return rank < jnp.asarray(count)[..., None]
 
 

@@ -69,7 +69,8 @@ def blur(x, level, event_shape):
         for i, n in enumerate(shape)
     )
     tau = BLUR_TAU_MAX * jnp.asarray(level, x.dtype) ** 2
-    decay = jnp.exp(-tau.reshape(tau.shape + (1,) * len(shape)) * jnp.asarray(eigen, x.dtype))
+    eigen = jnp.asarray(eigen, x.dtype).reshape((1,) * tau.ndim + eigen.shape)
+    decay = jnp.exp(-tau.reshape(tau.shape + (1,) * len(shape)) * eigen)
     y = x
     for axis, n in zip(axes, shape, strict=True):
         y = _along(_dct(n), y, axis)
@@ -93,8 +94,8 @@ def mask(x, level, event_shape):
     mask is continuous in :math:`\ell`, one pixel is fading at any time, and all are 0 at 1.
     """
     shape = spatial_shape(event_shape)
-    rank = jnp.asarray(_mask_order(shape), x.dtype)
     level = jnp.asarray(level, x.dtype)
+    rank = jnp.asarray(_mask_order(shape), x.dtype).reshape((1,) * level.ndim + shape)
     size = float(np.prod(shape))
     m = 1.0 - jnp.clip(level.reshape(level.shape + (1,) * len(shape)) * size - rank, 0.0, 1.0)
     return x * _per_example(m, x, event_shape)

@@ -32,16 +32,28 @@ def _is_dynamic(leaf) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic)) and not isinstance(leaf, np.bool_)
 
 
+def _node_types(tree) -> tuple[type, ...]:
+    """The types of all nodes of ``tree``, outermost first."""
+    children = jax.tree_util.tree_flatten(tree, is_leaf=lambda x: x is not tree)[0]
+    if len(children) == 1 and children[0] is tree:
+        return (type(tree),)
+    return (type(tree),) + tuple(t for child in children for t in _node_types(child))
+
+
 def _partition(tree):
-    """Splits a pytree into its array leaves (traced) and everything else (static, hashed)."""
+    """Splits a pytree into its array leaves (traced) and everything else (static, hashed).
+
+    The static part also names the node types: two dataclass pytrees with equal metadata but
+    different classes have equal ``PyTreeDef`` s in jax 0.10, which must not share a compilation.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
     static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
-    return dynamic, (treedef, static)
+    return dynamic, (treedef, static, _node_types(tree))
 
 
 def _combine(dynamic, static):
-    treedef, static_leaves = static
+    treedef, static_leaves, _ = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves, strict=True)]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 

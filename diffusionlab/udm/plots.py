@@ -1,0 +1,89 @@
+"""Figures of the UDM experiments: digit grids, a metric against reverse steps, z-score histograms."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def tile(images, *, columns: int) -> np.ndarray:
+    """``(N, H, W, 1)`` images in [-1, 1] tiled row by row into one 2-D array (1-pixel gaps)."""
+    images = np.asarray(images)[..., 0]
+    n, h, w = images.shape
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
+    return canvas
+
+
+def digit_grids(
+    panels: Mapping[str, np.ndarray], *, columns: int = 8, panel_columns: int = 4, suptitle: str = ""
+):
+    """One panel per named set of ``(N, 8, 8, 1)`` images; the first panel is usually real digits."""
+    names = list(panels)
+    cols = min(panel_columns, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.4 * rows), squeeze=False)
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("white")
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.imshow(tile(panels[name], columns=columns), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_steps(rows: Sequence[Mapping], *, metric: str, ylabel: str, title: str, log_y: bool = True):
+    """Lines of ``metric`` (mean ± std over seeds) against reverse steps, one per sampler.
+
+    ``rows`` hold ``sampler``, ``steps``, ``<metric>_mean`` and ``<metric>_std``.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        pts = sorted(
+            (r["steps"], r[f"{metric}_mean"], r[f"{metric}_std"]) for r in rows if r["sampler"] == name
+        )
+        steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
+        ax.errorbar(steps, mean, yerr=std, marker="o", ms=3, capsize=2, label=name)
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("reverse steps (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def z_histograms(z_by_family: Mapping[str, np.ndarray], *, title: str):
+    """Histogram of the consistency z-scores of each kernel family against the N(0, 1) density."""
+    names = list(z_by_family)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharex=True)
+    grid = np.linspace(-5, 5, 201)
+    for ax, name in zip(axes.flat, names, strict=False):
+        z = np.clip(np.asarray(z_by_family[name], float), -8, 8)
+        ax.hist(z, bins=np.linspace(-8, 8, 33), density=True, alpha=0.6, color="C0", label="z-scores")
+        ax.plot(grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), "k-", lw=1, label="N(0, 1)")
+        ax.set_title(f"{name}\nmax|z| = {np.max(np.abs(z)):.2f}", fontsize=8)
+        ax.set_xlabel("z (kernel route − direct draw)", fontsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
