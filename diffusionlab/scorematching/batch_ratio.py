@@ -14,6 +14,8 @@ Reference: 苏剑林, 《生成扩散模型漫谈（十八）：得分匹配 = �
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -77,6 +79,11 @@ def batch_ratio_score_bias(
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     if num_batches < 2:
         raise ValueError(f"num_batches must be ≥ 2, got {num_batches}")
+    return _bias(data, x_t, alpha, sigma, int(batch_size), int(num_batches), key)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _bias(data, x_t, alpha, sigma, batch_size, num_batches, key):
     exact_NxD = data.perturb(alpha=alpha, sigma=sigma).score(x_t)
 
     def one(k):
