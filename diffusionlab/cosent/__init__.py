@@ -1,0 +1,71 @@
+"""CoSENT: a ranking loss on pair similarities, for bi-encoders and cross-encoders.
+
+After 苏剑林's series: "CoSENT（一）：比Sentence-BERT更有效的句向量方案"
+(https://kexue.fm/archives/8847), "CoSENT（二）：特征式匹配与交互式匹配有多大差距？"
+(https://kexue.fm/archives/8860) and "CoSENT（三）：作为交互式相似度的损失函数"
+(https://kexue.fm/archives/9341).
+
+* Loss: :func:`cosent_loss` (dense, $O(B^2)$) and :func:`cosent_loss_sorted` ($O(B\\log B)$).
+* Baselines: :func:`sbert_softmax_loss`, :func:`cosine_mse_loss`, :func:`binary_cross_entropy_loss`.
+* Models: :class:`BiEncoder`, :class:`CrossEncoder` on a shared transformer trunk;
+  :class:`Tokenizer` built from the training text.
+* Data: :func:`synthetic_task`, :func:`wordnet_task`, :func:`load_pair_task` (essay TSVs).
+* Evaluation: :func:`spearman`, :func:`search_threshold`, :func:`accuracy`.
+* Training: :func:`train_pair_models` trains every (loss, seed) model of a comparison at once.
+"""
+
+from diffusionlab.cosent.baselines import (
+    binary_cross_entropy_loss,
+    cosine_mse_loss,
+    sbert_features,
+    sbert_softmax_loss,
+)
+from diffusionlab.cosent.evaluate import accuracy, search_threshold, spearman
+from diffusionlab.cosent.loss import cosent_loss, cosent_loss_sorted
+from diffusionlab.cosent.models import BiEncoder, CrossEncoder, EncoderConfig, cosine_similarity
+from diffusionlab.cosent.synthetic import SYNTHETIC_TASKS, synthetic_task
+from diffusionlab.cosent.tasks import PairSplit, PairTask
+from diffusionlab.cosent.tokenizer import Tokenizer
+from diffusionlab.cosent.train import (
+    BI_ENCODER_LOSSES,
+    CROSS_ENCODER_LOSSES,
+    PairArrays,
+    TrainResult,
+    TrainSettings,
+    encode_task,
+    train_pair_models,
+)
+from diffusionlab.cosent.tsv import load_pair_task, load_pair_tsv
+from diffusionlab.cosent.wordnet import wordnet_available, wordnet_task
+
+__all__ = [
+    "BI_ENCODER_LOSSES",
+    "CROSS_ENCODER_LOSSES",
+    "SYNTHETIC_TASKS",
+    "BiEncoder",
+    "CrossEncoder",
+    "EncoderConfig",
+    "PairArrays",
+    "PairSplit",
+    "PairTask",
+    "Tokenizer",
+    "TrainResult",
+    "TrainSettings",
+    "accuracy",
+    "binary_cross_entropy_loss",
+    "cosent_loss",
+    "cosent_loss_sorted",
+    "cosine_mse_loss",
+    "cosine_similarity",
+    "encode_task",
+    "load_pair_task",
+    "load_pair_tsv",
+    "sbert_features",
+    "sbert_softmax_loss",
+    "search_threshold",
+    "spearman",
+    "synthetic_task",
+    "train_pair_models",
+    "wordnet_available",
+    "wordnet_task",
+]

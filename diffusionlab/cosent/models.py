@@ -1,0 +1,119 @@
+r"""The encoders: one transformer trunk used as a bi-encoder or as a cross-encoder.
+
+* :class:`BiEncoder` (feature-based matching): each sentence is encoded alone and pooled
+  ([CLS] or a masked mean) into $u$; a pair is scored by $\cos(u, v)$. It also carries the
+  Sentence-BERT classifier $W[u, v, |u-v|]$ (2 logits), used only by that baseline's loss.
+* :class:`CrossEncoder` (interactive matching): the pair is one input
+  ``[CLS] a [SEP] b [SEP]`` and a 1-unit linear head on [CLS] gives the raw score $f(a, b)$.
+
+Both are built on :class:`diffusionlab.nn.transformer.Transformer` (pre-norm blocks, RoPE
+positions), the same trunk as the language model.
+
+Reference: 苏剑林, "CoSENT（二）", https://kexue.fm/archives/8860
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from diffusionlab.cosent.baselines import sbert_features
+from diffusionlab.cosent.tokenizer import PAD
+from diffusionlab.nn.transformer import Transformer, padding_mask
+
+__all__ = ["BiEncoder", "CrossEncoder", "EncoderConfig", "cosine_similarity"]
+
+POOLINGS = ("cls", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Size of the transformer trunk.
+
+    Attributes:
+      vocab_size: embedding rows (>= the tokenizer's size; fixed per experiment so every task
+        shares one compiled program).
+      dim, depth, num_heads, mlp_dim: width, blocks, heads, MLP hidden width.
+      pooling: ``"cls"`` (the reference) or ``"mean"`` (bi-encoder only).
+    """
+
+    vocab_size: int = 4096
+    dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    pooling: str = "cls"
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("vocab_size", "dim", "depth", "num_heads", "mlp_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def trunk(self, *, rngs: nnx.Rngs) -> Transformer:
+        return Transformer(self.vocab_size, self.dim, self.depth, self.num_heads, self.mlp_dim,
+                           rngs=rngs)
+
+
+def _hidden(trunk: Transformer, tokens_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Hidden states ``(B, L, D)`` with pads masked out as keys, and the valid mask ``(B, L)``."""
+    valid_BxL = tokens_BxL != PAD
+    positions_BxL = jnp.broadcast_to(jnp.arange(tokens_BxL.shape[1]), tokens_BxL.shape)
+    h_BxLxD, _ = trunk(tokens_BxL, mask=padding_mask(valid_BxL), positions=positions_BxL)
+    return h_BxLxD, valid_BxL
+
+
+def cosine_similarity(u_BxD: jax.Array, v_BxD: jax.Array) -> jax.Array:
+    r"""Row-wise $\cos(u, v) = u\cdot v / (\|u\|\|v\|)$, shape ``(B,)``; 0 for a zero vector."""
+    u_BxD = u_BxD / jnp.maximum(jnp.linalg.norm(u_BxD, axis=-1, keepdims=True), 1e-12)
+    v_BxD = v_BxD / jnp.maximum(jnp.linalg.norm(v_BxD, axis=-1, keepdims=True), 1e-12)
+    return jnp.sum(u_BxD * v_BxD, axis=-1)
+
+
+class BiEncoder(nnx.Module):
+    """Sentence embeddings from one shared trunk, scored by cosine.
+
+    Call ``model.embed(tokens_BxL) -> (B, D)``; ``model(tokens_a, tokens_b) -> (cos_B, u, v)``;
+    ``model.sbert_logits(u, v) -> (B, 2)``. Tokens are ``[CLS] text`` padded with 0.
+    """
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        self.pooling = config.pooling
+        self.trunk = config.trunk(rngs=rngs)
+        self.classifier = nnx.Linear(3 * config.dim, 2, rngs=rngs)
+
+    def embed(self, tokens_BxL: jax.Array) -> jax.Array:
+        h_BxLxD, valid_BxL = _hidden(self.trunk, tokens_BxL)
+        if self.pooling == "cls":
+            return h_BxLxD[:, 0]
+        weights_BxL = valid_BxL.astype(h_BxLxD.dtype)
+        total_BxD = jnp.einsum("bl,bld->bd", weights_BxL, h_BxLxD)
+        return total_BxD / jnp.maximum(weights_BxL.sum(-1, keepdims=True), 1.0)
+
+    def __call__(self, tokens_a_BxL: jax.Array, tokens_b_BxL: jax.Array):
+        # One pass over both sides: the trunk sees 2B sentences, as in the reference batches.
+        both_2BxD = self.embed(jnp.concatenate([tokens_a_BxL, tokens_b_BxL], axis=0))
+        u_BxD, v_BxD = jnp.split(both_2BxD, 2, axis=0)
+        return cosine_similarity(u_BxD, v_BxD), u_BxD, v_BxD
+
+    def sbert_logits(self, u_BxD: jax.Array, v_BxD: jax.Array) -> jax.Array:
+        return self.classifier(sbert_features(u_BxD, v_BxD))
+
+
+class CrossEncoder(nnx.Module):
+    """A pair scored jointly: ``model(pair_tokens_BxL) -> f_B``, a raw 1-unit head on [CLS].
+
+    Tokens are ``[CLS] a [SEP] b [SEP]`` padded with 0 (one segment, as in the reference).
+    """
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        self.trunk = config.trunk(rngs=rngs)
+        self.head = nnx.Linear(config.dim, 1, rngs=rngs)
+
+    def __call__(self, pair_tokens_BxL: jax.Array) -> jax.Array:
+        h_BxLxD, _ = _hidden(self.trunk, pair_tokens_BxL)
+        return self.head(h_BxLxD[:, 0])[:, 0]
