@@ -20,38 +20,47 @@ import jax.numpy as jnp
 from diffusionlab.odes.pointmass import check_points
 
 
-def _direction(x, data):
+def _direction(x, data, softening):
     # Unit vector along F(x): normalised weights in the log domain, as for the augmented field.
     d = data.shape[1]
     diff = x[:, None, :] - data[None, :, :]
-    log_w = -0.5 * d * jnp.log(jnp.maximum(jnp.sum(diff * diff, axis=-1), 1e-30))
+    r_sq = jnp.sum(diff * diff, axis=-1) + softening * softening
+    log_w = -0.5 * d * jnp.log(jnp.maximum(r_sq, 1e-30))
     w = jax.nn.softmax(log_w, axis=1)
     f = -jnp.einsum("bn,bnd->bd", w, diff)
     return f / jnp.maximum(jnp.linalg.norm(f, axis=1, keepdims=True), 1e-30)
 
 
 @functools.partial(jax.jit, static_argnames="steps")
-def _follow(x_start, data, length, steps):
+def _follow(x_start, data, length, softening, steps):
     h = length / steps
 
     def step(x, _):
-        return x + h * _direction(x, data), None
+        return x + h * _direction(x, data, softening), None
 
     x, _ = jax.lax.scan(step, x_start, None, length=steps)
     return x
 
 
-def follow_field_lines(x_start, data, *, length, steps: int = 2000) -> jax.Array:
+def follow_field_lines(x_start, data, *, length, steps: int = 2000,
+                       softening: float = 0.0) -> jax.Array:
     r"""Follows :math:`\mathrm dx/\mathrm ds = F/\|F\|` (unit speed) for arclength ``length``.
 
     A line that reaches a mass oscillates around it within one step, so the end point lies
     within ``length / steps`` of the source the line ended on.
+
+    With point masses (``softening = 0``) every mass is a sink that absorbs an equal share
+    of the flux from infinity (Gauss's law), so the empirical distribution is reproduced.
+    A smooth density (``softening`` > 0 spreads each mass over a ball of that size,
+    :math:`R^2 = \|x - y\|^2 + \epsilon^2`) absorbs flux everywhere, but an individual field
+    line only stops at a zero of :math:`F`: the lines collapse onto the few critical points.
 
     Args:
       x_start: ``(B, d)`` starting points (e.g. uniform on a large sphere).
       data: ``(N, d)`` the masses.
       length: arclength to travel (at least the distance to the data).
       steps: Euler steps.
+      softening: the smoothing length :math:`\epsilon` (0: point masses).
 
     Returns:
       ``(B, d)`` end points.
@@ -59,7 +68,8 @@ def follow_field_lines(x_start, data, *, length, steps: int = 2000) -> jax.Array
     x_start, data = check_points(x_start, data)
     if not float(length) > 0 or int(steps) < 1:
         raise ValueError(f"length must be > 0 and steps ≥ 1, got {length}, {steps}")
-    return _follow(x_start, data, jnp.asarray(length, x_start.dtype), int(steps))
+    return _follow(x_start, data, jnp.asarray(length, x_start.dtype),
+                   jnp.asarray(softening, x_start.dtype), int(steps))
 
 
 def sample_sphere(num: int, dim: int, radius, *, key) -> jax.Array:
