@@ -199,8 +199,16 @@ def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig
 
 
 def sample(model: LearnedModel, num: int, *, key, solver: str = "tsit5",
-           steps: int | None = None, rtol: float = 1e-4, atol: float = 1e-4) -> Generated:
-    """Draws ``num`` samples: prior at ``T``, then the model's ODE down to ``t_end``."""
+           steps: int | None = None, rtol: float = 1e-4, atol: float = 1e-4,
+           time: str | None = None) -> Generated:
+    """Draws ``num`` samples: prior at ``T``, then the model's ODE down to ``t_end``.
+
+    ``time`` overrides the model's integration variable (``"linear"`` or ``"log"``). For the
+    gravity denoiser an Euler step in :math:`t` is a convex combination of :math:`x` and
+    :math:`D_\theta` (stable for any step), while an Euler step of size :math:`\Delta s` in
+    :math:`s = \log t` multiplies :math:`x - D_\theta` by :math:`1 + \Delta s`, which
+    overshoots once :math:`\Delta s < -2`.
+    """
     x_T = model.sample_prior(num, key=key)
     return generate(model.velocity(), x_T, model.T, t_end=model.t_end, solver=solver,
-                    steps=steps, rtol=rtol, atol=atol, time=model.time)
+                    steps=steps, rtol=rtol, atol=atol, time=time or model.time)
