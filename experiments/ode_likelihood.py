@@ -1,0 +1,75 @@
+"""Test-set NLL (bits/dim) on the 8×8 digits for learned gravity and flow-matching ODEs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab import data, train
+from diffusionlab.odes import bits_per_dim, learned, log_likelihood, plots
+
+TITLE = "ODE likelihoods on the digits: learned gravity vs conditional flow matching"
+SOURCE = "《生成扩散模型漫谈（十五）：构建ODE的一般步骤（中）》, https://kexue.fm/archives/9379"
+BIN_WIDTH = 2.0 / 16  # 17 grey levels mapped onto [-1, 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    num_test: int = 360
+    hidden: int = 256
+    depth: int = 3
+    train_steps: int = 4000
+    batch_size: int = 256
+    gravity_T: float = 40.0
+    method: str = "hutchinson"  # d = 64: exact traces cost 64 JVPs per evaluation
+    rtol: float = 1e-4
+    seed: int = 0
+
+    @classmethod
+    def quick(cls):
+        return cls(num_test=16, hidden=32, depth=2, train_steps=60, batch_size=128, rtol=1e-2)
+
+
+def run(config: Config, out) -> None:
+    key = jax.random.key(config.seed)
+    k_init, k_deq, k_probe = jax.random.split(key, 3)
+    train_images, _ = data.digits("train")
+    test_images, _ = data.digits("test")
+    x_train = jnp.asarray(train_images.reshape(len(train_images), -1))
+    x_test = jnp.asarray(test_images[: config.num_test].reshape(config.num_test, -1))
+    # Uniform dequantisation within each grey level's bin.
+    x_test = x_test + BIN_WIDTH * (jax.random.uniform(k_deq, x_test.shape) - 0.5)
+    d = x_test.shape[1]
+    budget = learned.Budget(hidden=config.hidden, depth=config.depth,
+                            gravity_T=config.gravity_T)
+    tc = train.TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
+                           ema_decay=0.999 if config.train_steps >= 2000 else 0.99,
+                           log_every=min(500, config.train_steps), seed=config.seed)
+    rows, values = [], {}
+    for method in ("gravity", "cfm"):
+        model = learned.fit(method, x_train, budget=budget, config=tc, key=k_init)
+        result = log_likelihood(model.velocity(), x_test, model.T, log_prior=model.log_prior(),
+                                t_start=model.t_end, method=config.method, key=k_probe,
+                                time=model.time, rtol=config.rtol, atol=config.rtol)
+        bpd = np.asarray(bits_per_dim(result.log_prob, d, bin_width=BIN_WIDTH))
+        values[method] = bpd
+        rows.append({"model": method, "bits/dim (mean)": float(bpd.mean()),
+                     "std. error": float(bpd.std() / np.sqrt(len(bpd))),
+                     "NFE": int(result.nfe), "trace": config.method,
+                     "final train loss": float(model.history["loss"][-1])})
+    out.table(rows, stem="nll", caption=f"Test NLL of {config.num_test} dequantised digits "
+              f"(d = {d}, bin width {BIN_WIDTH}); same MLP budget and training for both. "
+              "Gravity's density is that of p_{t_min} (data blurred by a Cauchy of scale "
+              f"{budget.gravity_t_min}).")
+    out.figure(plots.histograms(values, xlabel="bits/dim", title="Per-image test NLL"), "nll",
+               caption="Distribution of per-image bits/dim on the held-out digits.")
+    out.metric(rows=rows)
+    uniform_bpd = float(np.log2(17))  # a uniform model over the 17 grey levels
+    out.claim("the instantaneous change of variables gives finite test likelihoods "
+              "better than uniform", source=SOURCE,
+              expected=f"< {uniform_bpd:.3f} bits/dim",
+              measured={r["model"]: round(r["bits/dim (mean)"], 3) for r in rows},
+              holds=all(r["bits/dim (mean)"] < uniform_bpd for r in rows))
