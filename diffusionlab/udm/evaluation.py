@@ -12,6 +12,7 @@ Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型�
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -93,8 +94,9 @@ def samplers(setting: Setting, *, domain: str) -> dict[str, Sampler]:
     return table
 
 
-def training_data(name: str, setting: Setting, *, domain: str, toy: str = "8gaussians", num: int = 8192,
-                  key=None):
+def training_data(
+    name: str, setting: Setting, *, domain: str, toy: str = "8gaussians", num: int = 8192, key=None
+):
     """Training examples for model ``name``: digits (images or tokens) or a 2-D toy."""
     if domain == "toy":
         return data.toy2d(toy, num, key=jax.random.key(0) if key is None else key)
@@ -110,17 +112,42 @@ def reference_data(setting: Setting, *, domain: str, toy: str = "8gaussians", nu
     return data.digits("test")[0][:num]
 
 
-def train_models(setting: Setting, *, domain: str, config: train.TrainConfig, network: NetworkConfig,
-                 names=None, toy: str = "8gaussians", key) -> dict[str, TrainedModel]:
+def train_models(
+    setting: Setting,
+    *,
+    domain: str,
+    config: train.TrainConfig,
+    network: NetworkConfig,
+    names=None,
+    toy: str = "8gaussians",
+    key,
+) -> dict[str, TrainedModel]:
     """Trains the named models (default: all of :func:`model_processes`)."""
     processes = model_processes(setting, domain=domain)
     names = list(processes) if names is None else list(names)
     models = {}
     for i, name in enumerate(names):
         x = training_data(name, setting, domain=domain, toy=toy)
-        models[name] = fit_process(processes[name], x, config=config, network=network,
-                                   key=jax.random.fold_in(key, i))
+        models[name] = fit_process(
+            processes[name], x, config=config, network=network, key=jax.random.fold_in(key, i)
+        )
     return models
+
+
+@functools.lru_cache(maxsize=4)
+def trained_models(
+    setting: Setting,
+    *,
+    domain: str,
+    config: train.TrainConfig,
+    network: NetworkConfig,
+    toy: str = "8gaussians",
+    seed: int = 0,
+) -> dict[str, TrainedModel]:
+    """:func:`train_models` with seed ``seed``, memoised: experiments in one process share the models."""
+    return train_models(
+        setting, domain=domain, config=config, network=network, toy=toy, key=jax.random.key(seed)
+    )
 
 
 def prior_source(name: str, setting: Setting, *, domain: str, num: int, toy: str = "8gaussians", key):
@@ -165,3 +192,100 @@ def diversity(samples) -> float:
     """Mean pairwise Euclidean distance between the (flattened) samples."""
     x = jnp.asarray(samples, jnp.float32)
     return float(_mean_pairwise_distance(x.reshape(x.shape[0], -1)))
+
+
+def steps_grid(T: int, fractions) -> list[int]:
+    """Distinct reverse-step counts ``round(f T)`` (at least 1), ascending."""
+    return sorted({max(1, min(T, round(f * T))) for f in fractions})
+
+
+def quality_rows(
+    models: dict[str, TrainedModel],
+    table: dict[str, Sampler],
+    setting: Setting,
+    *,
+    domain: str,
+    fractions,
+    seeds: int,
+    num: int,
+    toy: str = "8gaussians",
+    key,
+) -> list[dict]:
+    """Score (and diversity) of every sampler at every step count, mean and std over sampling seeds."""
+    reference = reference_data(setting, domain=domain, toy=toy, num=num)
+    rows = []
+    for name, spec in table.items():
+        model = models[spec.model]
+        process = model.process if spec.process is None else spec.process
+        for steps in steps_grid(process.T, fractions):
+            scores, spreads = [], []
+            for seed in range(seeds):
+                k_source, k_draw, k_score = jax.random.split(jax.random.fold_in(key, seed), 3)
+                source = prior_source(spec.model, setting, domain=domain, num=num, toy=toy, key=k_source)
+                samples = draw(model, process, source, steps=steps, key=k_draw)
+                scores.append(score(samples, reference, setting, domain=domain, key=k_score))
+                shown = as_images(samples, setting) if domain == "digits" else samples
+                spreads.append(diversity(shown))
+            rows.append(
+                {
+                    "domain": domain,
+                    "sampler": name,
+                    "steps": steps,
+                    "metric": "FD-digits" if domain == "digits" else "sliced W2",
+                    "score_mean": float(np.mean(scores)),
+                    "score_std": float(np.std(scores)),
+                    "diversity_mean": float(np.mean(spreads)),
+                    "diversity_std": float(np.std(spreads)),
+                }
+            )
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that fixes the trained models: process sizes, network and optimisation.
+
+    Experiments that share a recipe share the trained models (see :func:`trained_models`).
+    """
+
+    T_hot: int = 100
+    T_cold: int = 20
+    cold_sigma: float = 0.1
+    levels: int = 8
+    train_steps: int = 3000
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    ema_decay: float = 0.995
+    hidden: int = 256
+    depth: int = 3
+    toy: str = "8gaussians"
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> Recipe:
+        """A tiny recipe for smoke runs: a few optimisation steps, small nets, short chains."""
+        return cls(T_hot=10, T_cold=4, train_steps=10, batch_size=64, ema_decay=0.0, hidden=32, depth=1)
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(T_hot=self.T_hot, T_cold=self.T_cold, cold_sigma=self.cold_sigma, levels=self.levels)
+
+    def models(self, domain: str) -> dict[str, TrainedModel]:
+        """The trained models of ``domain`` (memoised)."""
+        config = train.TrainConfig(
+            steps=self.train_steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            ema_decay=self.ema_decay,
+            log_every=max(1, min(250, self.train_steps)),
+            seed=self.seed,
+        )
+        network = NetworkConfig(hidden=self.hidden, depth=self.depth)
+        return trained_models(
+            self.setting,
+            domain=domain,
+            config=config,
+            network=network,
+            toy=self.toy,
+            seed=self.seed + (domain == "toy"),
+        )

@@ -22,13 +22,23 @@ def tile(images, *, columns: int) -> np.ndarray:
 
 
 def digit_grids(
-    panels: Mapping[str, np.ndarray], *, columns: int = 8, panel_columns: int = 4, suptitle: str = ""
+    panels: Mapping[str, np.ndarray],
+    *,
+    columns: int | None = None,
+    panel_columns: int = 4,
+    suptitle: str = "",
 ):
-    """One panel per named set of ``(N, 8, 8, 1)`` images; the first panel is usually real digits."""
+    """One panel per named set of ``(N, 8, 8, 1)`` images; the first panel is usually real digits.
+
+    ``columns`` images per panel row (default: a near-square tiling).
+    """
     names = list(panels)
+    count = max(len(panels[n]) for n in names)
+    columns = columns or math.ceil(math.sqrt(count))
+    aspect = math.ceil(count / columns) / columns  # panel height / width
     cols = min(panel_columns, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, (3.0 * aspect + 0.5) * rows), squeeze=False)
     cmap = plt.get_cmap("gray").copy()
     cmap.set_bad("white")
     for ax, name in zip(axes.flat, names, strict=False):
