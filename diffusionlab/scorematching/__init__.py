@@ -8,12 +8,15 @@ r"""Score matching = conditional score matching, up to a constant independent of
   or Hutchinson), :func:`sliced_score_matching_loss`.
 * Exact scores: :class:`GaussianMixture` (``perturb``, ``score``), :func:`conditional_score`,
   and the closed-form gap :func:`gaussian_score_matching_gap`.
+* :func:`compare_losses`, :func:`loss_gradients`: SM vs CSM (values, gap, gradients) on the
+  same pairs.
 * The biased batch-ratio estimator: :func:`batch_ratio_score`, :func:`batch_ratio_score_bias`.
 
 Reference: 苏剑林, 《生成扩散模型漫谈（十八）：得分匹配 = 条件得分匹配》, https://kexue.fm/archives/9509
 """
 
 from diffusionlab.scorematching.batch_ratio import batch_ratio_score, batch_ratio_score_bias
+from diffusionlab.scorematching.compare import LossComparison, compare_losses, loss_gradients
 from diffusionlab.scorematching.gaussian import (
     GaussianMixture,
     conditional_score,
@@ -28,12 +31,15 @@ from diffusionlab.scorematching.losses import (
 
 __all__ = [
     "GaussianMixture",
+    "LossComparison",
     "batch_ratio_score",
     "batch_ratio_score_bias",
+    "compare_losses",
     "conditional_score",
     "conditional_score_matching_loss",
     "explicit_score_matching_loss",
     "gaussian_score_matching_gap",
     "implicit_score_matching_loss",
+    "loss_gradients",
     "sliced_score_matching_loss",
 ]

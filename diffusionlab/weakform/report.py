@@ -14,7 +14,8 @@ class WeakFormReport:
     For each test function :math:`\phi_k` and time :math:`t_i`:
     ``lhs`` estimates :math:`\frac{d}{dt}\mathbb E[\phi_k(x_t)]`, ``rhs`` estimates
     :math:`\mathbb E[\mathcal L_t\phi_k(x_t)]`, ``residual`` is the mean of their per-sample
-    difference and ``standard_error`` its Monte Carlo standard error, so that
+    difference and ``standard_error`` its Monte Carlo standard error (with a central
+    difference in time, combined in quadrature with that difference's numerical error), so that
     ``z = residual / standard_error`` is approximately standard normal when the equation holds.
 
     Attributes:
