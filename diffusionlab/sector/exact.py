@@ -5,37 +5,9 @@ Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的�
 
 from __future__ import annotations
 
-import math
-import numbers
 from fractions import Fraction
 
-MAX_N = 2**53  # n is carried as a float64 inside the kernels, exact up to here
-
-
-def check_n(n: object) -> int:
-    """Returns ``n`` as a Python int; ValueError unless it is an integer in [1, 2**53]."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Real):
-        raise ValueError(f"n must be an integer in [1, 2**53], got {n!r}")
-    if isinstance(n, numbers.Integral):
-        value = int(n)
-    else:
-        if not math.isfinite(float(n)) or float(n) != math.floor(float(n)):
-            raise ValueError(f"n must be an integer in [1, 2**53], got {n!r}")
-        value = int(n)
-    if not 1 <= value <= MAX_N:
-        raise ValueError(f"n must be an integer in [1, 2**53], got {n!r}")
-    return value
-
-
-def check_turns(q: object) -> Fraction:
-    """Returns ``q`` (the angle as a fraction of a full turn) as a Fraction in (0, 1]."""
-    try:
-        value = Fraction(q) if not isinstance(q, float) or math.isfinite(q) else None
-    except (TypeError, ValueError, ZeroDivisionError):
-        value = None
-    if value is None or not 0 < value <= 1:
-        raise ValueError(f"q (theta / 2pi) must be a rational number in (0, 1], got {q!r}")
-    return value
+from diffusionlab.sector.checks import check_n, check_turns
 
 
 def probability_exact(n: int, q: Fraction | int | str) -> Fraction:

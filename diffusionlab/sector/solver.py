@@ -12,11 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffusionlab.sector import doubledouble as dd
-from diffusionlab.sector.exact import MAX_N, check_n
-
-FULL_TURN = 2 * np.pi
-"""The float64 full turn. θ is read in units of this constant, so θ = 2π is exactly the
-whole circle and θ = π exactly half of it."""
+from diffusionlab.sector.checks import FULL_TURN, check_n_array, check_theta
 
 MAX_TERMS = 160
 """Terms of the alternating sum that are evaluated. Outside the cut-off regime the k-th term
@@ -179,37 +175,6 @@ def _evaluate(n: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.clip(p, 0.0, 1.0), np.asarray(needs_dd)
 
 
-def _check_theta(theta) -> np.ndarray:
-    try:
-        values = np.asarray(theta, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"theta must be a real angle in radians in (0, 2pi], got {theta!r}") from None
-    bad = ~((values > 0) & (values <= FULL_TURN))  # NaN fails both comparisons
-    if np.any(bad):
-        first = values[bad].ravel()[0]
-        raise ValueError(f"theta must be a real angle in radians in (0, 2pi], got {first!r}")
-    return values
-
-
-def _check_n_array(n) -> np.ndarray:
-    try:
-        values = np.asarray(n)
-    except (TypeError, ValueError):
-        raise ValueError(f"n must be an integer in [1, 2**53], got {n!r}") from None
-    if values.dtype == object or values.dtype.kind not in "iuf":
-        if values.dtype == object:
-            return np.vectorize(check_n, otypes=[np.float64])(values)
-        raise ValueError(f"n must be an integer in [1, 2**53], got {n!r}")
-    as_float = values.astype(np.float64)
-    ok = np.isfinite(as_float) & (as_float == np.floor(as_float))
-    ok &= (as_float >= 1) & (as_float <= MAX_N)
-    if not np.all(ok):
-        first = values[~ok].ravel()[0]
-        raise ValueError(f"n must be an integer in [1, 2**53], got {first!r}")
-    return as_float
-
-
 def probability(n, theta) -> np.ndarray:
     r"""Probability :math:`P_n(\theta)` that n uniform points in a disk fit in one sector.
 
@@ -266,8 +231,8 @@ def probability(n, theta) -> np.ndarray:
     Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的概率》,
     https://kexue.fm/archives/9324 ; W. L. Stevens (1939), Annals of Eugenics 9:315–320.
     """
-    n_values = _check_n_array(n)
-    theta_values = _check_theta(theta)
+    n_values = check_n_array(n)
+    theta_values = check_theta(theta)
     try:
         n_b, theta_b = np.broadcast_arrays(n_values, theta_values)
     except ValueError:
