@@ -94,7 +94,7 @@ def run(config: Config, out) -> None:
     keys = jax.random.split(key, 3)
     radii = {m: np.linalg.norm(np.asarray(gravity.sample_prior(config.prior_samples, 2,
                                                                config.T, key=k, method=m)), axis=1)
-             for k, m in zip(keys, gravity.PRIOR_METHODS)}
+             for k, m in zip(keys, gravity.PRIOR_METHODS, strict=True)}
     r_max = 6 * config.T
     r_grid = np.linspace(1e-3, r_max, 400)
     density = np.asarray(gravity.prior_radial_density(jnp.asarray(r_grid), 2, config.T))

@@ -58,7 +58,7 @@ def run(config: Config, out) -> None:
     d = points.shape[1]
     x_T = gravity.sample_prior(config.num_samples, d, config.T, key=k_prior) + points.mean(0)
     ref = np.asarray(points)[np.arange(config.num_samples) % config.num_data]
-    rows, panels = [], {}
+    rows, panels, counts = [], {}, {}
     for k in config.exponents:
         velocity = jax.tree_util.Partial(_power_velocity, points=points, k=k)
         sol = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
@@ -72,6 +72,7 @@ def run(config: Config, out) -> None:
                      "outer-half share": _outer_share(report.nearest, np.asarray(points)),
                      "coverage": _coverage(sol.samples, points), "NFE": int(sol.nfe)})
         panels[rows[-1]["field"]] = np.asarray(sol.samples)
+        counts[rows[-1]["field"]] = report.counts
     # Unaugmented gravity in R^d: start on a large circle and follow F/|F|, for point masses
     # and for the smooth density obtained by softening each mass.
     start = unaugmented.sample_sphere(config.num_samples, d, config.flat_radius, key=k_flat)
@@ -96,6 +97,9 @@ def run(config: Config, out) -> None:
                                     marker_size=4.0, title="Samples of the exact power-law "
                                     "fields (augmented, R^{d+1}) and of d-dim gravity"),
                "samples", caption="Grey: training points; red: where the field lines end.")
+    out.figure(plots.hit_bars(counts, title="Hits per training point, by exponent k"), "hits",
+               caption="Sorted hit counts of the augmented power-law samplers; only k = d+1 "
+               "stays near the uniform level.")
     out.metric(rows=rows)
     gravity_row = next(r for r in rows if "gravity, d+1" in r["field"])
     others = [r for r in rows if r is not gravity_row and "unaugmented" not in r["field"]]

@@ -23,12 +23,12 @@ class Config:
     num_train: int = 4096
     num_eval: int = 1000
     euler_steps: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
-    hidden: int = 256
+    hidden: int = 128
     depth: int = 3
-    train_steps: int = 3000
+    train_steps: int = 2000
     batch_size: int = 256
-    reflow_pairs: int = 4096
-    reflow_steps: int = 1500
+    reflow_pairs: int = 2048
+    reflow_steps: int = 1000
     gravity_T: float = 40.0
     seed: int = 0
 
@@ -69,7 +69,7 @@ def run(config: Config, out) -> None:
     rows = []
     fig, axes = plt.subplots(1, len(config.datasets), figsize=(5.2 * len(config.datasets), 4),
                              squeeze=False)
-    for ax, name in zip(axes[0], config.datasets):
+    for ax, name in zip(axes[0], config.datasets, strict=True):
         k_data, k_init, k_reflow, k_sample, k_metric, key = jax.random.split(key, 6)
         x_train, x_eval = _dataset(name, config, k_data)
         num = min(config.num_eval, x_eval.shape[0])

@@ -37,7 +37,7 @@ def run(config: Config, out) -> None:
     fractions = np.bincount(which, minlength=len(atoms)) / len(which)
     s = np.asarray(starts)[:, 0]
     rows = []
-    for i, (a, w) in enumerate(zip(atoms, weights)):
+    for i, (a, w) in enumerate(zip(atoms, weights, strict=True)):
         mine = s[which == i]
         rows.append({"atom": a, "predicted share": w, "measured share": fractions[i],
                      "start interval": f"[{mine.min():.4f}, {mine.max():.4f}]",

@@ -19,13 +19,13 @@ BIN_WIDTH = 2.0 / 16  # 17 grey levels mapped onto [-1, 1]
 @dataclasses.dataclass(frozen=True)
 class Config:
     num_test: int = 360
-    hidden: int = 256
+    hidden: int = 128
     depth: int = 3
-    train_steps: int = 4000
+    train_steps: int = 3000
     batch_size: int = 256
     gravity_T: float = 40.0
     method: str = "hutchinson"  # d = 64: exact traces cost 64 JVPs per evaluation
-    rtol: float = 1e-4
+    rtol: float = 1e-3
     seed: int = 0
 
     @classmethod

@@ -79,5 +79,5 @@ mine = jnp.array([[0.0, 0.0], [2.5, 2.5], [-2.5, 1.0]])
 ends = generate(velocity, mine * T / 3, T, t_end=1e-3, time="log", rtol=1e-4,
                 atol=1e-4).samples
 nearest = np.argmin(((np.asarray(ends)[:, None] - np.asarray(points)[None]) ** 2).sum(-1), 1)
-for s, e, n in zip(np.asarray(mine), np.asarray(ends), nearest):
+for s, e, n in zip(np.asarray(mine), np.asarray(ends), nearest, strict=True):
     print(f"start {s} → end {e.round(4)}, nearest training point {np.asarray(points)[n].round(4)}")

@@ -17,7 +17,7 @@ def trajectories_1d(ts, xs, ends_label, *, atoms, title):
     colours = plt.cm.viridis(np.linspace(0.1, 0.9, len(atoms)))
     for j in range(xs.shape[1]):
         ax.plot(ts, xs[:, j], color=colours[ends_label[j]], lw=0.7, alpha=0.8)
-    for a, c in zip(atoms, colours):
+    for a, c in zip(atoms, colours, strict=True):
         ax.axhline(a, color=c, ls=":", lw=1)
     ax.set_xlabel("t (prior U[0, 2] at t = 1, data at t = 0)")
     ax.set_ylabel("x")
@@ -33,7 +33,7 @@ def scatter_panels(panels: Mapping[str, np.ndarray], *, reference=None, title=""
     ncols = ncols or min(n, 4)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), squeeze=False)
-    for ax, (name, pts) in zip(axes.flat, panels.items()):
+    for ax, (name, pts) in zip(axes.flat, panels.items(), strict=False):
         if reference is not None:
             ax.scatter(reference[:, 0], reference[:, 1], s=6, c="0.75", label="data")
         ax.scatter(pts[:, 0], pts[:, 1], s=marker_size, c="C3", alpha=0.6, label="samples")
