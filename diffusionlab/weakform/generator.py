@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab.weakform.diffusion import Diffusion, DiffusionMatrix
-from diffusionlab.weakform.laplacian import gradient_and_hvp
+from diffusionlab.weakform.laplacian import quadratic_form
 
 
 def generator(
@@ -52,8 +52,10 @@ def generator(
       ``(K,)`` values of :math:`\mathcal L_t\phi_k(x)`.
     """
     f_D = drift(x_D, t)
+    # f·∇φ is one directional derivative along f: forward mode, no K-row Jacobian needed.
+    first_K = jax.jvp(phi, (x_D,), (f_D,))[1]
     if diffusion is None:
-        return jax.jacrev(phi)(x_D) @ f_D
+        return first_K
     dim = x_D.shape[0]
     if isinstance(diffusion, DiffusionMatrix):
         g_DxM = diffusion.matrix(x_D, t)
@@ -68,13 +70,8 @@ def generator(
     else:
         # Exact trace: probe along the columns of G (or the identity), tr(GGᵀH) = Σ_j g_jᵀ H g_j.
         directions_PxD = jnp.eye(dim, dtype=x_D.dtype) if g_DxM is None else g_DxM.T
-
-    def probe(v_D):
-        grad_KxD, hv_KxD = gradient_and_hvp(phi, x_D, v_D)
-        return grad_KxD, hv_KxD @ v_D
-
-    grads_PxKxD, quad_PxK = jax.vmap(probe)(directions_PxD)
+    quad_PxK = jax.vmap(lambda v: quadratic_form(phi, x_D, v))(directions_PxD)
     second_K = jnp.mean(quad_PxK, axis=0) if hutchinson else jnp.sum(quad_PxK, axis=0)
     if g_DxM is None:
         second_K = g**2 * second_K
-    return grads_PxKxD[0] @ f_D + 0.5 * second_K
+    return first_K + 0.5 * second_K
