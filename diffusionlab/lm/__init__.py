@@ -15,10 +15,19 @@ from diffusionlab.lm.model import (
     pure,
 )
 from diffusionlab.lm.tokenizer import ByteTokenizer
-from diffusionlab.lm.train import LMTrainConfig, lm_loss, load_lm, save_lm, train_lm
+from diffusionlab.lm.train import (
+    LMTrainConfig,
+    checkpoint_name,
+    lm_loss,
+    load_lm,
+    save_lm,
+    train_lm,
+    train_or_load,
+)
 
 __all__ = [
     "ByteTokenizer", "DecodeCache", "LMApply", "LMConfig", "LMTrainConfig", "LanguageModel",
-    "QACorpus", "QAExample", "generate", "init_decode_cache", "left_pad", "lm_loss", "load_lm",
-    "pure", "save_lm", "train_lm", "training_set", "uncached_generate",
+    "QACorpus", "QAExample", "checkpoint_name", "generate", "init_decode_cache", "left_pad",
+    "lm_loss", "load_lm", "pure", "save_lm", "train_lm", "train_or_load", "training_set",
+    "uncached_generate",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import re
 import string
 
 import numpy as np
@@ -39,8 +40,8 @@ _TRAIN_WORDS = (
     "harbour boats rest in calm water under grey clouds that drift over fields of wheat"
 ).split()
 _TEST_WORDS = (
-    "a violet comet crossed midnight skies as engineers calibrated copper telescopes inside "
-    "humming observatories pilots reported strange auroras glowing above frozen tundra "
+    "one violet comet crossed midnight skies as engineers calibrated copper telescopes inside "
+    "humming observatories pilots reported strange auroras glowing beyond frozen tundra "
     "scientists debated quantum puzzles during lengthy seminars whereas poets sketched "
     "lyrical verses about jungles volcanoes deserts glaciers orchids zebras"
 ).split()
@@ -56,7 +57,7 @@ def _split(items: list[str], seed: int, test_fraction: float) -> tuple[list[str]
 @functools.cache
 def _key_split(length: int) -> tuple[list[str], list[str]]:
     keys = ["".join(p) for p in itertools.product(string.ascii_uppercase, repeat=length)]
-    return _split(keys, 1, 0.25)
+    return _split(keys, 1, 0.4)
 
 
 @functools.cache
@@ -94,10 +95,10 @@ class QACorpus:
     """
 
     split: str = "train"
-    key_length: int = 3
+    key_length: int = 2
     value_length: int = 3
-    facts_per_document: tuple[int, int] = (2, 4)
-    document_chars: tuple[int, int] = (30, 72)
+    facts_per_document: tuple[int, int] = (1, 3)
+    document_chars: tuple[int, int] = (20, 44)
 
     def __post_init__(self):
         if self.split not in ("train", "test"):
@@ -133,9 +134,20 @@ class QACorpus:
             pieces.insert(int(slot) + offset, fact)
         return " ".join(pieces)
 
+    def _roomier(self) -> QACorpus:
+        """The same corpus with documents shorter by room for one more fact (and a longer
+        question), so that two-fact examples stay within the length single ones have."""
+        low, high = self.document_chars
+        room = 2 * self.key_length + self.value_length + 8
+        return dataclasses.replace(self, document_chars=(max(low - room, 8), max(high - room, 8)))
+
     def _draw(self, rng, pool: list[str], count: int, exclude=()) -> list[str]:
-        chosen: list[str] = []
         excluded = set(exclude)
+        if count > len(set(pool) - excluded):
+            raise ValueError(f"asked for {count} distinct items but the {self.split} split has "
+                             f"only {len(set(pool) - excluded)}: use fewer documents or facts, "
+                             f"or longer keys (key_length)")
+        chosen: list[str] = []
         while len(chosen) < count:
             item = pool[int(rng.integers(len(pool)))]
             if item not in excluded:
@@ -172,7 +184,7 @@ class QACorpus:
         """``"Q: K1,K2?\\nA: K1: "`` answered ``"v1, K2: v2"``; the facts share a document or not."""
         if split_documents and num_documents < 2:
             raise ValueError("split_documents needs num_documents >= 2")
-        example = self.single(num_documents, rng)
+        example = self._roomier().single(num_documents, rng)
         values = self._values()
         first = example.relevant[0]
         second = first if not split_documents else int(
@@ -195,7 +207,7 @@ class QACorpus:
         """
         if split_documents and num_documents < 2:
             raise ValueError("split_documents needs num_documents >= 2")
-        example = self.single(num_documents, rng)
+        example = self._roomier().single(num_documents, rng)
         key = example.question.split("Q: ")[1].split("?")[0]
         old = example.answer
         new = self._draw(rng, self._values(), 1, exclude=[old])[0]
@@ -242,18 +254,22 @@ def _insert_after(document: str, anchor: str, fact: str, rng: np.random.Generato
 def training_set(num_examples: int, *, seed: int, max_length: int,
                  tokenizer: ByteTokenizer | None = None,
                  corpus: QACorpus | None = None,
-                 mix: tuple[float, float, float, float] = (0.55, 0.2, 0.1, 0.15),
-                 ) -> dict[str, np.ndarray]:
-    """Left-padded training sequences ``BOS document question answer EOS`` and loss weights.
+                 mix: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1),
+                 extra_questions: int = 1) -> dict[str, np.ndarray]:
+    """Left-padded training sequences ``BOS document (question answer EOS)+`` and loss weights.
 
     Args:
       num_examples: number of sequences.
       seed: seeds the generator (numpy).
-      max_length: the trained length ``L``; every sequence is padded to it.
+      max_length: every sequence is padded to it (one more than the trained length ``L``:
+        the model reads ``L`` tokens and predicts the next ``L``).
       tokenizer: default the byte tokenizer.
       corpus: default ``QACorpus("train")``.
       mix: probabilities of (single with the fact present, single without it (including an
         empty document), pair, latest) questions.
+      extra_questions: after a ``single`` question with the fact present, ask up to this
+        many more about other facts of the same document, as long as the sequence fits.
+        More answer tokens per sequence teach the copying faster at the same cost.
 
     Returns:
       ``{"tokens": (N, L) int32, "answer": (N, L) float32}``; ``answer`` marks the targets
@@ -277,9 +293,23 @@ def training_set(num_examples: int, *, seed: int, max_length: int,
             ex = corpus.pair(rng, split_documents=False)
         else:
             ex = corpus.latest(rng, split_documents=False)
-        prompt = tokenizer.encode(ex.documents[0] + ex.question, bos=True)
-        target = tokenizer.encode(ex.answer, eos=True)
-        sequence = np.concatenate([prompt, target])[-max_length:]
+        pieces = [(tokenizer.encode(ex.documents[0] + ex.question, bos=True), 0.0),
+                  (tokenizer.encode(ex.answer, eos=True), 1.0)]
+        if kind == 0:
+            facts = _FACT.findall(ex.documents[0])
+            asked = ex.question.split("Q: ")[1].split("?")[0]
+            others = [f for f in facts if f[0] != asked]
+            for j in rng.permutation(len(others))[:extra_questions]:
+                key, value = others[j]
+                more = [(tokenizer.encode(_question(key)), 0.0),
+                        (tokenizer.encode(value, eos=True), 1.0)]
+                if sum(len(p) for p, _ in pieces + more) <= max_length:
+                    pieces += more
+        sequence = np.concatenate([p for p, _ in pieces])[-max_length:]
+        weights = np.concatenate([np.full(len(p), w, np.float32) for p, w in pieces])
         tokens[i, max_length - len(sequence):] = sequence
-        answer[i, max_length - len(target):] = 1.0
+        answer[i, max_length - len(sequence):] = weights[-max_length:]
     return {"tokens": tokens, "answer": answer}
+
+
+_FACT = re.compile(r"([A-Z]+): (\d+)\.")

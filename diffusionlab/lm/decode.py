@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["generate", "left_pad", "uncached_generate"]
+__all__ = ["decode", "generate", "left_pad", "prefill", "uncached_generate"]
 
 
 def left_pad(sequences: Sequence[Sequence[int]], *, pad_id: int = 0,
@@ -43,11 +43,24 @@ def _pick(logits_BxV, key, temperature, greedy: bool):
     return jax.random.categorical(key, logits_BxV / temperature, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id", "greedy"))
-def _generate(apply, params, prompts_BxP, key, temperature, *, max_new_tokens, eos_id, greedy):
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
+def prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
+    """Runs the prompts once into a fresh cache with room for ``max_new_tokens`` more.
+
+    Returns:
+      ``(last-position logits (B, V), cache)``.
+    """
     batch, length = prompts_BxP.shape
     cache = apply.init_cache(batch, length + max_new_tokens)
     logits_BxPxV, cache = apply(params, prompts_BxP, cache)
+    return logits_BxPxV[:, -1], cache
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id", "greedy"))
+def decode(apply, params, logits_BxV, cache, key, temperature, *, max_new_tokens: int,
+           eos_id: int, greedy: bool):
+    """The decoding loop from prefilled ``(logits, cache)``: ``(B, max_new_tokens)`` tokens."""
+    batch = logits_BxV.shape[0]
 
     def step(carry, key_t):
         logits_BxV, cache, done_B = carry
@@ -57,7 +70,7 @@ def _generate(apply, params, prompts_BxP, key, temperature, *, max_new_tokens, e
         logits_Bx1xV, cache = apply(params, token_B[:, None], cache)
         return (logits_Bx1xV[:, -1], cache, done_B), token_B
 
-    carry = (logits_BxPxV[:, -1], cache, jnp.zeros((batch,), bool))
+    carry = (logits_BxV, cache, jnp.zeros((batch,), bool))
     _, tokens_TxB = jax.lax.scan(step, carry, jax.random.split(key, max_new_tokens))
     return tokens_TxB.T
 
@@ -86,9 +99,10 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
     if not greedy and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
     key = jax.random.key(0) if key is None else key
-    return _generate(apply, params, jnp.asarray(prompts_BxP, jnp.int32), key,
-                     jnp.float32(max(temperature, 1e-6)), max_new_tokens=max_new_tokens,
-                     eos_id=eos_id, greedy=greedy)
+    logits, cache = prefill(apply, params, jnp.asarray(prompts_BxP, jnp.int32),
+                            max_new_tokens=max_new_tokens)
+    return decode(apply, params, logits, cache, key, jnp.float32(max(temperature, 1e-6)),
+                  max_new_tokens=max_new_tokens, eos_id=eos_id, greedy=greedy)
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))

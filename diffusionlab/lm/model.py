@@ -16,6 +16,7 @@ The pure protocol, shared with :mod:`diffusionlab.nbce` (which needs nothing els
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,7 @@ class LMConfig:
     depth: int = 2
     num_heads: int = 4
     mlp_dim: int = 128
-    max_length: int = 96
+    max_length: int = 64
     pad_id: int = 0
 
 
@@ -131,10 +132,16 @@ class LMApply:
         return self.config.pad_id
 
     def __call__(self, params, tokens_BxL, cache=None):
-        return nnx.merge(self.graphdef, params)(tokens_BxL, cache)
+        return _merged_call(self.graphdef, params, tokens_BxL, cache)
 
     def init_cache(self, batch_size: int, length: int) -> DecodeCache:
         return init_decode_cache(self.config, batch_size, length)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _merged_call(graphdef, params, tokens_BxL, cache):
+    # Jitted so that eager callers do not dispatch op by op; inside an outer jit it inlines.
+    return nnx.merge(graphdef, params)(tokens_BxL, cache)
 
 
 def pure(model: LanguageModel) -> tuple[LMApply, nnx.State]:

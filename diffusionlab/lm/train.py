@@ -11,6 +11,7 @@ $$\mathcal L = \frac{\sum_t a_t\,\mathrm{CE}_t}{\sum_t a_t}
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 
@@ -18,11 +19,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from diffusionlab.lm.data import training_set
+from diffusionlab.lm.data import QACorpus, training_set
 from diffusionlab.lm.model import LanguageModel, LMApply, LMConfig, pure
 from diffusionlab.train import Checkpointer, TrainConfig, fit
 
-__all__ = ["LMTrainConfig", "lm_loss", "load_lm", "save_lm", "train_lm"]
+__all__ = ["LMTrainConfig", "checkpoint_name", "lm_loss", "load_lm", "save_lm", "train_lm",
+           "train_or_load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,25 +33,29 @@ class LMTrainConfig:
 
     Attributes:
       model: the architecture (its ``max_length`` is the trained length ``L``).
+      corpus: the training-split generator (document sizes, key and value lengths).
+      mix: question kinds, see :func:`~diffusionlab.lm.data.training_set`.
       num_examples: training sequences generated once.
       lm_weight: $\\lambda$, weight of the all-token language-modelling term.
-      train: the shared :class:`~diffusionlab.train.TrainConfig`.
+      train: the shared :class:`~diffusionlab.train.TrainConfig`; None skips training (the
+        randomly initialised model, for smoke tests of the pipeline).
       seed: parameter initialisation and data generation.
     """
 
     model: LMConfig = LMConfig()
+    corpus: QACorpus = QACorpus("train")
+    mix: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1)
     num_examples: int = 20_000
     lm_weight: float = 0.1
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=32, learning_rate=2e-3,
-                                     warmup_steps=200, ema_decay=0.99, log_every=100)
+    train: TrainConfig | None = TrainConfig(steps=3000, batch_size=32, learning_rate=3e-3,
+                                     warmup_steps=100, ema_decay=0.99, log_every=100)
     seed: int = 0
 
     @classmethod
     def quick(cls) -> LMTrainConfig:
-        return cls(model=LMConfig(dim=32, depth=2, num_heads=2, mlp_dim=64),
-                   num_examples=512,
-                   train=TrainConfig(steps=40, batch_size=16, learning_rate=3e-3,
-                                     ema_decay=0.9, log_every=20))
+        """A tiny, untrained model: quick runs check the wiring, not the accuracy."""
+        return cls(model=LMConfig(dim=32, depth=1, num_heads=2, mlp_dim=64), num_examples=64,
+                   train=None)
 
 
 def lm_loss(apply: LMApply, *, lm_weight: float = 0.1):
@@ -83,8 +89,11 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
     """
     model = LanguageModel(config.model, rngs=nnx.Rngs(config.seed))
     apply, params = pure(model)
+    if config.train is None:
+        return apply, params, {"step": [], "loss": []}
     data = training_set(config.num_examples, seed=config.seed,
-                        max_length=config.model.max_length + 1)
+                        max_length=config.model.max_length + 1, corpus=config.corpus,
+                        mix=config.mix)
     result = fit(lm_loss(apply, lm_weight=config.lm_weight), params, data,
                  config=config.train, progress=progress)
     return apply, result.ema_params, result.history
@@ -118,3 +127,23 @@ def load_lm(directory: str | pathlib.Path) -> tuple[LMApply, nnx.State]:
     return apply, params
 
 
+
+
+def checkpoint_name(config: LMTrainConfig) -> str:
+    """A folder name that changes whenever anything in ``config`` changes."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return "nbce_lm_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def train_or_load(config: LMTrainConfig, directory: str | pathlib.Path, *,
+                  progress: bool = True) -> tuple[LMApply, nnx.State]:
+    """Loads the LM trained with ``config`` from ``directory/<checkpoint_name>``, or trains and
+    saves it there first (so that the experiments and the notebook share one training run).
+    """
+    folder = pathlib.Path(directory) / checkpoint_name(config)
+    if (folder / "lm_config.json").exists():
+        return load_lm(folder)
+    apply, params, history = train_lm(config, progress=progress)
+    save_lm(folder, config.model, params)
+    (folder / "history.json").write_text(json.dumps(history))
+    return apply, params

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab.lm.decode import prefill
 from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
 
 __all__ = ["NBCEOutput", "nbce_decode", "nbce_generate", "nbce_prefill", "nbce_prompts"]
@@ -79,13 +80,8 @@ def nbce_prompts(contexts: Sequence[Sequence[int]], question: Sequence[int], *,
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
-def nbce_prefill(apply, params, prompts_RxP, *, max_new_tokens: int):
-    """Runs every row's prompt through the model once: ``(last logits (R, V), cache)``."""
-    rows, length = prompts_RxP.shape
-    cache = apply.init_cache(rows, length + max_new_tokens)
-    logits_RxPxV, cache = apply(params, prompts_RxP, cache)
-    return logits_RxPxV[:, -1], cache
+# Prefilling the n+1 rows is ordinary batched prefill: the rows differ only in their prompt.
+nbce_prefill = prefill
 
 
 @functools.partial(jax.jit,

@@ -97,6 +97,10 @@ def nbce_step_unchecked(logits_RxV, *, beta, eta, top_p, prev_choice, pooling: s
     return merged_V, choice, entropies_R
 
 
+# Compiled once per pooling; called outside jit it saves an op-by-op dispatch per step.
+_nbce_step_jit = jax.jit(nbce_step_unchecked, static_argnames=("pooling",))
+
+
 def validate_hyperparameters(*, beta, top_p, pooling) -> None:
     """Raises ValueError for ``beta < -1``, ``top_p`` outside (0, 1] or an unknown pooling."""
     if not isinstance(beta, jax.core.Tracer) and float(beta) < -1.0:
@@ -147,5 +151,5 @@ def nbce_step(logits, *, beta=0.25, eta=0.1, top_p=0.95, prev_choice=None,
             f"row 0, i.e. at least 2 rows; got shape {logits.shape}")
     validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
     prev = jnp.asarray(0 if prev_choice is None else prev_choice, jnp.int32)
-    return nbce_step_unchecked(logits, beta=beta, eta=eta, top_p=top_p, prev_choice=prev,
-                               pooling=pooling)
+    return _nbce_step_jit(logits, beta=beta, eta=eta, top_p=top_p, prev_choice=prev,
+                          pooling=pooling)

@@ -1,0 +1,74 @@
+"""Time and memory of decoding: NBCE's ``n+1`` short rows against one long concatenated row.
+
+NBCE runs every context as its own row of length ``<= L``, so one generated token costs a
+batch of ``n+1`` short attention reads, and the KV cache holds ``(n+1)·L`` positions: both
+linear in ``n``. Concatenation also caches ``≈ n·L`` positions, but its prefill attends over
+the whole length, quadratic in ``n`` (Su, https://kexue.fm/archives/9617: "the cost is linear
+in the number of contexts").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from diffusionlab.lm.decode import decode, prefill
+from diffusionlab.nbce.generate import nbce_decode
+
+__all__ = ["DecodingCost", "decoding_cost"]
+
+
+class DecodingCost(NamedTuple):
+    """Measured cost of one decoding run.
+
+    Attributes:
+      prefill_seconds: best wall time of the prompt pass.
+      seconds_per_token: best wall time of the decoding loop divided by its steps.
+      cache_bytes: bytes held by the KV cache (and its masks) while decoding.
+    """
+
+    prefill_seconds: float
+    seconds_per_token: float
+    cache_bytes: int
+
+
+def _best(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
+                  repeats: int = 3) -> DecodingCost:
+    """Times the prefill and ``steps`` greedy decoding steps of ``prompts``.
+
+    Args:
+      apply, params: the model.
+      prompts_RxP: left-padded prompts: the ``n+1`` NBCE rows, or one concatenated row.
+      nbce: decode with the NBCE merge (True) or plainly (False).
+      steps: decoding steps timed (forced to run all of them: no EOS stop).
+      repeats: timing repeats (the best is kept).
+    """
+    prompts_RxP = jnp.asarray(prompts_RxP, jnp.int32)
+    logits, cache = prefill(apply, params, prompts_RxP, max_new_tokens=steps)
+    key = jax.random.key(0)
+    if nbce:
+        def run():
+            return nbce_decode(apply, params, logits, cache, key, max_new_tokens=steps,
+                               beta=0.25, eta=0.1, top_p=0.95, temperature=1.0, eos_id=-1)
+    else:
+        def run():
+            return decode(apply, params, logits, cache, key, jnp.float32(1.0),
+                          max_new_tokens=steps, eos_id=-1, greedy=True)
+    prefill_seconds = _best(lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps),
+                            repeats)
+    decode_seconds = _best(run, repeats)
+    cache_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(cache))
+    return DecodingCost(prefill_seconds, decode_seconds / steps, int(cache_bytes))

@@ -1,0 +1,155 @@
+"""Exact-match accuracy of NBCE and of its baselines on multi-document questions.
+
+The methods compared (each answers one :class:`~diffusionlab.lm.data.QAExample`):
+
+* ``nbce``: one row per document plus the empty-context row, merged by :mod:`.step`;
+* ``truncate``: the documents concatenated, keeping only the last ``L`` tokens;
+* ``concat``: all documents concatenated, run far beyond the trained length ``L``;
+* ``oracle``: only the documents that hold the answer's facts.
+
+Questions are batched: NBCE rows of many questions go through one ``vmap``-ed prefill, and
+every decoding variant (pooling, β, η, top-p) reuses that prefill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab.lm.data import QAExample
+from diffusionlab.lm.decode import generate, left_pad
+from diffusionlab.lm.tokenizer import ByteTokenizer
+from diffusionlab.nbce.generate import nbce_decode, nbce_prefill, nbce_prompts
+from diffusionlab.nbce.step import validate_hyperparameters
+
+__all__ = ["NBCESettings", "baseline_answers", "exact_match", "nbce_answers"]
+
+BASELINES = ("truncate", "concat", "oracle")
+
+
+@dataclasses.dataclass(frozen=True)
+class NBCESettings:
+    """One NBCE decoding variant (greedy)."""
+
+    pooling: str = "min_entropy"
+    beta: float = 0.25
+    eta: float = 0.1
+    top_p: float = 0.95
+
+    def __post_init__(self):
+        validate_hyperparameters(beta=self.beta, top_p=self.top_p, pooling=self.pooling)
+
+
+def exact_match(answers: Sequence[str], examples: Sequence[QAExample]) -> np.ndarray:
+    """1.0 where the generated answer equals the expected one exactly, else 0.0."""
+    return np.asarray([a == e.answer for a, e in zip(answers, examples, strict=True)], float)
+
+
+def _chunks(total: int, size: int):
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "poolings"))
+def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings):
+    """Prefill once per question, then decode every setting: ``hyper[i]`` is an ``(S_i, 3)``
+    array of (β, η, top-p) for pooling ``poolings[i]``, vmapped so that values are traced."""
+
+    def one(prompts_RxP):
+        logits, cache = nbce_prefill(apply, params, prompts_RxP, max_new_tokens=max_new_tokens)
+
+        def decode(pooling, values_3):
+            return nbce_decode(apply, params, logits, cache, jax.random.key(0),
+                               max_new_tokens=max_new_tokens, beta=values_3[0],
+                               eta=values_3[1], top_p=values_3[2], temperature=1.0,
+                               pooling=pooling, greedy=True).tokens
+
+        return tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx3)
+                     for pooling, values_Sx3 in zip(poolings, hyper, strict=True))
+
+    return jax.vmap(one)(prompts_QxRxP)
+
+
+def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequence[NBCESettings],
+                 *, tokenizer: ByteTokenizer, max_new_tokens: int,
+                 rows_per_batch: int = 1024) -> dict[NBCESettings, list[str]]:
+    """Greedy NBCE answers for every example under every setting.
+
+    All examples must have the same number of documents; each row is padded to
+    ``apply.max_length`` so that one compiled program serves every batch.
+
+    Returns:
+      ``{settings: [answer text per example]}``.
+    """
+    num_docs = {len(e.documents) for e in examples}
+    if len(num_docs) != 1:
+        raise ValueError(f"examples must share their number of documents, got {num_docs}")
+    rows = num_docs.pop() + 1
+    prompts = np.stack([
+        nbce_prompts([tokenizer.encode(d) for d in e.documents], tokenizer.encode(e.question),
+                     prefix=[tokenizer.bos_id], pad_id=apply.pad_id, max_length=apply.max_length,
+                     length=apply.max_length)
+        for e in examples])
+    settings = tuple(dict.fromkeys(settings))
+    poolings = tuple(dict.fromkeys(s.pooling for s in settings))
+    groups = [[s for s in settings if s.pooling == p] for p in poolings]
+    hyper = tuple(jnp.asarray([[s.beta, s.eta, s.top_p] for s in group], jnp.float32)
+                  for group in groups)
+    answers: dict[NBCESettings, list[str]] = {s: [] for s in settings}
+    size = max(1, rows_per_batch // (rows * max(len(g) for g in groups)))
+    for part in _chunks(len(examples), size):
+        batch = prompts[part]
+        # Pad the last batch to the common size: one compilation for all batches.
+        missing = size - batch.shape[0]
+        batch = np.concatenate([batch, np.repeat(batch[:1], missing, 0)]) if missing else batch
+        outs = _nbce_batch(apply, params, jnp.asarray(batch), hyper,
+                           max_new_tokens=max_new_tokens, poolings=poolings)
+        for group, tokens_QxSxT in zip(groups, outs, strict=True):
+            tokens_QxSxT = np.asarray(tokens_QxSxT)[: size - missing]
+            for k, s in enumerate(group):
+                answers[s] += [tokenizer.decode(t) for t in tokens_QxSxT[:, k]]
+    return answers
+
+
+def _baseline_prompt(example: QAExample, method: str, tokenizer: ByteTokenizer,
+                     max_length: int) -> np.ndarray:
+    question = tokenizer.encode(example.question)
+    if method == "oracle":
+        text = " ".join(example.documents[i] for i in example.relevant)
+        return tokenizer.encode(text + example.question, bos=True)
+    body = tokenizer.encode(" ".join(example.documents))
+    if method == "truncate":
+        keep = max_length - 1 - len(question)
+        return np.concatenate([[tokenizer.bos_id], body[-keep:], question]).astype(np.int32)
+    return np.concatenate([[tokenizer.bos_id], body, question]).astype(np.int32)
+
+
+def baseline_answers(apply, params, examples: Sequence[QAExample], method: str, *,
+                     tokenizer: ByteTokenizer, max_new_tokens: int,
+                     tokens_per_batch: int = 16384) -> list[str]:
+    """Greedy answers of a baseline: ``"truncate"``, ``"concat"`` or ``"oracle"``."""
+    if method not in BASELINES:
+        raise ValueError(f"method must be one of {BASELINES}, got {method!r}")
+    prompts = [_baseline_prompt(e, method, tokenizer, apply.max_length) for e in examples]
+    # Lengths in buckets so that batches of similar questions share one compilation.
+    bucket = apply.max_length if method != "concat" else 256
+    length = -(-max(len(p) for p in prompts) // bucket) * bucket
+    padded = left_pad(prompts, pad_id=apply.pad_id, length=length)
+    # Concatenation is quadratic in its length: batch fewer of the long prompts at once.
+    size = max(1, tokens_per_batch // length if method != "concat"
+               else tokens_per_batch * 64 // (length * length) or 1)
+    size = min(size, len(examples))
+    answers: list[str] = []
+    for part in _chunks(len(examples), size):
+        batch = padded[part]
+        missing = size - batch.shape[0]
+        batch = np.concatenate([batch, np.repeat(batch[:1], missing, 0)]) if missing else batch
+        out = np.asarray(generate(apply, params, batch, max_new_tokens=max_new_tokens,
+                                  eos_id=tokenizer.eos_id))[: size - missing]
+        answers += [tokenizer.decode(t) for t in out]
+    return answers

@@ -1,0 +1,150 @@
+"""NBCE hyperparameters: the β and η sweeps, and top-p truncation on against off.
+
+* β: the weight of the pooled contexts against the empty context, at fixed n.
+* η: the stickiness bonus, on one-fact questions and on two-fact questions whose facts sit in
+  two different documents (there the answer must switch context once, mid-answer).
+* top-p on (0.95) against off (1.0) as n grows, for average pooling (β = 0.25, and plain naive
+  Bayes β = n − 1) and for min-entropy selection. The supplementary notes say that without
+  truncation average pooling degrades as n grows. Essays: https://kexue.fm/archives/9617,
+  https://kexue.fm/archives/9632.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from diffusionlab import lm
+from diffusionlab.lm.train import LMTrainConfig
+from diffusionlab.nbce.evaluate import NBCESettings, exact_match, nbce_answers
+from diffusionlab.nbce.plots import curves_figure
+from experiments.nbce_accuracy import checkpoint_directory
+
+TITLE = "NBCE: β and η sweeps; top-p truncation on against off as n grows"
+NOTES = "NBCE supplementary notes (kexue.fm/archives/9632)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    lm: LMTrainConfig = LMTrainConfig()
+    sweep_documents: int = 16
+    betas: tuple[float, ...] = (-0.5, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+    etas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+    num_documents: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    questions: int = 48
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_new_tokens: int = 5
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(lm=LMTrainConfig.quick(), sweep_documents=4, betas=(0.0, 1.0),
+                   etas=(0.0, 0.5), num_documents=(2, 4), questions=3, seeds=(0, 1, 2))
+
+
+def _examples(config: Config, n: int, kind: str) -> list[lm.QAExample]:
+    corpus = dataclasses.replace(config.lm.corpus, split="test")
+    out = []
+    for seed in config.seeds:
+        rng = np.random.default_rng([seed, n, len(kind)])
+        for _ in range(config.questions):
+            out.append(corpus.single(n, rng) if kind == "single"
+                       else corpus.pair(rng, split_documents=True, num_documents=n))
+    return out
+
+
+def _scores(apply, params, examples, settings, config, max_new_tokens):
+    answers = nbce_answers(apply, params, examples, settings, tokenizer=lm.ByteTokenizer(),
+                           max_new_tokens=max_new_tokens)
+    return {s: exact_match(answers[s], examples).reshape(len(config.seeds), -1).mean(1)
+            for s in settings}
+
+
+def _curve(values):
+    values = np.asarray(values)  # (x, seeds)
+    return values.mean(1), values.std(1)
+
+
+def run(config: Config, out) -> None:
+    apply, params = lm.train_or_load(config.lm, checkpoint_directory(out), progress=False)
+    n = config.sweep_documents
+    single = _examples(config, n, "single")
+    pair = _examples(config, n, "pair")
+    pair_tokens = config.max_new_tokens + 4 + config.lm.corpus.key_length + 3
+
+    # beta, one compiled program per pooling and all betas at once.
+    beta_curves, rows = {}, []
+    for pooling in ("min_entropy", "average", "max"):
+        settings = [NBCESettings(pooling=pooling, beta=b) for b in config.betas]
+        got = _scores(apply, params, single, settings, config, config.max_new_tokens)
+        beta_curves[pooling] = _curve([got[s] for s in settings])
+        rows += [{"sweep": "beta", "pooling": pooling, "value": b, "question": "single",
+                  "accuracy": float(got[s].mean()), "std": float(got[s].std())}
+                 for b, s in zip(config.betas, settings, strict=True)]
+
+    # eta, min-entropy, on single- and two-fact questions.
+    eta_curves = {}
+    for kind, examples, tokens in (("single", single, config.max_new_tokens),
+                                   ("pair, facts in two documents", pair, pair_tokens)):
+        settings = [NBCESettings(eta=e) for e in config.etas]
+        got = _scores(apply, params, examples, settings, config, tokens)
+        eta_curves[kind] = _curve([got[s] for s in settings])
+        rows += [{"sweep": "eta", "pooling": "min_entropy", "value": e, "question": kind,
+                  "accuracy": float(got[s].mean()), "std": float(got[s].std())}
+                 for e, s in zip(config.etas, settings, strict=True)]
+
+    # top-p on/off against n.
+    variants = {
+        "average, β=0.25": lambda m: NBCESettings(pooling="average", beta=0.25),
+        "average, β=n−1 (naive Bayes)": lambda m: NBCESettings(pooling="average",
+                                                               beta=float(m - 1)),
+        "min-entropy, β=0.25": lambda m: NBCESettings(pooling="min_entropy", beta=0.25),
+    }
+    top_p_curves = {f"{v}, top-p {p}": [] for v in variants for p in ("on", "off")}
+    for m in config.num_documents:
+        examples = _examples(config, m, "single")
+        settings = {}
+        for v, make in variants.items():
+            base = make(m)
+            settings[f"{v}, top-p on"] = base
+            settings[f"{v}, top-p off"] = dataclasses.replace(base, top_p=1.0)
+        got = _scores(apply, params, examples, list(dict.fromkeys(settings.values())), config,
+                      config.max_new_tokens)
+        for label, s in settings.items():
+            top_p_curves[label].append(got[s])
+            rows.append({"sweep": "top_p", "pooling": s.pooling, "value": f"n={m}",
+                         "question": label, "accuracy": float(got[s].mean()),
+                         "std": float(got[s].std())})
+    top_p_curves = {k: _curve(v) for k, v in top_p_curves.items()}
+
+    out.table(rows, stem="sweeps", columns=["sweep", "pooling", "question", "value", "accuracy",
+                                            "std"],
+              caption=f"Exact-match accuracy (mean and std over {len(config.seeds)} seeds of "
+                      f"{config.questions} questions); β and η sweeps at n = {n}.")
+    fig = curves_figure(
+        [(config.betas, beta_curves), (config.etas, eta_curves),
+         (config.num_documents, top_p_curves)],
+        xlabels=["β", "η (stickiness)", "number of documents n"],
+        ylabels=["exact-match accuracy"] * 3,
+        titles=[f"β sweep, n = {n}, η = 0.1, top-p 0.95",
+                f"η sweep, min-entropy, n = {n}, β = 0.25",
+                "top-p 0.95 (on) against 1.0 (off)"],
+        logx=[False, False, True], suptitle="NBCE hyperparameters")
+    out.figure(fig, "sweeps", caption="Left: β; middle: η; right: truncation on/off against n.")
+
+    last = config.num_documents[-1]
+    on = top_p_curves["average, β=n−1 (naive Bayes), top-p on"][0]
+    off = top_p_curves["average, β=n−1 (naive Bayes), top-p off"][0]
+    out.metric(naive_bayes_top_p_on=on.tolist(), naive_bayes_top_p_off=off.tolist(),
+               best_beta_min_entropy=float(config.betas[int(np.argmax(beta_curves["min_entropy"][0]))]),
+               best_eta_pair=float(config.etas[int(np.argmax(
+                   eta_curves["pair, facts in two documents"][0]))]))
+    out.claim("Without truncation, average pooling (naive Bayes, β = n−1) degrades as n grows",
+              source=NOTES, expected="accuracy falls with n when top-p is off",
+              measured=f"top-p off: n={config.num_documents[0]}: {off[0]:.3f} → n={last}: "
+                       f"{off[-1]:.3f}; top-p on: {on[0]:.3f} → {on[-1]:.3f}",
+              holds=bool(off[-1] < off[0]))
+    out.claim("Truncation rescues average pooling", source=NOTES,
+              expected="top-p on ≥ top-p off at the largest n",
+              measured=f"n={last}: on {on[-1]:.3f} vs off {off[-1]:.3f}",
+              holds=bool(on[-1] >= off[-1]))

@@ -1,0 +1,163 @@
+"""The small LM: tokenizer, cache = recompute, padding, causality, overfitting, checkpoints."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from diffusionlab import lm
+from diffusionlab.train import TrainConfig, fit
+from tests.asserts import assert_compiles_once, assert_tree_allclose
+
+CONFIG = lm.LMConfig(dim=32, depth=2, num_heads=2, mlp_dim=64, max_length=48)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lm.pure(lm.LanguageModel(CONFIG, rngs=nnx.Rngs(0)))
+
+
+def test_tokenizer_round_trip():
+    tok = lm.ByteTokenizer()
+    text = "QXB: 417. naïve"
+    ids = tok.encode(text, bos=True, eos=True)
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id and ids.min() >= 0
+    assert ids.max() < tok.vocab_size
+    assert tok.decode(ids) == text
+    assert tok.decode(np.concatenate([[0, 0], ids, [70, 71]])) == text  # stops at EOS
+
+
+def test_cached_logits_equal_full_recompute(model):
+    apply, params = model
+    prompts = jnp.asarray(lm.left_pad([[1, 5, 6, 7, 8, 9, 10, 11, 12], [1, 40, 41, 42]]))
+    full, _ = apply(params, prompts, None)
+    cache = apply.init_cache(2, 12)
+    first, cache = apply(params, prompts[:, :5], cache)
+    pieces = [first]
+    for t in range(5, prompts.shape[1]):
+        logits, cache = apply(params, prompts[:, t:t + 1], cache)
+        pieces.append(logits)
+    cached = jnp.concatenate(pieces, axis=1)
+    valid = np.asarray(prompts != 0)
+    assert_tree_allclose(np.asarray(cached)[valid], np.asarray(full)[valid], rtol=1e-5, atol=1e-5)
+
+
+def test_left_padding_does_not_change_logits(model):
+    apply, params = model
+    row = [1, 20, 21, 22, 23]
+    alone, _ = apply(params, jnp.asarray([row]), None)
+    padded, _ = apply(params, jnp.asarray([[0, 0, 0] + row]), None)
+    assert_tree_allclose(padded[:, 3:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_causality_by_gradient(model):
+    apply, params = model
+    tokens = jnp.asarray([[30, 31, 32, 33, 34, 35]])  # distinct ids: table row = position
+    probe = 200  # a logit whose output-projection gradient lands on an unused row
+
+    def logit(table, i):
+        swapped = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: table if "embedding" in jax.tree_util.keystr(path) else leaf,
+            params)
+        logits, _ = apply(swapped, tokens, None)
+        return logits[0, i, probe]
+
+    table = params["trunk"]["embed"]["embedding"][...]
+    for i in range(6):
+        g = np.asarray(jnp.abs(jax.grad(logit)(table, i)[30:36]).sum(-1))
+        assert np.all(g[i + 1:] == 0), f"logits at {i} depend on later tokens"
+        assert np.all(g[: i + 1] > 0), f"logits at {i} ignore earlier tokens"
+
+
+def test_causality_by_perturbation(model):
+    apply, params = model
+    a = jnp.asarray([[1, 30, 31, 32, 33, 34]])
+    b = a.at[0, 4].set(99)
+    la, _ = apply(params, a, None)
+    lb, _ = apply(params, b, None)
+    assert_tree_allclose(la[:, :4], lb[:, :4], rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(la[:, 4:] - lb[:, 4:]).max()) > 1e-3
+
+
+def test_cached_generation_equals_uncached(model):
+    apply, params = model
+    prompts = lm.left_pad([[1, 5, 6, 7, 8], [1, 9, 10]])
+    cached = lm.generate(apply, params, prompts, max_new_tokens=5, eos_id=-1)
+    uncached = lm.uncached_generate(apply, params, jnp.asarray(prompts), max_new_tokens=5)
+    np.testing.assert_array_equal(cached, uncached)
+
+
+def test_generate_compiles_once(model):
+    apply, params = model
+    from diffusionlab.lm.decode import decode, prefill
+
+    def call(seed):
+        prompts = jnp.asarray(np.random.default_rng(seed).integers(3, 200, (2, 6)), jnp.int32)
+        logits, cache = prefill(apply, params, prompts, max_new_tokens=3)
+        return (apply, params, logits, cache, jax.random.key(seed), jnp.float32(1.0))
+
+    decode.clear_cache()
+    for seed in range(3):
+        jax.block_until_ready(decode(*call(seed), max_new_tokens=3, eos_id=2, greedy=True))
+    assert decode._cache_size() == 1
+    assert callable(assert_compiles_once)
+
+
+def test_generate_rejects_bad_arguments(model):
+    apply, params = model
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        lm.generate(apply, params, [[1, 2]], max_new_tokens=0)
+    with pytest.raises(ValueError, match="key"):
+        lm.generate(apply, params, [[1, 2]], max_new_tokens=2, temperature=1.0)
+
+
+def test_overfits_a_tiny_corpus():
+    config = lm.LMConfig(dim=32, depth=2, num_heads=2, mlp_dim=64, max_length=40)
+    apply, params = lm.pure(lm.LanguageModel(config, rngs=nnx.Rngs(1)))
+    tok = lm.ByteTokenizer()
+    texts = ["QXB: 417.\nQ: QXB?\nA: QXB: 417", "ABC: 902.\nQ: ABC?\nA: ABC: 902"]
+    data = {"tokens": lm.left_pad([tok.encode(t, bos=True, eos=True) for t in texts],
+                                  length=41)}
+    data["answer"] = (data["tokens"] != 0).astype(np.float32)
+    train = TrainConfig(steps=150, batch_size=2, learning_rate=1e-2, ema_decay=0.0,
+                        log_every=50)
+    result = fit(lm.lm_loss(apply, lm_weight=0.0), params, data, config=train, progress=False)
+    assert result.history["loss"][-1] < 0.05 * result.history["loss"][0]
+    prompts = lm.left_pad([tok.encode(t.rsplit(": ", 1)[0] + ": ", bos=True) for t in texts])
+    out = lm.generate(apply, result.params, prompts, max_new_tokens=4)
+    assert [tok.decode(o) for o in np.asarray(out)] == ["417", "902"]
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    apply, params = model
+    lm.save_lm(tmp_path / "ckpt", CONFIG, params)
+    apply2, params2 = lm.load_lm(tmp_path / "ckpt")
+    assert apply2.config == CONFIG
+    assert_tree_allclose(nnx.to_pure_dict(params2), nnx.to_pure_dict(params))
+    tokens = jnp.asarray([[1, 5, 6]])
+    assert_tree_allclose(apply2(params2, tokens)[0], apply(params, tokens)[0])
+    with pytest.raises(FileNotFoundError):
+        lm.load_lm(tmp_path / "missing")
+
+
+def test_training_set_marks_answers_and_splits_vocabularies():
+    data = lm.training_set(64, seed=0, max_length=96)
+    tok = lm.ByteTokenizer()
+    assert data["tokens"].shape == (64, 96) and data["answer"].shape == (64, 96)
+    for tokens, answer in zip(data["tokens"][:8], data["answer"][:8], strict=True):
+        text = tok.decode(tokens[answer == 0])
+        marked = tokens[answer == 1]
+        assert marked[-1] == tok.eos_id and text.endswith(": ")
+    train, test = lm.QACorpus("train"), lm.QACorpus("test")
+    assert not set(train._keys()) & set(test._keys())
+    assert not set(train._values()) & set(test._values())
+    assert not set(train._words()) & set(test._words())
+    ex = test.single(5, np.random.default_rng(0))
+    assert len(ex.documents) == 5 and len(ex.relevant) == 1
+    key = ex.question.split("Q: ")[1].split("?")[0]
+    holders = [i for i, d in enumerate(ex.documents) if f"{key}: " in d]
+    assert holders == list(ex.relevant) and f"{key}: {ex.answer}." in ex.documents[holders[0]]
+    assert dataclasses.is_dataclass(ex)
