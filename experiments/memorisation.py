@@ -23,12 +23,13 @@ class Config:
     T: float = 40.0
     t_end: float = 1e-4
     tolerance: float = 1e-2
-    rtol: float = 1e-4
+    rtol: float = 1e-3
+    max_steps: int = 16384
     seed: int = 0
 
     @classmethod
     def quick(cls):
-        return cls(num_data=16, num_samples=400, rtol=1e-3)
+        return cls(num_data=16, num_samples=400, rtol=1e-2, max_steps=4096)
 
 
 def _gravity_velocity(x, t, points):
@@ -54,8 +55,10 @@ def run(config: Config, out) -> None:
                                    centre=centre))
     rows, counts, panels = [], {}, {}
     for name, (velocity, x_T) in samplers.items():
+        # One adaptive step size serves the whole batch, so the worst sample sets it: the
+        # CDF members with ∂ψ/∂r > 0 at r = 0 have weights that switch sharply near the data.
         sol = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
-                       rtol=config.rtol, atol=config.rtol)
+                       rtol=config.rtol, atol=config.rtol, max_steps=config.max_steps)
         report = memorisation.hit_report(sol.samples, points, tolerance=config.tolerance)
         rows.append({"sampler": name, "hit fraction": report.hit_fraction,
                      "chi-square": report.chi_square, "dof": report.dof,
