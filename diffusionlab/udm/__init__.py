@@ -10,6 +10,7 @@ References: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（
 """
 
 from diffusionlab.udm.cold import COLD_SAMPLERS, ColdDiffusion
+from diffusionlab.udm.custom import CustomDiffusion
 from diffusionlab.udm.degradations import DEGRADATIONS
 from diffusionlab.udm.edit import EditDiffusion
 from diffusionlab.udm.encoder import EncoderDiffusion
@@ -30,6 +31,7 @@ __all__ = [
     "DEGRADATIONS",
     "KERNELS",
     "ColdDiffusion",
+    "CustomDiffusion",
     "EditDiffusion",
     "EncoderDiffusion",
     "HotDiffusion",

@@ -59,14 +59,27 @@ def untrained_model(process, data_shape, network: NetworkConfig = DEFAULT_NETWOR
     apply, params = make_network(process, data_shape, network, key=k_net)
     if isinstance(process, EncoderDiffusion):
         encode, encoder_params = make_encoder(data_shape, network, key=k_enc)
-        process = EncoderDiffusion(encode=encode, encoder_params=encoder_params, event_shape=data_shape,
-                                   T=process.T, eta=process.eta, sigma=process.sigma,
-                                   schedule=process.schedule)
+        process = EncoderDiffusion(
+            encode=encode,
+            encoder_params=encoder_params,
+            event_shape=data_shape,
+            T=process.T,
+            eta=process.eta,
+            sigma=process.sigma,
+            schedule=process.schedule,
+        )
     return TrainedModel(process, predictor(process, apply, params, kind=network.kind), {})
 
 
-def fit_process(process, data, *, config: train.TrainConfig, network: NetworkConfig = DEFAULT_NETWORK,
-                key, progress: bool = False) -> TrainedModel:
+def fit_process(
+    process,
+    data,
+    *,
+    config: train.TrainConfig,
+    network: NetworkConfig = DEFAULT_NETWORK,
+    key,
+    progress: bool = False,
+) -> TrainedModel:
     """Trains the :math:`\\hat x_0` model of ``process`` on ``data`` (``(N,) + event_shape``).
 
     Args:
@@ -87,9 +100,24 @@ def fit_process(process, data, *, config: train.TrainConfig, network: NetworkCon
     params = {"net": params}
     if isinstance(process, EncoderDiffusion):
         params["encoder"] = process.encoder_params
-    result = train.fit(make_loss(process, apply, kind=network.kind), params, data, config=config,
-                       progress=progress)
+    result = train.fit(
+        make_loss(process, apply, kind=network.kind), params, data, config=config, progress=progress
+    )
     final = result.ema_params
     if isinstance(process, EncoderDiffusion):
         process = process.with_params(final["encoder"])
     return TrainedModel(process, predictor(process, apply, final["net"], kind=network.kind), result.history)
+
+
+def expected_loss(model: TrainedModel, x0, *, key) -> float:
+    """Monte Carlo estimate of the training objective on ``x0`` (e.g. held-out data), uniform ``t``."""
+    process, predict_x0 = model.process, model.predict_x0
+
+    @jax.jit
+    def estimate(x0, key):
+        k_time, k_noise = jax.random.split(key)
+        t = jax.random.randint(k_time, x0.shape[:1], 1, process.T + 1)
+        x_t = process.forward(x0, t, key=k_noise)
+        return jnp.mean(process.loss(x0, predict_x0(x_t, t), t))
+
+    return float(estimate(jnp.asarray(x0), key))

@@ -1,0 +1,110 @@
+r"""A process from a user-supplied forward map :math:`\mathcal F_t(x_0,\varepsilon)` with Gaussian noise.
+
+Write :math:`\mathcal F_t` (and :math:`\mathcal F_t^{-1}` for the deterministic or
+interpolating kernel); the kernels, the sampler and the loss come from the framework.
+
+Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from diffusionlab.udm import _checks
+from diffusionlab.udm._pytree import process_dataclass
+from diffusionlab.udm.kernels import KERNELS, kernel
+
+Array = jax.Array
+
+
+@process_dataclass
+class CustomDiffusion:
+    r"""Diffusion with forward map ``F(x0, t, eps)`` and Gaussian noise; kernel chosen by name.
+
+    Attributes:
+      F: :math:`\mathcal F_t(x_0,\varepsilon)`; ``t`` arrives as a float array broadcastable
+        against ``x0`` (the batch shape followed by unit axes).
+      F_inverse: :math:`\mathcal F_t^{-1}(x_0,x_t)`, needed by the ``deterministic`` and
+        ``gaussian_interpolation`` kernels.
+      T: number of steps (``F`` at ``t = 0`` should be the identity in :math:`x_0`).
+      kernel: one of ``baseline``, ``deterministic``, ``gaussian_interpolation``.
+      sigma_tilde: :math:`\tilde\sigma\in[0,1]` of the interpolating kernel.
+      event_shape: shape of one example, or ``None`` for any.
+
+    The model is Gaussian, so the loss is :math:`\|x_0-\hat x_0\|^2` (mean over the event);
+    the sample is the last :math:`\hat x_0`; the terminal law is :math:`\mathcal F_T` of data.
+
+    Raises:
+      ValueError: for an unknown kernel, a missing ``F_inverse`` or ``sigma_tilde`` outside [0, 1].
+    """
+
+    F: Callable[[Array, Array, Array], Array]
+    F_inverse: Callable[[Array, Array, Array], Array] | None = None
+    T: int = 20
+    kernel: str = "deterministic"
+    sigma_tilde: float = 0.0
+    event_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        kernel(self.kernel)  # validates the name
+        if self.kernel != "baseline" and self.F_inverse is None:
+            raise ValueError(f"F_inverse is needed by the {self.kernel!r} kernel (one of {KERNELS})")
+        if not 0.0 <= float(self.sigma_tilde) <= 1.0:
+            raise ValueError(f"sigma_tilde must lie in [0, 1]; got {self.sigma_tilde}")
+        if int(self.T) != self.T or self.T < 1:
+            raise ValueError(f"T must be an integer ≥ 1; got {self.T}")
+
+    def _t(self, t, x):
+        return _checks.expand_time(jnp.asarray(t, jnp.asarray(x).dtype), x)
+
+    def apply(self, x0, t, noise):
+        return self.F(x0, self._t(t, x0), noise)
+
+    def invert(self, x0, x_t, t, *, key=None):
+        del key
+        return self.F_inverse(x0, x_t, self._t(t, x_t))
+
+    def draw_noise(self, x0, *, key):
+        return jax.random.normal(key, jnp.shape(x0), jnp.asarray(x0).dtype)
+
+    def forward(self, x0, t, *, key):
+        """Draws :math:`x_t=\\mathcal F_t(x_0,\\varepsilon)`; ValueError for a bad ``t`` or shape."""
+        x0 = jnp.asarray(x0)
+        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        _checks.check_time(t, low=0, high=self.T)
+        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
+
+    def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
+        """One reverse step ``t -> s`` (default ``t - 1``) with the chosen kernel."""
+        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
+        batch = _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
+        _checks.check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
+        t, s = _checks.check_step(t, s, T=self.T)
+        t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
+        extra = {"sigma_tilde": self.sigma_tilde} if self.kernel == "gaussian_interpolation" else {}
+        return kernel(self.kernel)(self, x_t, x0_hat, t, s, key=key, **extra)
+
+    def loss(self, x0, prediction, t):
+        """Per-example :math:`\\|x_0-\\hat x_0\\|^2`, mean over the event axes."""
+        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
+        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
+        _checks.check_time(t, low=0, high=self.T)
+        return jnp.mean((x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
+
+    def draw_x0(self, prediction, x_t, t, *, key):
+        del x_t, t, key
+        return prediction
+
+    def prior(self, x0, *, key):
+        """:math:`x_T=\\mathcal F_T(x_0,\\varepsilon)` for data ``x0`` (only the shape matters when
+        :math:`\\mathcal F_T` forgets :math:`x_0`)."""
+        x0 = jnp.asarray(x0)
+        return self.apply(x0, jnp.full(x0.shape[:1], self.T), self.draw_noise(x0, key=key))
+
+    def finish(self, x_last, x0_hat):
+        del x_last
+        return x0_hat
