@@ -5,6 +5,10 @@ r"""The encoders: one transformer trunk used as a bi-encoder or as a cross-encod
   Sentence-BERT classifier $W[u, v, |u-v|]$ (2 logits), used only by that baseline's loss.
 * :class:`CrossEncoder` (interactive matching): the pair is one input
   ``[CLS] a [SEP] b [SEP]`` and a 1-unit linear head on [CLS] gives the raw score $f(a, b)$.
+  Each segment counts its own positions from 0 and a learned segment embedding tells the two
+  apart, so rotary attention sees the $i$-th word of ``a`` and the $i$-th word of ``b`` at
+  relative distance 0: comparing aligned words, the thing a cross-encoder is for, is then
+  easy to learn from scratch (a pretrained BERT brings that ability with it).
 
 Both are built on :class:`diffusionlab.nn.transformer.Transformer` (pre-norm blocks, RoPE
 positions), the same trunk as the language model.
@@ -21,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from diffusionlab.cosent.baselines import sbert_features
-from diffusionlab.cosent.tokenizer import PAD
+from diffusionlab.cosent.tokenizer import PAD, SEP
 from diffusionlab.nn.transformer import Transformer, padding_mask
 
 __all__ = ["BiEncoder", "CrossEncoder", "EncoderConfig", "cosine_similarity"]
@@ -37,7 +41,10 @@ class EncoderConfig:
       vocab_size: embedding rows (>= the tokenizer's size; fixed per experiment so every task
         shares one compiled program).
       dim, depth, num_heads, mlp_dim: width, blocks, heads, MLP hidden width.
-      pooling: ``"cls"`` (the reference) or ``"mean"`` (bi-encoder only).
+      pooling: ``"mean"`` or ``"cls"`` (bi-encoder only). The reference pools [CLS] of a
+        pretrained BERT; from scratch the [CLS] state starts out the same for every sentence
+        (all cosines near 1, vanishing gradients) and training can stall there, so the masked
+        mean is the default.
     """
 
     vocab_size: int = 4096
@@ -45,7 +52,7 @@ class EncoderConfig:
     depth: int = 2
     num_heads: int = 4
     mlp_dim: int = 128
-    pooling: str = "cls"
+    pooling: str = "mean"
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -107,13 +114,27 @@ class BiEncoder(nnx.Module):
 class CrossEncoder(nnx.Module):
     """A pair scored jointly: ``model(pair_tokens_BxL) -> f_B``, a raw 1-unit head on [CLS].
 
-    Tokens are ``[CLS] a [SEP] b [SEP]`` padded with 0 (one segment, as in the reference).
+    Tokens are ``[CLS] a [SEP] b [SEP]`` padded with 0. Positions restart at 0 after the first
+    ``[SEP]``, and a learned segment embedding (0 for ``[CLS] a [SEP]``, 1 after) is added to the
+    token embedding, as BERT's token-type embedding.
     """
 
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
         self.trunk = config.trunk(rngs=rngs)
+        self.segment = nnx.Embed(2, config.dim, rngs=rngs)
         self.head = nnx.Linear(config.dim, 1, rngs=rngs)
 
     def __call__(self, pair_tokens_BxL: jax.Array) -> jax.Array:
-        h_BxLxD, _ = _hidden(self.trunk, pair_tokens_BxL)
+        valid_BxL = pair_tokens_BxL != PAD
+        is_sep_BxL = (pair_tokens_BxL == SEP).astype(jnp.int32)
+        # Segment 1 starts just after the first [SEP].
+        segment_BxL = ((jnp.cumsum(is_sep_BxL, axis=1) - is_sep_BxL) > 0).astype(jnp.int32)
+        index_BxL = jnp.broadcast_to(jnp.arange(pair_tokens_BxL.shape[1]), pair_tokens_BxL.shape)
+        start_of_b_Bx1 = jnp.max(jnp.where(segment_BxL == 0, index_BxL + 1, 0), axis=1,
+                                 keepdims=True)
+        positions_BxL = jnp.where(segment_BxL == 0, index_BxL, index_BxL - start_of_b_Bx1)
+        x_BxLxD = self.trunk.embed(pair_tokens_BxL) + self.segment(segment_BxL)
+        for block in self.trunk.blocks:
+            x_BxLxD, _ = block(x_BxLxD, mask=padding_mask(valid_BxL), positions=positions_BxL)
+        h_BxLxD = self.trunk.final_norm(x_BxLxD)
         return self.head(h_BxLxD[:, 0])[:, 0]

@@ -9,11 +9,10 @@ tasks stand for the essays' five datasets:
   meaning; negatives are *hard*: one slot changed, the other words kept, so their lexical
   overlap is higher than the positives'. This is what part I says defeats absolute cosine
   targets.
-* ``"adversarial"``: binary like PAWSX. Negatives swap agent and patient with the same words
-  ("the dog chases the cat" / "the cat chases the dog"); either side may be passive ("the cat
-  is chased by the dog"), so the two texts always hold the same content words and only word
-  order read together with the passive marker decides. This is where part II expects the
-  cross-encoder to win.
+* ``"adversarial"``: binary like PAWSX. Negatives swap agent and patient and keep every word
+  ("the old dog chases the cat" / "the old cat chases the dog"); positives are paraphrases in
+  other synonyms. Word overlap is then *higher* for the negatives, and only word order
+  separates the classes. This is where part II expects the cross-encoder to win.
 
 Reference: 苏剑林, "CoSENT（二）：特征式匹配与交互式匹配有多大差距？", https://kexue.fm/archives/8860
 """
@@ -144,16 +143,17 @@ def _adversarial_rows(rng, n):
     rows = []
     for m in _sample_meanings(rng, n):
         picks = rng.integers(0, 6, size=5)
-        passive_a, passive_b = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        passive = bool(rng.random() < 0.5)
         if rng.random() < 0.5:
-            other, other_picks, label = m, picks, 1.0
+            # A paraphrase: the same event in the same voice, other synonyms.
+            other, other_picks, label = m, rng.integers(0, 6, size=5), 1.0
         else:
-            # Swap the roles and keep the words: a bag-of-words twin. With the voice drawn
-            # independently, neither the order of the nouns nor the voice alone decides.
+            # Agent and patient swapped, every word kept: a bag-of-words twin.
             other, other_picks, label = m.copy(), picks.copy(), 0.0
             other[[0, 2]], other_picks[[0, 2]] = m[[2, 0]], picks[[2, 0]]
-        rows.append((_render(rng, m, passive=passive_a, picks=picks),
-                     _render(rng, other, passive=passive_b, picks=other_picks), label))
+        rows.append((_render(rng, m, passive=passive, picks=picks, fillers=False),
+                     _render(rng, other, passive=passive, picks=other_picks, fillers=False),
+                     label))
     return rows
 
 

@@ -106,7 +106,7 @@ class Tokenizer:
             raise ValueError(f"max_length must be >= 5, got {max_length}")
         half = (max_length - 3) // 2
         out = np.zeros((len(texts_a), max_length), np.int32)
-        for row, (a, b) in enumerate(zip(texts_a, texts_b)):
+        for row, (a, b) in enumerate(zip(texts_a, texts_b, strict=True)):
             ids_a, ids_b = self.encode(a), self.encode(b)
             room_b = max_length - 3 - min(len(ids_a), half)
             ids = [CLS] + ids_a[: max_length - 3 - min(len(ids_b), room_b)]

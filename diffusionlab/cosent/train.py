@@ -17,6 +17,7 @@ checkpoint, then test).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -156,20 +157,26 @@ def _train_stack(graphdef, kind, settings, params_R, weights_RxK, keys_R, train,
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
+        num_valid = valid.labels.shape[0]
+        # Validation and test are scored in one pass (one copy of the forward in the program).
+        eval_inputs = tuple(jnp.concatenate([v, w]) for v, w in zip(valid.inputs, test.inputs, strict=True))
+
         def evaluate(params):
-            model = nnx.merge(graphdef, params)
-            return _score(model, kind, valid.inputs), _score(model, kind, test.inputs)
+            scores = _score(nnx.merge(graphdef, params), kind, eval_inputs)
+            return scores[:num_valid], scores[num_valid:]
 
         def chunk(carry, e):
+            # Score first, then train: chunk e reports the model after e * eval_every steps.
+            scores = evaluate(carry[0])
             carry, losses = jax.lax.scan(
                 step, carry, e * settings.eval_every + jnp.arange(settings.eval_every))
-            return carry, (losses, *evaluate(carry[0]))
+            return carry, (losses, *scores)
 
-        valid0, test0 = evaluate(params)
-        _, (losses, valid_scores, test_scores) = jax.lax.scan(
+        (params, _), (losses, valid_scores, test_scores) = jax.lax.scan(
             chunk, (params, optimizer.init(params)), jnp.arange(num_evals))
-        return (losses.reshape(-1), jnp.concatenate([valid0[None], valid_scores]),
-                jnp.concatenate([test0[None], test_scores]))
+        valid_last, test_last = evaluate(params)
+        return (losses.reshape(-1), jnp.concatenate([valid_scores, valid_last[None]]),
+                jnp.concatenate([test_scores, test_last[None]]))
 
     return jax.vmap(train_one)(params_R, weights_RxK, keys_R)
 
@@ -200,10 +207,55 @@ class TrainResult:
     test_scores: np.ndarray
 
 
+def _model_class(kind: str):
+    return BiEncoder if kind == "bi" else CrossEncoder
+
+
+# Truncated at two standard deviations and rescaled to unit variance, as flax's lecun_normal.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def _draw(path, leaf, rng: np.random.Generator) -> np.ndarray:
+    """One parameter drawn host-side from flax's default initialiser for its kind."""
+    name = getattr(path[-1], "key", getattr(path[-1], "name", None))
+    if name == "value":  # nnx.Variable leaves end in ".value"
+        name = getattr(path[-2], "key", getattr(path[-2], "name", None))
+    shape = leaf.shape
+    if name == "kernel":  # lecun_normal: truncated normal, variance 1 / fan_in
+        draw = rng.standard_normal(shape)
+        while np.any(bad := np.abs(draw) > 2):
+            draw[bad] = rng.standard_normal(int(bad.sum()))
+        return draw / _TRUNCATED_STD / np.sqrt(shape[0])
+    if name == "embedding":  # variance_scaling(1, fan_in, normal) over the features
+        return rng.standard_normal(shape) / np.sqrt(shape[-1])
+    if name == "bias":
+        return np.zeros(shape)
+    if name == "scale":
+        return np.ones(shape)
+    raise ValueError(f"no initialiser for parameter {jax.tree_util.keystr(path)}")
+
+
+def init_stack(kind: str, config: EncoderConfig, seeds: Sequence[int]):
+    """``(graphdef, params)`` with parameters stacked over ``seeds`` along axis 0.
+
+    The distributions are flax's defaults, but drawn with NumPy: initialising with JAX would
+    compile one program per parameter shape, which costs more than training the small models
+    of the tests.
+    """
+    abstract = nnx.eval_shape(lambda: _model_class(kind)(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    per_seed = []
+    for seed in seeds:
+        rng = np.random.default_rng([int(seed), 0xC05E])
+        per_seed.append(jax.tree_util.tree_map_with_path(
+            lambda path, leaf, rng=rng: _draw(path, leaf, rng).astype(leaf.dtype), state))
+    return graphdef, jax.tree.map(lambda *x: jnp.asarray(np.stack(x)), *per_seed)
+
+
 def init_params(kind: str, config: EncoderConfig, seed: int):
     """``(graphdef, params)`` of a fresh bi- or cross-encoder initialised from ``seed``."""
-    model_class = BiEncoder if kind == "bi" else CrossEncoder
-    return nnx.split(model_class(config, rngs=nnx.Rngs(seed)))
+    graphdef, params = init_stack(kind, config, (seed,))
+    return graphdef, jax.tree.map(lambda x: x[0], params)
 
 
 def train_pair_models(kind: str, losses: tuple[str, ...], config: EncoderConfig,
@@ -236,13 +288,13 @@ def train_pair_models(kind: str, losses: tuple[str, ...], config: EncoderConfig,
                          f"{KINDS[kind]}, got {losses}")
     if not seeds:
         raise ValueError("seeds must be non-empty")
-    graphdef, _ = init_params(kind, config, seeds[0])
-    per_seed = [init_params(kind, config, s)[1] for s in seeds]
-    params_R = jax.tree.map(lambda *x: jnp.stack(x * len(losses)), *per_seed)
+    # Rows are (loss, seed) with the seed fastest; every loss starts from the same models.
+    seeds_R = np.tile(np.asarray(seeds, np.uint32), len(losses))
+    keys_R = jax.vmap(jax.random.key)(jnp.asarray(seeds_R))
+    graphdef, params_R = init_stack(kind, config, seeds_R)
     eye = np.eye(len(KINDS[kind]), dtype=np.float32)
     weights_RxK = jnp.asarray(np.repeat(eye[[KINDS[kind].index(n) for n in losses]],
                                         len(seeds), axis=0))
-    keys_R = jnp.stack([jax.random.key(s) for s in seeds] * len(losses))
     train_loss, valid, test = train_stack(graphdef, kind, settings, params_R, weights_RxK,
                                           keys_R, arrays["train"], arrays["valid"],
                                           arrays["test"])
