@@ -15,13 +15,17 @@ from diffusionlab.sector import doubledouble as dd
 from diffusionlab.sector.checks import FULL_TURN, check_n_array, check_theta
 
 MAX_TERMS = 160
-"""Terms of the alternating sum that are evaluated. Outside the cut-off regime the k-th term
+r"""Terms of the alternating sum that are evaluated. Outside the cut-off regime the k-th term
 is at most :math:`\lambda^k/k!` with :math:`\lambda<38`, so the tail beyond 160 terms is
 below :math:`10^{-35}`."""
 
-LOG_COVER_CUT = math.log(2.0**-54)
-"""Where the bound :math:`1-P\le(1-(1-x)^{n-1})^n` drops below half an ulp of 1, P is 1
-to float64 precision and returned as exactly 1 (about :math:`\lambda>37.4`)."""
+LOG_COVER_CUT = math.log(2.0**-48)
+r"""Where the bound :math:`1-P\le(1-(1-x)^{n-1})^n` drops below :math:`2^{-48}\approx3.6\cdot
+10^{-15}` (about :math:`\lambda>33.3`), P is returned as exactly 1. The bound is nearly tight
+(measured :math:`1-P\approx0.7e^{-\lambda}` at n = 10^5), so this costs at most 3.6e-15. A
+smaller threshold would push the double-double stage to larger λ, where its own error
+(:math:`\sim e^{\lambda}\cdot10^{-30}`) reaches an ulp and adjacent values on very fine θ grids
+start to swap in the last bit."""
 
 FAST_TOLERANCE = 2.0**-50
 """Absolute error (as estimated from the terms' log-magnitudes) up to which the float64
@@ -70,18 +74,24 @@ def _fast_path(n, x: dd.DD):
     def body(k, carry):
         acc, err, log_binom = carry
         kf = jnp.asarray(k, jnp.float64)
-        y = jnp.where(use_b, 2.0 - (n - kf) * x.hi - (n - kf) * x.lo, kf * x.hi + kf * x.lo)
-        base = 1.0 - y
+        # y = 1 - base with base = 1 - kx (direct) or (n-k)x - 1 (reflected). Both are formed
+        # from an error-free product, so that whichever of y and base is small keeps its
+        # relative accuracy (the closed form n q^(n-1) at small theta needs base = q exactly).
+        multiple = jnp.where(use_b, n - kf, kf)
+        product = dd.add_float(dd.two_prod(multiple, x.hi), multiple * x.lo)
+        base = jnp.where(use_b, (product.hi - 1.0) + product.lo, (1.0 - product.hi) - product.lo)
+        y = jnp.where(use_b, (2.0 - product.hi) - product.lo, product.hi + product.lo)
         valid = (base > 0) & (kf <= n) & (use_b | (k >= 1))
         y_safe = jnp.where(valid, y, 0.0)
-        log_power = (n - 1.0) * log1m(y_safe)
+        log_base = jnp.where(y_safe < 0.5, log1m(y_safe), jnp.log(jnp.where(valid, base, 1.0)))
+        log_power = (n - 1.0) * log_base
         term = jnp.where(valid, jnp.exp(log_binom + log_power), 0.0)
         sign = jnp.where(use_b, 1.0, -1.0) * (1.0 - 2.0 * (k % 2))
         acc = acc + sign * term
-        # Relative error of the term: the exponent log C + E carries |log C| + |E| ulps, the
-        # base 1 - y carries (n - 1) |dy| / base, the binomial recursion k more.
-        base_error = (n - 1.0) * (jnp.abs(y_safe) + 2.0 * use_b) / jnp.maximum(base, 1e-300)
-        weight = 4.0 + kf + jnp.abs(log_binom) + jnp.abs(log_power) + base_error
+        # Relative error of the term: the exponent log C + E carries |log C| + |E| ulps (the
+        # base and y are accurate to a few ulps each, which E's (n-1)-fold power turns into
+        # another |E|), and the binomial recursion k more.
+        weight = 4.0 + kf + jnp.abs(log_binom) + 2.0 * jnp.abs(log_power)
         err = err + jnp.where(valid, term * weight, 0.0)
         log_binom = log_binom + jnp.log(jnp.maximum(n - kf, 1.0) / (kf + 1.0))
         return acc, err, log_binom
@@ -159,9 +169,19 @@ points: one compilation in all."""
 CHUNK = 256
 
 
+def _bucket(size: int) -> int:
+    """Padded length: the next power of two (at least 8), so kernels compile O(log N) times."""
+    return max(8, 1 << (size - 1).bit_length())
+
+
 def _evaluate(n: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """P and the double-double mask for flat float64 arrays (x64 must be on)."""
-    p, needs_dd, x_hi, x_lo, _, _ = jax.device_get(kernel(jnp.asarray(n), jnp.asarray(theta)))
+    size = n.size
+    pad = _bucket(size) - size
+    n_padded = np.concatenate([n, np.ones(pad)])  # n = 1, theta = 2pi: P = 1, no work
+    theta_padded = np.concatenate([theta, np.full(pad, FULL_TURN)])
+    outputs = jax.device_get(kernel(jnp.asarray(n_padded), jnp.asarray(theta_padded)))
+    p, needs_dd, x_hi, x_lo = (v[:size] for v in outputs[:4])
     p = np.array(p)
     index = np.flatnonzero(needs_dd)
     # The points that need double-double are batched in fixed-size chunks (one compile);
@@ -191,24 +211,26 @@ def probability(n, theta) -> np.ndarray:
     therefore works by regime, all inside one jitted function:
 
     1. Pigeonhole and cut-off. Uniform spacings are negatively associated, so
-       :math:`0\le1-P\le(1-(1-x)^{n-1})^n\le e^{-\lambda}`. Where this bound is below half an
-       ulp of 1, exactly 1 is the correctly rounded answer (also for n = 1, θ = 2π and
-       :math:`\theta\ge2\pi(1-1/n)`). This covers exactly the worst cancellation.
+       :math:`0\le1-P\le(1-(1-x)^{n-1})^n\le e^{-\lambda}`. Where this bound is below
+       :data:`LOG_COVER_CUT` (:math:`2^{-48}`), exactly 1 is returned (as for n = 1, θ = 2π
+       and :math:`\theta\ge2\pi(1-1/n)`). This covers exactly the worst cancellation.
     2. Float64. Each term is :math:`\exp(\log\binom nk+(n-1)\,\mathrm{log1p}(-kx))`, and
        its rounding error is estimated from the log-magnitudes (:math:`|\log T_k|` ulps).
        The shorter of the two sums is used (the reflected one near the pigeonhole
        boundary, where it needs a single term). If the estimated absolute error is at most
        :data:`FAST_TOLERANCE` (:math:`2^{-50}`), the result is kept.
-    3. Double-double. The remaining points, where λ is moderate (at most about 37, so the
-       terms are at most about :math:`e^{37}\approx10^{16}`), are recomputed in
+    3. Double-double. The remaining points, where λ is moderate (at most about 33, so the
+       terms are at most about :math:`e^{33}\approx2\cdot10^{14}`), are recomputed in
        double-double arithmetic (~31 digits, :mod:`diffusionlab.sector.doubledouble`) with
        :math:`\log(1-kx)` formed from kx itself, which leaves about 15 correct digits after
        the cancellation. They are gathered and batched in fixed-size chunks, so the cost
        scales with their number and the kernel compiles once.
 
-    The result is clipped to [0, 1]. Measured against :func:`probability_exact`, the
-    absolute error stays below :math:`10^{-15}` for all n ≤ 10^5 (see the tests and the
-    ``sector_large_n`` experiment).
+    The result is clipped to [0, 1]. Measured against exact and 80-digit references, the
+    absolute error stays below :math:`4\cdot10^{-15}` for all n ≤ 10^5 (see the tests and
+    the ``sector_large_n`` experiment); it is a few ulps except next to the cut-off. The
+    result is non-decreasing in θ on the tested grids (down to ~1e-7 rad spacing near
+    the cut-off at n = 10^5, where double-double's last-ulp noise sets the limit).
 
     **Input rounding.** θ is read in units of the float64 full turn :data:`FULL_TURN`
     (``2 * np.pi``), so ``np.pi`` means exactly half a turn. A float θ cannot represent an
@@ -223,7 +245,7 @@ def probability(n, theta) -> np.ndarray:
       theta: central angle in radians, array-like with :math:`0<\theta\le2\pi`.
 
     Returns:
-      A float64 NumPy array of the broadcast shape, in [0, 1] and non-decreasing in θ.
+      A float64 NumPy array of the broadcast shape, in [0, 1].
 
     Raises:
       ValueError: n not an integer in [1, 2**53], or theta outside (0, 2π] or NaN.
