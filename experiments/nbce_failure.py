@@ -37,11 +37,11 @@ class Config:
     num_documents: tuple[int, ...] = (2, 8, 32)
     questions: int = 48
     seeds: tuple[int, ...] = (0, 1, 2)
-    max_new_tokens: int = 14
+    max_new_tokens: int = 13
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(lm=LMTrainConfig.quick(), num_documents=(2,), questions=3, max_new_tokens=10)
+        return cls(lm=LMTrainConfig.quick(), num_documents=(2,), questions=2, max_new_tokens=4)
 
 
 def _examples(config, kind, n, split):
@@ -64,7 +64,7 @@ def run(config: Config, out) -> None:
     seeds = len(config.seeds)
     rows, curves = [], {}
     for kind in ("pair", "latest"):
-        tokens = config.max_new_tokens if kind == "pair" else 5
+        tokens = config.max_new_tokens
         for split in (False, True):
             label = f"{kind}, {'two documents' if split else 'one document'}"
             per_method = {m: [] for m in METHODS}

@@ -35,11 +35,13 @@ class Config:
     questions: int = 48
     seeds: tuple[int, ...] = (0, 1, 2)
     max_new_tokens: int = 5
+    pair_tokens: int = 13
 
     @classmethod
     def quick(cls) -> Config:
         return cls(lm=LMTrainConfig.quick(), sweep_documents=4, betas=(0.0, 1.0),
-                   etas=(0.0, 0.5), num_documents=(2, 4), questions=3, seeds=(0, 1, 2))
+                   etas=(0.0, 0.5), num_documents=(2, 4), questions=2, seeds=(0, 1, 2),
+                   max_new_tokens=4, pair_tokens=4)
 
 
 def _examples(config: Config, n: int, kind: str) -> list[lm.QAExample]:
@@ -70,13 +72,15 @@ def run(config: Config, out) -> None:
     n = config.sweep_documents
     single = _examples(config, n, "single")
     pair = _examples(config, n, "pair")
-    pair_tokens = config.max_new_tokens + 4 + config.lm.corpus.key_length + 3
+    pair_tokens = config.pair_tokens
 
-    # beta, one compiled program per pooling and all betas at once.
+    # beta: every pooling and every beta from one prefill.
     beta_curves, rows = {}, []
-    for pooling in ("min_entropy", "average", "max"):
-        settings = [NBCESettings(pooling=pooling, beta=b) for b in config.betas]
-        got = _scores(apply, params, single, settings, config, config.max_new_tokens)
+    poolings = ("min_entropy", "average", "max")
+    grid = {p: [NBCESettings(pooling=p, beta=b) for b in config.betas] for p in poolings}
+    got = _scores(apply, params, single, [s for p in poolings for s in grid[p]], config,
+                  config.max_new_tokens)
+    for pooling, settings in grid.items():
         beta_curves[pooling] = _curve([got[s] for s in settings])
         rows += [{"sweep": "beta", "pooling": pooling, "value": b, "question": "single",
                   "accuracy": float(got[s].mean()), "std": float(got[s].std())}
