@@ -6,13 +6,14 @@ Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的�
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from diffusionlab.sector import doubledouble as dd
-from diffusionlab.sector.checks import FULL_TURN, check_n_array, check_theta
+from diffusionlab.sector.checks import FULL_TURN, check_n_array, check_theta, check_turns
 
 MAX_TERMS = 160
 r"""Terms of the alternating sum that are evaluated. Outside the cut-off regime the k-th term
@@ -150,7 +151,16 @@ def _fast_kernel(n, theta):
 
     Returns (P, needs_double_double, x_hi, x_lo, error_estimate, truncation_bound).
     """
-    x = gap(theta)
+    return _fast_kernel_at_gap(n, gap(theta))
+
+
+def _fast_kernel_turns(n, q_hi, q_lo):
+    """As :func:`_fast_kernel`, for the angle given as a double-double fraction of a turn."""
+    x = dd.add_float(dd.two_sum(jnp.ones_like(q_hi), -q_hi), -q_lo)
+    return _fast_kernel_at_gap(n, x)
+
+
+def _fast_kernel_at_gap(n, x: dd.DD):
     fast, err, log_cover_bound, truncation = _fast_path(n, x)
     certain = (n == 1.0) | (x.hi <= 0.0) | (log_cover_bound < LOG_COVER_CUT)
     needs_dd = ~certain & (err > FAST_TOLERANCE)
@@ -161,6 +171,9 @@ def _fast_kernel(n, theta):
 kernel = jax.jit(_fast_kernel)
 """The jitted float64 kernel on flat float64 arrays ``(n, theta)``; call it under
 ``jax.enable_x64``. One compilation per input length."""
+
+kernel_turns = jax.jit(_fast_kernel_turns)
+""":data:`kernel` for angles given as fractions of a turn ``(n, q_hi, q_lo)``."""
 
 double_double_kernel = jax.jit(_double_double_path)
 """The jitted double-double kernel on flat ``(n, x_hi, x_lo)`` chunks of :data:`CHUNK`
@@ -174,13 +187,23 @@ def _bucket(size: int) -> int:
     return max(8, 1 << (size - 1).bit_length())
 
 
-def _evaluate(n: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """P and the double-double mask for flat float64 arrays (x64 must be on)."""
+def _evaluate(n: np.ndarray, theta: np.ndarray, theta_lo: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """P and the double-double mask for flat float64 arrays (x64 must be on).
+
+    With ``theta_lo`` given, ``(theta, theta_lo)`` is the angle as a double-double fraction
+    of a turn instead of radians.
+    """
     size = n.size
     pad = _bucket(size) - size
-    n_padded = np.concatenate([n, np.ones(pad)])  # n = 1, theta = 2pi: P = 1, no work
-    theta_padded = np.concatenate([theta, np.full(pad, FULL_TURN)])
-    outputs = jax.device_get(kernel(jnp.asarray(n_padded), jnp.asarray(theta_padded)))
+    n_padded = np.concatenate([n, np.ones(pad)])  # n = 1, a full turn: P = 1, no work
+    if theta_lo is None:
+        theta_padded = np.concatenate([theta, np.full(pad, FULL_TURN)])
+        outputs = kernel(jnp.asarray(n_padded), jnp.asarray(theta_padded))
+    else:
+        outputs = kernel_turns(jnp.asarray(n_padded), jnp.asarray(np.concatenate(
+            [theta, np.ones(pad)])), jnp.asarray(np.concatenate([theta_lo, np.zeros(pad)])))
+    outputs = jax.device_get(outputs)
     p, needs_dd, x_hi, x_lo = (v[:size] for v in outputs[:4])
     p = np.array(p)
     index = np.flatnonzero(needs_dd)
@@ -267,3 +290,42 @@ def probability(n, theta) -> np.ndarray:
     with jax.enable_x64(True):
         p, _ = _evaluate(n_b.ravel().astype(np.float64), theta_b.ravel().astype(np.float64))
     return p.reshape(shape)
+
+
+def probability_turns(n, q) -> np.ndarray:
+    r""":func:`probability` at :math:`\theta=2\pi q`, with the fraction of a turn given exactly.
+
+    A float θ rounds an angle such as :math:`2\pi\cdot\tfrac{9999}{10000}`; near the steep
+    transition at large n that alone moves P by up to ~1e-12 (see :func:`probability`). Here
+    q may be a :class:`fractions.Fraction` (or an array of them), carried into the kernel as a
+    double-double pair, so the result matches :func:`probability_exact` to the kernel's own
+    accuracy. Floats are taken at their exact value.
+
+    Args:
+      n: number of points, array-like of integers :math:`\ge1`.
+      q: :math:`\theta/2\pi`, array-like of Fractions, ints or floats in (0, 1].
+
+    Returns:
+      A float64 NumPy array of the broadcast shape.
+
+    Raises:
+      ValueError: n not an integer in [1, 2**53], or q not in (0, 1].
+    """
+    n_values = check_n_array(n)
+    q_values = np.asarray(q, dtype=object)
+    turns = np.vectorize(check_turns, otypes=[object])(q_values) if q_values.size else q_values
+    q_hi = np.vectorize(float, otypes=[np.float64])(turns) if turns.size else np.zeros(0)
+    q_lo = (np.vectorize(lambda t, h: float(t - Fraction(h)), otypes=[np.float64])(turns, q_hi)
+            if turns.size else np.zeros(0))
+    try:
+        n_b, q_hi, q_lo = np.broadcast_arrays(n_values, np.reshape(q_hi, turns.shape),
+                                              np.reshape(q_lo, turns.shape))
+    except ValueError:
+        raise ValueError(f"n and q must broadcast, got shapes {np.shape(n_values)} and "
+                         f"{turns.shape}") from None
+    if n_b.size == 0:
+        return np.zeros(n_b.shape, np.float64)
+    with jax.enable_x64(True):
+        p, _ = _evaluate(n_b.ravel().astype(np.float64), q_hi.ravel().astype(np.float64),
+                         q_lo.ravel().astype(np.float64))
+    return p.reshape(n_b.shape)
