@@ -9,7 +9,16 @@ References: 苏剑林, 《生成扩散模型漫谈》 (十三) https://kexue.fm/
 (十七) https://kexue.fm/archives/9497.
 """
 
-from diffusionlab.odes import flows, gravity, isotropic, memorisation, powerlaw, unaugmented, vp
+from diffusionlab.odes import (
+    flows,
+    gravity,
+    isotropic,
+    learned,
+    memorisation,
+    powerlaw,
+    unaugmented,
+    vp,
+)
 from diffusionlab.odes.generate import Generated, generate
 from diffusionlab.odes.isotropic import CDF_FAMILY, ExponentialCDF, GaussianCDF, TanhCDF
 from diffusionlab.odes.likelihood import Likelihood, bits_per_dim, log_likelihood
@@ -28,6 +37,7 @@ __all__ = [
     "generate",
     "gravity",
     "isotropic",
+    "learned",
     "log_likelihood",
     "memorisation",
     "powerlaw",
