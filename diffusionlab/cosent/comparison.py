@@ -45,13 +45,13 @@ class Protocol:
 
     tasks: tuple[str, ...] = TASKS
     seeds: tuple[int, ...] = (0, 1, 2)
-    num_train: int = 20000
-    num_valid: int = 500
-    num_test: int = 500
+    num_train: int = 8000
+    num_valid: int = 400
+    num_test: int = 400
     max_length: int = 16
     encoder: EncoderConfig = EncoderConfig(vocab_size=2048, dim=32, depth=2, num_heads=2,
                                            mlp_dim=64)
-    settings: TrainSettings = TrainSettings(steps=1000, batch_size=32, learning_rate=3e-3,
+    settings: TrainSettings = TrainSettings(steps=600, batch_size=32, learning_rate=3e-3,
                                             eval_every=50)
 
     @classmethod

@@ -7,8 +7,9 @@ import numpy as np
 __all__ = ["plot_bars", "plot_curves"]
 
 _COLORS = {"cosent": "tab:red", "sbert": "tab:blue", "cosine_mse": "tab:gray",
-           "cross_entropy": "tab:green", "bi cosent": "tab:red", "cross cross_entropy":
-           "tab:green", "bi sbert": "tab:blue", "cross cosent": "tab:purple"}
+           "cross_entropy": "tab:green", "bi cosent": "tab:red", "bi sbert": "tab:blue",
+           "bi cosine_mse": "tab:gray", "cross cosent": "tab:purple",
+           "cross cross_entropy": "tab:green"}
 
 
 def plot_curves(curves: dict[str, dict[str, np.ndarray]], eval_steps: np.ndarray, *,
@@ -68,7 +69,7 @@ def plot_bars(summary: list[dict], *, metric: str, group: str, title: str, ylabe
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="k", lw=0.8)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
     fig.tight_layout()
     return fig
