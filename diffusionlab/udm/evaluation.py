@@ -252,7 +252,7 @@ class Recipe:
     T_cold: int = 20
     cold_sigma: float = 0.1
     levels: int = 8
-    train_steps: int = 3000
+    train_steps: int = 1500
     batch_size: int = 128
     learning_rate: float = 2e-3
     ema_decay: float = 0.995

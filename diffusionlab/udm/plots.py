@@ -59,16 +59,37 @@ def metric_vs_steps(rows: Sequence[Mapping], *, metric: str, ylabel: str, title:
 
     ``rows`` hold ``sampler``, ``steps``, ``<metric>_mean`` and ``<metric>_std``.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for name in dict.fromkeys(r["sampler"] for r in rows):
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    names = list(dict.fromkeys(r["sampler"] for r in rows))
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    markers = "osD^v<>ph*X"
+    for i, name in enumerate(names):
         pts = sorted(
             (r["steps"], r[f"{metric}_mean"], r[f"{metric}_std"]) for r in rows if r["sampler"] == name
         )
         steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
-        ax.errorbar(steps, mean, yerr=std, marker="o", ms=3, capsize=2, label=name)
+        ax.errorbar(
+            steps,
+            mean,
+            yerr=std,
+            marker=markers[i % len(markers)],
+            ms=4,
+            capsize=2,
+            label=name,
+            color=colors[(2 * i) % 20 + (i // 10) % 2],
+        )
     ax.set_xscale("log")
+    ticks = sorted({r["steps"] for r in rows})
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     if log_y:
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("reverse steps (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
