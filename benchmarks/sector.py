@@ -24,7 +24,7 @@ def run(quick: bool = False) -> dict:
     solver_s = best_time(lambda: probability(n, theta), repeats=2 if quick else 3)
 
     # The baseline: the exact rational sum in a plain Python loop, over a subsample.
-    loop_size = 200 if quick else 2000
+    loop_size = 200 if quick else 300
     start = time.perf_counter()
     for i in range(loop_size):
         probability_exact(int(n[i]), Fraction(int(turns[i]), 64))

@@ -111,6 +111,13 @@ def _fast_path(n, x: dd.DD):
     return p, eps * err, log_cover_bound, truncation
 
 
+def terms_needed(n, x_hi):
+    """An upper bound on the number of non-zero terms (k = 0, 1, ...), capped at MAX_TERMS."""
+    inverse = 1.0 / jnp.maximum(x_hi, 1e-300)
+    count = jnp.where(_representation(n, x_hi), n - inverse + 2.0, jnp.minimum(n, inverse) + 2.0)
+    return jnp.clip(jnp.floor(count), 1.0, float(MAX_TERMS))
+
+
 def _double_double_path(n, x_hi, x_lo):
     """The same alternating sum in double-double: about 31 significant digits per term."""
     x = dd.DD(x_hi, x_lo)
@@ -118,9 +125,9 @@ def _double_double_path(n, x_hi, x_lo):
     zeros = jnp.zeros_like(x_hi)
     ln2 = dd.const(dd.LN2, x_hi)
 
-    def step(carry, k):
+    def step(k, carry):
         acc, binom, binom_exp = carry
-        kf = jnp.full_like(x_hi, k.astype(jnp.float64))
+        kf = jnp.full_like(x_hi, jnp.asarray(k, jnp.float64))
         remaining = n - kf
         y_direct = dd.mul_float(x, kf)  # k x
         y_reflected = dd.add_float(dd.neg(dd.mul_float(x, remaining)), jnp.full_like(x_hi, 2.0))
@@ -138,10 +145,12 @@ def _double_double_path(n, x_hi, x_lo):
         binom = dd.div(dd.mul_float(binom, jnp.maximum(remaining, 0.0)), dd.from_float(kf + 1.0))
         mant, e = jnp.frexp(binom.hi)
         binom = dd.ldexp(binom, -e)
-        return (acc, binom, binom_exp + e.astype(jnp.float64)), None
+        return acc, binom, binom_exp + e.astype(jnp.float64)
 
     init = (dd.from_float(zeros), dd.from_float(jnp.ones_like(x_hi)), zeros)
-    (acc, _, _), _ = jax.lax.scan(step, init, jnp.arange(MAX_TERMS))
+    # Only as many terms as the chunk's points have (the host sorts points by that count).
+    num_terms = jnp.max(terms_needed(n, x_hi)).astype(jnp.int32)
+    acc, _, _ = jax.lax.fori_loop(0, num_terms, step, init)
     one_minus = dd.add_float(dd.neg(acc), jnp.ones_like(x_hi))
     return jnp.where(use_b, dd.to_float(one_minus), dd.to_float(acc))
 
@@ -207,6 +216,8 @@ def _evaluate(n: np.ndarray, theta: np.ndarray, theta_lo: np.ndarray | None = No
     p, needs_dd, x_hi, x_lo = (v[:size] for v in outputs[:4])
     p = np.array(p)
     index = np.flatnonzero(needs_dd)
+    # sorted by their number of terms, so that each chunk stops early and uniformly
+    index = index[np.argsort(np.asarray(terms_needed(n[index], x_hi[index])), kind="stable")]
     # The points that need double-double are batched in fixed-size chunks (one compile);
     # their number is small, so this Python loop runs over chunks, never over samples.
     for start in range(0, index.size, CHUNK):
