@@ -16,6 +16,7 @@ from diffusionlab.sector import (
     probability,
     probability_exact,
     probability_mc,
+    probability_turns,
     sample_disk,
     smallest_sector_angle,
     solver,
@@ -51,6 +52,28 @@ def reference(n: int, x: Fraction, digits: int = 80) -> float:
                 break
             total += (-1) ** (k - 1) * binomial * (base.ln() * (n - 1)).exp()
         return float(total)
+
+
+MC_SAMPLES = 40_000
+
+
+# ------------------------------------------------------------------------- compile counts
+
+def test_kernels_compile_once_per_shape():
+    # first in the file: it clears the caches, later tests then reuse what it compiled
+    with jax.enable_x64(True):
+        calls = [(jnp.asarray([3.0, 40.0, 500.0, 10.0**5] * 2), jnp.asarray(t))
+                 for t in (np.linspace(1, 6, 8), np.linspace(2, 6.2, 8))]
+        assert_compiles_once(solver.kernel, calls)
+        chunk = solver.CHUNK
+        dd_calls = [(np.full(chunk, n), np.full(chunk, x), np.zeros(chunk))
+                    for n, x in ((100.0, 0.03), (1000.0, 0.005))]
+        assert_compiles_once(solver.double_double_kernel, dd_calls)
+    # the same static configuration as the Monte Carlo tests below, which then reuse it
+    count_hits.clear_cache()
+    for seed in range(3):
+        probability_mc(4, np.array([1.0, 3.0]), key=jax.random.key(seed), num_samples=MC_SAMPLES)
+    assert count_hits._cache_size() == 1
 
 
 # ---------------------------------------------------------------- closed forms and exact values
@@ -150,6 +173,17 @@ def test_stable_against_exact_rationals(n):
         assert abs(value - float(exact)) <= 1e-15, (n, t)
 
 
+def test_turns_match_exact_rationals_to_the_last_ulp():
+    # With the angle given exactly there is no input rounding: the kernel alone is on trial.
+    cases = [(n, 1 - Fraction(round(64 * math.log(n / lam)), 64 * n))
+             for n in (50, 300, 3000) for lam in (0.7, 4.0, 15.0, 30.0)]
+    p = probability_turns([n for n, _ in cases], [q for _, q in cases])
+    for (n, q), value in zip(cases, p, strict=True):
+        assert abs(value - float(probability_exact(n, q))) <= 2.3e-16, (n, q)
+    with pytest.raises(ValueError, match=r"q \(theta / 2pi\)"):
+        probability_turns(3, Fraction(3, 2))
+
+
 @pytest.mark.parametrize("n", [10**4, 10**5])
 def test_stable_at_largest_n(n):
     scales = [np.log(n) - np.log(lam) for lam in (0.5, 3.0, 10.0, 25.0, 36.0)]
@@ -223,21 +257,21 @@ def test_float64_log1m_is_accurate():
 
 def test_monte_carlo_matches_exact():
     key = jax.random.key(20221025)
-    cases = {4: [Fraction(1, 2), Fraction(2, 3)], 5: [Fraction(2, 3), Fraction(5, 6)],
-             3: [Fraction(1, 4), Fraction(3, 5)]}
+    cases = {4: [Fraction(1, 4), Fraction(1, 2), Fraction(2, 3)],
+             5: [Fraction(1, 2), Fraction(2, 3), Fraction(5, 6)]}
     for i, (n, qs) in enumerate(cases.items()):
         theta = np.array([float(q) for q in qs]) * FULL_TURN
         estimate, se = probability_mc(n, theta, key=jax.random.fold_in(key, i),
-                                      num_samples=40_000)
+                                      num_samples=MC_SAMPLES)
         assert_z(estimate, se, [float(probability_exact(n, q)) for q in qs], z=4.0)
 
 
 def test_monte_carlo_estimators_agree_and_points_fill_the_disk():
     key = jax.random.key(7)
     theta = np.array([2.0, 3.5, 5.0])
-    a, _ = probability_mc(6, theta, key=key, num_samples=20_000, method="sector")
-    b, _ = probability_mc(6, theta, key=key, num_samples=20_000, method="gap")
-    assert np.max(np.abs(a - b)) <= 2 / 20_000
+    a, _ = probability_mc(5, theta, key=key, num_samples=MC_SAMPLES, method="sector")
+    b, _ = probability_mc(5, theta, key=key, num_samples=MC_SAMPLES, method="gap")
+    assert np.max(np.abs(a - b)) <= 2 / MC_SAMPLES
     points = sample_disk(jax.random.key(1), (20_000,))
     r2 = np.asarray(jnp.sum(points**2, axis=-1))
     assert r2.max() <= 1.0
@@ -251,24 +285,6 @@ def test_monte_carlo_chunks_cover_exactly_num_samples():
     counts = count_hits(jax.random.key(0), jnp.array([FULL_TURN]), n=3, num_samples=5,
                         method="gap", chunk=2)
     assert int(counts[0]) == 5
-
-
-# ------------------------------------------------------------------------- compile counts
-
-def test_kernels_compile_once_per_shape():
-    with jax.enable_x64(True):
-        calls = [(jnp.asarray([3.0, 40.0, 500.0, 10.0**5] * 2), jnp.asarray(t))
-                 for t in (np.linspace(1, 6, 8), np.linspace(2, 6.2, 8))]
-        assert_compiles_once(solver.kernel, calls)
-        chunk = solver.CHUNK
-        dd_calls = [(np.full(chunk, n), np.full(chunk, x), np.zeros(chunk))
-                    for n, x in ((100.0, 0.03), (1000.0, 0.005))]
-        assert_compiles_once(solver.double_double_kernel, dd_calls)
-    mc_calls = [(jax.random.key(s), jnp.array([1.0, 3.0])) for s in range(3)]
-    count_hits.clear_cache()
-    for key, theta in mc_calls:
-        count_hits(key, theta, n=4, num_samples=100, method="sector", chunk=64)
-    assert count_hits._cache_size() == 1
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -68,6 +68,6 @@ def plot_errors(n_values, errors: Mapping[str, np.ndarray], *, title: str = "",
     ax.set_xlabel("number of points n")
     ax.set_ylabel(f"|P − exact| (values below {floor:g} drawn at {floor:g})")
     ax.grid(alpha=0.25, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
     return fig
