@@ -9,7 +9,7 @@ from asserts import assert_compiles_once, assert_tree_allclose, assert_z
 from diffusionlab import scorematching as sm
 
 ALPHA, SIGMA, DATA_STD, DIM = 0.8, 0.6, 1.5, 2
-NUM = 200_000
+NUM = 100_000
 
 
 def gaussian_pairs(key, num=NUM):
@@ -140,7 +140,7 @@ def test_batch_ratio_bias_shrinks_with_batch_size():
     norms = []
     for b in sizes:
         bias, se = sm.batch_ratio_score_bias(data, x, alpha=ALPHA, sigma=0.3, batch_size=b,
-                                             num_batches=4000, key=jax.random.key(b))
+                                             num_batches=1000, key=jax.random.key(b))
         norms.append((float(jnp.max(jnp.abs(bias))), float(jnp.max(se))))
     assert norms[0][0] > 10 * norms[0][1]  # clearly biased at a small batch
     assert norms[0][0] > norms[1][0] > norms[2][0]
@@ -173,3 +173,20 @@ def test_csm_loss_compiles_once():
 def test_bad_input_raises(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_compare_losses_theta_free_constant_and_gradients():
+    x0, xt = gaussian_pairs(jax.random.key(11), 50_000)
+    theta = random_theta(jax.random.key(12))
+    c = sm.compare_losses(linear_score(theta, xt), xt, x0, alpha=ALPHA, sigma=SIGMA,
+                          true_score=marginal_score(xt))
+    closed = sm.gaussian_score_matching_gap(DIM, alpha=ALPHA, sigma=SIGMA, data_std=DATA_STD)
+    assert_z(c.constant, c.constant_se, closed)
+    assert_z(c.gap, c.gap_se, closed)
+    assert float(c.csm) > float(c.sm)
+    g_sm, g_csm = sm.loss_gradients(linear_score, theta, xt, x0, alpha=ALPHA, sigma=SIGMA,
+                                    true_score=marginal_score(xt))
+    cosine = sum(jnp.vdot(g_sm[k], g_csm[k]) for k in theta) / jnp.sqrt(
+        sum(jnp.vdot(g_sm[k], g_sm[k]) for k in theta)
+        * sum(jnp.vdot(g_csm[k], g_csm[k]) for k in theta))
+    assert float(cosine) > 0.99
