@@ -132,6 +132,7 @@ def test_prior_forms_agree(d):
     assert scipy.stats.ks_2samp(radii["direct"], radii["beta"]).pvalue > 1e-3
     assert scipy.stats.ks_2samp(radii["direct"], radii["ratio"]).pvalue > 1e-3
     for r in radii.values():
+        assert np.all(np.isfinite(r))
         assert scipy.stats.kstest(r, _beta_radius_cdf(d, T)).pvalue > 1e-3
     # The density integrates to one and matches the samples' mean of a bounded function.
     grid = np.geomspace(1e-6, 400 * T, 20_001)

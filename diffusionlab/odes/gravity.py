@@ -227,8 +227,10 @@ def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
         s = jax.random.normal(s_key, (num, 1), dtype)
         return T * g / jnp.abs(s)
     if method == "beta":
-        b = jax.random.beta(key_r, dim / 2, 0.5, (num,), dtype)
-        r = T * jnp.sqrt(b / (1 - b))
+        # Draw 1 - B ~ Beta(1/2, d/2) rather than B ~ Beta(d/2, 1/2): near B = 1, where r is
+        # large, 1 - B in floating point would round to 0 and give r = inf.
+        one_minus_b = jax.random.beta(key_r, 0.5, dim / 2, (num,), dtype)
+        r = T * jnp.sqrt((1 - one_minus_b) / one_minus_b)
     else:
         cdf, theta = _polar_angle_table(dim)
         u = jax.random.uniform(key_r, (num,), jnp.float32)
