@@ -346,6 +346,9 @@ def plot_max_z(ax, rows: list[dict], threshold: float):
     ax.barh(names, values, color=colors)
     ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.2f}")
     ax.set_xscale("log")
+    ax.set_xlim(0.5, 3 * max(values + [threshold]))
+    for y, v in enumerate(values):
+        ax.text(v * 1.08, y, f"{v:.3g}", va="center", fontsize=8)
     ax.set_xlabel("max |z| over test functions × times (seed 0)")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
