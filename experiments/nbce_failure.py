@@ -35,7 +35,7 @@ NOTES = "NBCE supplementary notes (kexue.fm/archives/9632)"
 class Config:
     lm: LMTrainConfig = LMTrainConfig()
     num_documents: tuple[int, ...] = (2, 8, 32)
-    questions: int = 48
+    questions: int = 32
     seeds: tuple[int, ...] = (0, 1, 2)
     max_new_tokens: int = 13
 

@@ -31,8 +31,8 @@ class Config:
     sweep_documents: int = 16
     betas: tuple[float, ...] = (-0.5, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     etas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
-    num_documents: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    questions: int = 48
+    num_documents: tuple[int, ...] = (1, 4, 16, 64)
+    questions: int = 32
     seeds: tuple[int, ...] = (0, 1, 2)
     max_new_tokens: int = 5
     pair_tokens: int = 13
