@@ -282,9 +282,13 @@ def test_monte_carlo_estimators_agree_and_points_fill_the_disk():
 
 def test_monte_carlo_chunks_cover_exactly_num_samples():
     # 5 samples in chunks of 2: the padded sixth row must not be counted
-    counts = count_hits(jax.random.key(0), jnp.array([FULL_TURN]), n=3, num_samples=5,
-                        method="gap", chunk=2)
+    counts = count_hits(jax.random.key(0), jnp.array([FULL_TURN, 0.5]), 3, n_max=4,
+                        num_samples=5, method="gap", chunk=2)
     assert int(counts[0]) == 5
+    # n = 1 through the padding: every row fits any angle
+    counts = count_hits(jax.random.key(0), jnp.array([1e-3]), 1, n_max=4, num_samples=7,
+                        method="sector", chunk=4)
+    assert int(counts[0]) == 7
 
 
 # ------------------------------------------------------------------------------ bad input

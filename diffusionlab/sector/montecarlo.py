@@ -61,19 +61,23 @@ def smallest_sector_angle(points_BxNx2: jax.Array, *, method: str = "sector") ->
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("n", "num_samples", "method", "chunk"))
-def count_hits(key, theta_M, *, n, num_samples, method, chunk):
+@functools.partial(jax.jit, static_argnames=("n_max", "num_samples", "method", "chunk"))
+def count_hits(key, theta_M, n, *, n_max, num_samples, method, chunk):
     """Number of samples (of ``num_samples`` rows of n disk points) that fit each angle.
 
     Rows are drawn ``chunk`` at a time inside a ``fori_loop`` (keys folded in by chunk
     index), so memory stays at one chunk whatever ``num_samples`` is. All angles are tested
-    on the same rows.
+    on the same rows. ``n`` is traced: each row draws ``n_max`` points and the ones past n
+    are replaced by copies of the first point, which changes no gap and no sector, so one
+    compilation serves every n up to ``n_max``.
     """
     num_chunks = -(-num_samples // chunk)
     theta_M = theta_M.astype(jnp.float32)
 
     def body(i, counts_M):
-        points = sample_disk(jax.random.fold_in(key, i), (chunk, n))
+        points = sample_disk(jax.random.fold_in(key, i), (chunk, n_max))
+        real_N = jnp.arange(n_max) < n
+        points = jnp.where(real_N[None, :, None], points, points[:, :1, :])
         best_B = smallest_sector_angle(points, method=method)
         real_B = i * chunk + jnp.arange(chunk) < num_samples
         fits_BxM = (best_B[:, None] <= theta_M[None, :]) & real_B[:, None]
@@ -82,10 +86,12 @@ def count_hits(key, theta_M, *, n, num_samples, method, chunk):
     return jax.lax.fori_loop(0, num_chunks, body, jnp.zeros(theta_M.shape, jnp.int32))
 
 
-def default_chunk(n: int, num_samples: int, method: str) -> int:
-    """Rows per chunk so that one chunk's work array has about 2**21 elements."""
-    per_row = n * n if method == "sector" else n
-    return int(max(1, min(num_samples, _CHUNK_ELEMENTS // per_row, 2**16)))
+def default_chunk(n: int, num_samples: int) -> int:
+    """Rows per chunk so that the "sector" test's n x n array has about 2**21 elements.
+
+    The same for both methods, so that they see the same random rows.
+    """
+    return int(max(1, min(num_samples, _CHUNK_ELEMENTS // (n * n), 2**16)))
 
 
 def probability_mc(n, theta, *, key, num_samples, method: str = "sector"):
@@ -122,8 +128,9 @@ def probability_mc(n, theta, *, key, num_samples, method: str = "sector"):
     num_samples = check_num_samples(num_samples)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    chunk = default_chunk(n, num_samples, method)
-    counts = count_hits(key, jnp.asarray(theta.ravel(), jnp.float32), n=n,
+    n_max = max(4, 1 << (n - 1).bit_length())  # power-of-two buckets: few compilations
+    chunk = default_chunk(n_max, num_samples)
+    counts = count_hits(key, jnp.asarray(theta.ravel(), jnp.float32), n, n_max=n_max,
                         num_samples=num_samples, method=method, chunk=chunk)
     estimate = np.asarray(counts, np.float64).reshape(theta.shape) / num_samples
     standard_error = np.sqrt(estimate * (1 - estimate) / num_samples)

@@ -67,7 +67,7 @@ def _representation(n, x_hi):
 def _fast_path(n, x: dd.DD):
     """Float64 inclusion–exclusion with a running error estimate.
 
-    Returns (P, err, log_cover_bound, truncation_bound).
+    Returns (P, err, certain, truncation_bound); ``certain`` marks P = 1 exactly.
     """
     use_b = _representation(n, x.hi)
     eps = jnp.finfo(jnp.float64).eps
@@ -97,18 +97,21 @@ def _fast_path(n, x: dd.DD):
         log_binom = log_binom + jnp.log(jnp.maximum(n - kf, 1.0) / (kf + 1.0))
         return acc, err, log_binom
 
-    zeros = jnp.zeros_like(x.hi)
-    acc, err, _ = jax.lax.fori_loop(0, MAX_TERMS, body, (zeros, zeros, zeros))
-    p = jnp.where(use_b, 1.0 - acc, acc)
     # log of (1 - (1-x)^(n-1))^n, the negative-association bound on 1 - P
     corner = jnp.exp((n - 1.0) * log1m(jnp.minimum(x.hi, 1.0)))
     log_cover_bound = n * log1m(jnp.minimum(corner, 1.0))
+    certain = (n == 1.0) | (x.hi <= 0.0) | (log_cover_bound < LOG_COVER_CUT)
+    # As many terms as the uncertain points of the batch can have, not always MAX_TERMS.
+    num_terms = jnp.max(jnp.where(certain, 1.0, terms_needed(n, x.hi))).astype(jnp.int32)
+    zeros = jnp.zeros_like(x.hi)
+    acc, err, _ = jax.lax.fori_loop(0, num_terms, body, (zeros, zeros, zeros))
+    p = jnp.where(use_b, 1.0 - acc, acc)
     lam = n * corner
     # Terms beyond MAX_TERMS are <= lam^k / k!; bound their sum by the first one times e^lam.
     log_tail = (MAX_TERMS * jnp.log(jnp.maximum(lam, 1e-300))
                 - jax.scipy.special.gammaln(MAX_TERMS + 1.0) + lam)
     truncation = jnp.where(use_b, 0.0, jnp.exp(jnp.minimum(log_tail, 700.0)))
-    return p, eps * err, log_cover_bound, truncation
+    return p, eps * err, certain, truncation
 
 
 def terms_needed(n, x_hi):
@@ -170,8 +173,7 @@ def _fast_kernel_turns(n, q_hi, q_lo):
 
 
 def _fast_kernel_at_gap(n, x: dd.DD):
-    fast, err, log_cover_bound, truncation = _fast_path(n, x)
-    certain = (n == 1.0) | (x.hi <= 0.0) | (log_cover_bound < LOG_COVER_CUT)
+    fast, err, certain, truncation = _fast_path(n, x)
     needs_dd = ~certain & (err > FAST_TOLERANCE)
     p = jnp.where(certain, 1.0, fast)
     return p, needs_dd, x.hi, x.lo, err, truncation
