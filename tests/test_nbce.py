@@ -67,6 +67,31 @@ def test_top_p_keeps_original_logprobs_without_renormalising():
     assert float(jnp.exp(truncated).sum()) == pytest.approx(0.8, rel=1e-5)
 
 
+def _reference_top_p(logprobs, top_p):
+    """HF TopPLogitsWarper on one row: stable ascending sort, drop cumulative mass <= 1-p."""
+    probs = np.exp(np.asarray(logprobs, np.float64))
+    order = np.argsort(probs, kind="stable")
+    remove_sorted = np.cumsum(probs[order]) <= 1 - top_p
+    remove_sorted[-1] = False
+    remove = np.empty_like(remove_sorted)
+    remove[order] = remove_sorted
+    return remove
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_top_p_matches_the_sorting_reference_ties_included(seed):
+    key = jax.random.key(seed)
+    logits = jnp.round(2.0 * jax.random.normal(key, (4, 30))) / 2.0  # many exact ties
+    logp = jax.nn.log_softmax(logits)
+    for top_p in (0.3, 0.8, 0.95):
+        got = np.isneginf(np.asarray(top_p_truncate(logp, top_p)))
+        for r in range(4):
+            cumulative = np.cumsum(np.sort(np.exp(np.asarray(logp[r], np.float64))))
+            if np.min(np.abs(cumulative - (1 - top_p))) < 1e-5:
+                continue  # float32 rounding decides exact boundary cases either way
+            np.testing.assert_array_equal(got[r], _reference_top_p(logp[r], top_p))
+
+
 def test_top_p_always_keeps_the_top_token():
     row = _rows([0.9, 0.05, 0.05])
     kept = np.isfinite(np.asarray(top_p_truncate(row, 0.01)))

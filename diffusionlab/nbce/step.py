@@ -41,12 +41,17 @@ def top_p_truncate(logprobs_RxV: jax.Array, top_p: float | jax.Array) -> jax.Arr
       The same array with the removed entries set to $-\infty$.
     """
     probs_RxV = jnp.exp(logprobs_RxV)
-    order_RxV = jnp.argsort(probs_RxV, axis=-1, stable=True)
-    sorted_RxV = jnp.take_along_axis(probs_RxV, order_RxV, axis=-1)
-    remove_sorted_RxV = jnp.cumsum(sorted_RxV, axis=-1) <= 1.0 - top_p
-    remove_sorted_RxV = remove_sorted_RxV.at[:, -1].set(False)
-    inverse_RxV = jnp.argsort(order_RxV, axis=-1)
-    remove_RxV = jnp.take_along_axis(remove_sorted_RxV, inverse_RxV, axis=-1)
+    vocab = probs_RxV.shape[-1]
+    index_V = jnp.arange(vocab)
+    # Token u comes no later than v in the stable ascending order (ties by index). The mass
+    # up to and including v is then one masked sum, which XLA fuses: on CPU this is several
+    # times faster than sorting, and it is the same rule, ties included.
+    p_u, p_v = probs_RxV[:, None, :], probs_RxV[:, :, None]
+    no_later = (p_u < p_v) | ((p_u == p_v) & (index_V[None, None, :] <= index_V[None, :, None]))
+    cumulative_RxV = jnp.sum(jnp.where(no_later, p_u, 0.0), axis=-1)
+    # The last token of that order (the most probable, highest index among ties) stays.
+    last_R = vocab - 1 - jnp.argmax(probs_RxV[:, ::-1], axis=-1)
+    remove_RxV = (cumulative_RxV <= 1.0 - top_p) & (index_V[None, :] != last_R[:, None])
     return jnp.where(remove_RxV, -jnp.inf, logprobs_RxV)
 
 
