@@ -120,7 +120,11 @@ def test_cdf_family_divergence_free(path, d):
 
 def _beta_radius_cdf(d, scale):
     # r²/(r² + s²) ~ Beta(d/2, 1/2) for the prior (s = T) and for the Cauchy radius (s = t).
-    return lambda r: scipy.stats.beta.cdf(1 / (1 + (scale / np.float64(r)) ** 2), d / 2, 0.5)
+    def cdf(r):
+        r_sq = np.square(np.asarray(r, np.float64))  # float64: no overflow for r ≤ 1e150
+        return scipy.stats.beta.cdf(r_sq / (r_sq + scale**2), d / 2, 0.5)
+
+    return cdf
 
 
 @pytest.mark.parametrize("d", [1, 8])
