@@ -201,7 +201,7 @@ def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig
 def sample(model: LearnedModel, num: int, *, key, solver: str = "tsit5",
            steps: int | None = None, rtol: float = 1e-4, atol: float = 1e-4,
            time: str | None = None) -> Generated:
-    """Draws ``num`` samples: prior at ``T``, then the model's ODE down to ``t_end``.
+    r"""Draws ``num`` samples: prior at ``T``, then the model's ODE down to ``t_end``.
 
     ``time`` overrides the model's integration variable (``"linear"`` or ``"log"``). For the
     gravity denoiser an Euler step in :math:`t` is a convex combination of :math:`x` and
