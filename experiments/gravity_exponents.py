@@ -56,7 +56,7 @@ def run(config: Config, out) -> None:
     k_data, k_prior, k_sw, k_flat = jax.random.split(key, 4)
     points = data.toy2d(config.dataset, config.num_data, key=k_data)
     d = points.shape[1]
-    x_T = gravity.sample_prior(config.num_samples, d, config.T, key=k_prior) + points.mean(0)
+    x_T = gravity.sample_prior(config.num_samples, d, config.T, key=k_prior) + points.mean(0, keepdims=True)
     ref = np.asarray(points)[np.arange(config.num_samples) % config.num_data]
     rows, panels, counts = [], {}, {}
     for k in config.exponents:
@@ -77,7 +77,7 @@ def run(config: Config, out) -> None:
     # and for the smooth density obtained by softening each mass.
     start = unaugmented.sample_sphere(config.num_samples, d, config.flat_radius, key=k_flat)
     for eps in (0.0, config.softening):
-        flat = unaugmented.follow_field_lines(start + points.mean(0), points,
+        flat = unaugmented.follow_field_lines(start + points.mean(0, keepdims=True), points,
                                               length=config.flat_radius * 1.5,
                                               steps=config.flat_steps, softening=eps)
         report = memorisation.hit_report(flat, points, tolerance=config.tolerance * 5)

@@ -43,7 +43,7 @@ def run(config: Config, out) -> None:
     key = jax.random.key(config.seed)
     k_data, k_prior = jax.random.split(key)
     points = data.toy2d(config.dataset, config.num_data, key=k_data)
-    centre = points.mean(0)
+    centre = points.mean(0, keepdims=True)
     samplers = {"gravity": (jax.tree_util.Partial(_gravity_velocity, points=points),
                             gravity.sample_prior(config.num_samples, 2, config.T,
                                                  key=k_prior) + centre)}
