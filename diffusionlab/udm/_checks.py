@@ -97,3 +97,17 @@ def check_step(t, s, *, T: int):
     if tv is not None and sv is not None and np.any(sv >= tv):
         raise ValueError(f"s must be smaller than t; got t={tv}, s={sv}")
     return t, s
+
+
+def reverse_inputs(x_t, x0_hat, t, s, *, event_shape: Sequence[int] | None, T: int):
+    """Validates the arguments of a ``reverse_step`` and broadcasts the times to the batch.
+
+    Checks ``x_t``'s event shape, that ``x0_hat`` matches it, and the step ``t -> s``
+    (``s`` defaults to ``t - 1``). Returns ``(x_t, x0_hat, t, s)`` as arrays, with ``t`` and
+    ``s`` of the batch shape.
+    """
+    x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
+    batch = batch_shape(x_t, event_shape, t, name="x_t")
+    check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
+    t, s = check_step(t, s, T=T)
+    return x_t, x0_hat, jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)

@@ -79,11 +79,7 @@ class CustomDiffusion:
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
         """One reverse step ``t -> s`` (default ``t - 1``) with the chosen kernel."""
-        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
-        batch = _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
-        _checks.check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
-        t, s = _checks.check_step(t, s, T=self.T)
-        t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
         extra = {"sigma_tilde": self.sigma_tilde} if self.kernel == "gaussian_interpolation" else {}
         return kernel(self.kernel)(self, x_t, x0_hat, t, s, key=key, **extra)
 

@@ -114,13 +114,9 @@ class EditDiffusion:
         Raises:
           ValueError: for times out of range, mismatched shapes, or ids outside ``[0, vocab)``.
         """
-        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
-        batch = _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
-        _checks.check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
         _checks.check_tokens(x_t, vocab=self.vocab, name="x_t")
         _checks.check_tokens(x0_hat, vocab=self.vocab, name="x0_hat")
-        t, s = _checks.check_step(t, s, T=self.T)
-        t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
         kernel = deterministic_kernel if self.kernel == "deterministic" else baseline_kernel
         return kernel(self, x_t, x0_hat, t, s, key=key)
 

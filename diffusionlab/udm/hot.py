@@ -177,11 +177,7 @@ class HotDiffusion:
         Raises:
           ValueError: for times out of range or mismatched shapes.
         """
-        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
-        batch = _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
-        _checks.check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
-        t, s = _checks.check_step(t, s, T=self.T)
-        t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
         sigma = self.reverse_sigma(t, s, dtype=_float_dtype(x_t))
         beta_bar_s = jnp.asarray(self.coefficients.beta_bar, sigma.dtype)[s]
         sigma_tilde = jnp.where(beta_bar_s > 0, sigma / jnp.where(beta_bar_s > 0, beta_bar_s, 1.0), 0.0)
