@@ -15,9 +15,11 @@ from tests.asserts import assert_compiles_once, assert_tree_allclose
 CONFIG = lm.LMConfig(dim=32, depth=2, num_heads=2, mlp_dim=64, max_length=48)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return lm.pure(lm.LanguageModel(CONFIG, rngs=nnx.Rngs(0)))
+@pytest.fixture(scope="module", params=[0, 3], ids=["plain", "token_shift"])
+def model(request):
+    """The plain transformer and the one with a token shift: every invariant below holds for both."""
+    config = dataclasses.replace(CONFIG, shift=request.param)
+    return lm.pure(lm.LanguageModel(config, rngs=nnx.Rngs(0)))
 
 
 def test_tokenizer_round_trip():
@@ -133,9 +135,9 @@ def test_overfits_a_tiny_corpus():
 
 def test_checkpoint_round_trip(model, tmp_path):
     apply, params = model
-    lm.save_lm(tmp_path / "ckpt", CONFIG, params)
+    lm.save_lm(tmp_path / "ckpt", apply.config, params)
     apply2, params2 = lm.load_lm(tmp_path / "ckpt")
-    assert apply2.config == CONFIG
+    assert apply2.config == apply.config
     assert_tree_allclose(nnx.to_pure_dict(params2), nnx.to_pure_dict(params))
     tokens = jnp.asarray([[1, 5, 6]])
     assert_tree_allclose(apply2(params2, tokens)[0], apply(params, tokens)[0])
@@ -161,3 +163,24 @@ def test_training_set_marks_answers_and_splits_vocabularies():
     holders = [i for i, d in enumerate(ex.documents) if f"{key}: " in d]
     assert holders == list(ex.relevant) and f"{key}: {ex.answer}." in ex.documents[holders[0]]
     assert dataclasses.is_dataclass(ex)
+
+
+def test_token_shift_is_the_causal_convolution():
+    """x'_t = x_t + Σ_k W_k x_{t-k}, with zeros before the start and on (left) pads."""
+    dim, width, length = 4, 3, 7
+    shift = lm.TokenShift(dim, width, rngs=nnx.Rngs(1))
+    x = jax.random.normal(jax.random.key(0), (2, length, dim))
+    valid = jnp.asarray([[True] * length, [False, False] + [True] * (length - 2)])
+    y, history = shift(x, valid, jnp.zeros((2, width, dim)))
+    kernel = np.asarray(shift.mix.kernel[...]).reshape(width, dim, dim)  # W_k^T blocks
+    masked = np.where(np.asarray(valid)[..., None], np.asarray(x), 0.0)
+    expected = np.asarray(x).copy()
+    for t in range(length):
+        for k in range(1, width + 1):
+            if t - k >= 0:
+                expected[:, t] += masked[:, t - k] @ kernel[k - 1]
+    assert_tree_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert_tree_allclose(history, masked[:, -width:])
+    # A chunk of pads only leaves the history untouched.
+    _, same = shift(x[:, :1], jnp.zeros((2, 1), bool), history)
+    assert_tree_allclose(same, history)

@@ -1,5 +1,8 @@
 """A small decoder-only transformer LM (flax NNX) with RoPE, a KV cache and a pure ``apply``.
 
+An optional token shift on the embeddings (:class:`~diffusionlab.lm.shift.TokenShift`) lets
+the two-block model learn key-value recall over new keys in a few thousand CPU steps.
+
 Trained on a synthetic multi-document QA corpus, it is the model NBCE
 (:mod:`diffusionlab.nbce`) extends beyond its trained length.
 """
@@ -14,6 +17,7 @@ from diffusionlab.lm.model import (
     init_decode_cache,
     pure,
 )
+from diffusionlab.lm.shift import TokenShift
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.lm.train import (
     LMTrainConfig,
@@ -27,7 +31,7 @@ from diffusionlab.lm.train import (
 
 __all__ = [
     "ByteTokenizer", "DecodeCache", "LMApply", "LMConfig", "LMTrainConfig", "LanguageModel",
-    "QACorpus", "QAExample", "checkpoint_name", "generate", "init_decode_cache", "left_pad",
+    "QACorpus", "QAExample", "TokenShift", "checkpoint_name", "generate", "init_decode_cache", "left_pad",
     "lm_loss", "load_lm", "pure", "save_lm", "train_lm", "train_or_load", "training_set",
     "uncached_generate",
 ]

@@ -97,8 +97,8 @@ class QACorpus:
     split: str = "train"
     key_length: int = 2
     value_length: int = 3
-    facts_per_document: tuple[int, int] = (1, 3)
-    document_chars: tuple[int, int] = (20, 44)
+    facts_per_document: tuple[int, int] = (1, 4)
+    document_chars: tuple[int, int] = (40, 110)
 
     def __post_init__(self):
         if self.split not in ("train", "test"):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab.lm.shift import TokenShift
 from diffusionlab.nn.transformer import KVCache, Transformer, causal_mask, padding_mask
 
 __all__ = ["DecodeCache", "LMApply", "LMConfig", "LanguageModel", "init_decode_cache", "pure"]
@@ -39,6 +40,9 @@ class LMConfig:
       mlp_dim: MLP hidden width.
       max_length: the trained context length ``L`` (longer inputs run, but untrained).
       pad_id: the padding id, masked out.
+      shift: ``K`` of the token shift on the embeddings (each position also sees a learned
+        map of the ``K`` tokens before it, :class:`~diffusionlab.lm.shift.TokenShift`);
+        0 is a plain transformer.
     """
 
     vocab_size: int = 259
@@ -48,6 +52,7 @@ class LMConfig:
     mlp_dim: int = 128
     max_length: int = 64
     pad_id: int = 0
+    shift: int = 0
 
 
 @jax.tree_util.register_dataclass
@@ -59,11 +64,13 @@ class DecodeCache:
       layers: one :class:`~diffusionlab.nn.transformer.KVCache` per block.
       valid: ``(B, S)`` bool, which cache slots hold real (non-pad) tokens.
       next_position: ``(B,)`` int32, the rotary position of each row's next real token.
+      recent: ``(B, K, D)``, the token shift's last ``K`` inputs (``K = 0`` without shift).
     """
 
     layers: tuple
     valid: jax.Array
     next_position: jax.Array
+    recent: jax.Array
 
     @property
     def length(self) -> jax.Array:
@@ -77,7 +84,8 @@ def init_decode_cache(config: LMConfig, batch_size: int, length: int) -> DecodeC
     layers = tuple(KVCache.init(batch_size, length, config.num_heads, head_dim)
                    for _ in range(config.depth))
     return DecodeCache(layers, jnp.zeros((batch_size, length), bool),
-                       jnp.zeros((batch_size,), jnp.int32))
+                       jnp.zeros((batch_size,), jnp.int32),
+                       jnp.zeros((batch_size, config.shift, config.dim), jnp.float32))
 
 
 class LanguageModel(nnx.Module):
@@ -87,6 +95,7 @@ class LanguageModel(nnx.Module):
         self.config = config
         self.trunk = Transformer(config.vocab_size, config.dim, config.depth, config.num_heads,
                                  config.mlp_dim, rngs=rngs)
+        self.shift = TokenShift(config.dim, config.shift, rngs=rngs) if config.shift else None
 
     def init_cache(self, batch_size: int, length: int) -> DecodeCache:
         """An empty cache with room for ``length`` tokens per row."""
@@ -99,18 +108,25 @@ class LanguageModel(nnx.Module):
         offset_B = jnp.zeros((batch,), jnp.int32) if cache is None else cache.next_position
         positions_BxL = offset_B[:, None] + jnp.cumsum(valid_BxL, axis=1, dtype=jnp.int32) - 1
         positions_BxL = jnp.maximum(positions_BxL, 0)
+        x_BxLxD = self.trunk.embed(tokens_BxL)
+        recent = None
+        if self.shift is not None:
+            history = (jnp.zeros((batch, self.config.shift, self.config.dim), x_BxLxD.dtype)
+                       if cache is None else cache.recent)
+            x_BxLxD, recent = self.shift(x_BxLxD, valid_BxL, history)
         if cache is None:
             mask = causal_mask(length) & padding_mask(valid_BxL)
-            h_BxLxD, _ = self.trunk(tokens_BxL, mask=mask, positions=positions_BxL)
+            h_BxLxD, _ = self.trunk.encode(x_BxLxD, mask=mask, positions=positions_BxL)
             return self.trunk.logits(h_BxLxD), None
         start = cache.length
         valid_BxS = jax.lax.dynamic_update_slice(cache.valid, valid_BxL, (0, start))
         slots = valid_BxS.shape[1]
         mask = causal_mask(length, key_length=slots, offset=start) & padding_mask(valid_BxS)
-        h_BxLxD, layers = self.trunk(tokens_BxL, mask=mask, positions=positions_BxL,
-                                     caches=cache.layers)
+        h_BxLxD, layers = self.trunk.encode(x_BxLxD, mask=mask, positions=positions_BxL,
+                                            caches=cache.layers)
         next_position_B = offset_B + jnp.sum(valid_BxL, axis=1, dtype=jnp.int32)
-        return self.trunk.logits(h_BxLxD), DecodeCache(layers, valid_BxS, next_position_B)
+        recent = cache.recent if recent is None else recent
+        return self.trunk.logits(h_BxLxD), DecodeCache(layers, valid_BxS, next_position_B, recent)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -42,19 +42,21 @@ class LMTrainConfig:
       seed: parameter initialisation and data generation.
     """
 
-    model: LMConfig = LMConfig()
+    model: LMConfig = LMConfig(dim=128, depth=2, num_heads=4, mlp_dim=256, max_length=128,
+                               shift=4)
     corpus: QACorpus = QACorpus("train")
     mix: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1)
-    num_examples: int = 20_000
+    num_examples: int = 40_000
     lm_weight: float = 0.1
     train: TrainConfig | None = TrainConfig(steps=3000, batch_size=32, learning_rate=3e-3,
-                                     warmup_steps=100, ema_decay=0.99, log_every=100)
+                                            warmup_steps=100, ema_decay=0.99, log_every=100)
     seed: int = 0
 
     @classmethod
     def quick(cls) -> LMTrainConfig:
         """A tiny, untrained model: quick runs check the wiring, not the accuracy."""
-        return cls(model=LMConfig(dim=32, depth=1, num_heads=2, mlp_dim=64), num_examples=64,
+        return cls(model=LMConfig(dim=32, depth=1, num_heads=2, mlp_dim=64, max_length=128,
+                                  shift=4), num_examples=64,
                    train=None)
 
 

@@ -199,7 +199,10 @@ class Transformer(nnx.Module):
                      for _ in self.blocks)
 
     def __call__(self, tokens_BxL, *, mask=None, positions=None, caches=None):
-        x_BxLxD = self.embed(tokens_BxL)
+        return self.encode(self.embed(tokens_BxL), mask=mask, positions=positions, caches=caches)
+
+    def encode(self, x_BxLxD, *, mask=None, positions=None, caches=None):
+        """The blocks and the final norm on already embedded inputs ``x_BxLxD``."""
         new_caches = []
         for i, block in enumerate(self.blocks):
             x_BxLxD, cache = block(x_BxLxD, mask=mask, positions=positions,
