@@ -266,3 +266,38 @@ def test_split_into_chunks_covers_with_overlap():
     assert split_into_chunks("abc", chunk_length=5) == ["abc"]
     with pytest.raises(ValueError, match="overlap"):
         split_into_chunks(text, chunk_length=4, overlap=4)
+
+
+# ---------------------------------------------------------------- the first-choice diagnostic
+
+class _MarkerModel:
+    """A stand-in for the ``apply`` protocol: the next-token distribution is sharp (on token
+    ``marker``) in rows that contain ``marker`` and spread over 10 tokens (or sharper still, on
+    token 11, when ``confident_elsewhere``) in rows that do not."""
+
+    max_length, pad_id = 16, 0
+
+    def __init__(self, marker: int, confident_elsewhere: bool):
+        self.marker, self.confident_elsewhere = marker, confident_elsewhere
+
+    def __call__(self, params, tokens_BxL, cache=None):
+        has_B = jnp.any(tokens_BxL == self.marker, axis=1)
+        vocab = jnp.arange(259)
+        sharp_V = jnp.where(vocab == self.marker, 10.0, 0.0)
+        other_V = (jnp.where(vocab == 11, 30.0, 0.0) if self.confident_elsewhere
+                   else jnp.where((vocab >= 48) & (vocab < 58), 5.0, 0.0))
+        last_BxV = jnp.where(has_B[:, None], sharp_V, other_V)
+        return jnp.broadcast_to(last_BxV[:, None], (*tokens_BxL.shape, 259)), None
+
+
+@pytest.mark.parametrize("confident_elsewhere, expected", [(False, 1.0), (True, 0.0)])
+def test_first_choice_hits_finds_the_document_with_the_sharpest_prediction(confident_elsewhere,
+                                                                             expected):
+    from diffusionlab.nbce.evaluate import first_choice_hits
+    docs = ("aaa", "bbb", "c!c", "ddd")  # '!' (id 33 + offset) marks the relevant document
+    tokenizer = lm.ByteTokenizer()
+    marker = int(tokenizer.encode("!")[0])
+    examples = [lm.QAExample(docs[k:] + docs[:k], "?", "x", ((2 - k) % 4,)) for k in range(4)]
+    hits = first_choice_hits(_MarkerModel(marker, confident_elsewhere), None, examples,
+                             tokenizer=tokenizer)
+    np.testing.assert_array_equal(hits, np.full(4, expected))

@@ -25,9 +25,9 @@ from diffusionlab.lm.data import QAExample
 from diffusionlab.lm.decode import generate, left_pad
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.generate import nbce_decode, nbce_prefill, nbce_prompts
-from diffusionlab.nbce.step import validate_hyperparameters
+from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
 
-__all__ = ["NBCESettings", "baseline_answers", "exact_match", "nbce_answers"]
+__all__ = ["NBCESettings", "baseline_answers", "exact_match", "first_choice_hits", "nbce_answers"]
 
 BASELINES = ("truncate", "concat", "oracle")
 
@@ -75,6 +75,44 @@ def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings
     return jax.vmap(one)(prompts_QxRxP)
 
 
+def _nbce_prompt_batch(apply, examples: Sequence[QAExample], tokenizer: ByteTokenizer) -> np.ndarray:
+    """``(Q, n+1, L)`` NBCE rows of every example, each padded to ``apply.max_length``."""
+    num_docs = {len(e.documents) for e in examples}
+    if len(num_docs) != 1:
+        raise ValueError(f"examples must share their number of documents, got {num_docs}")
+    return np.stack([
+        nbce_prompts([tokenizer.encode(d) for d in e.documents], tokenizer.encode(e.question),
+                     prefix=[tokenizer.bos_id], pad_id=apply.pad_id, max_length=apply.max_length,
+                     length=apply.max_length)
+        for e in examples])
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def _first_choices(apply, params, prompts_QxRxP, top_p):
+    def one(prompts_RxP):
+        logits_RxPxV, _ = apply(params, prompts_RxP, None)
+        _, choice, _ = nbce_step_unchecked(logits_RxPxV[:, -1], beta=0.0, eta=0.0, top_p=top_p,
+                                           prev_choice=jnp.int32(0), pooling="min_entropy")
+        return choice - 1
+
+    # One question at a time bounds the memory at (n+1) rows.
+    return jax.lax.map(one, prompts_QxRxP)
+
+
+def first_choice_hits(apply, params, examples: Sequence[QAExample], *, tokenizer: ByteTokenizer,
+                      top_p: float = 0.95) -> np.ndarray:
+    """1.0 where min-entropy pooling's *first* choice is a document that holds the answer.
+
+    The first answer token is where the contexts disagree most: the relevant document should
+    predict the value's first digit sharply and every other document should be unsure. A wrong
+    first choice is the usual way NBCE fails as n grows (the least uncertain of many irrelevant
+    documents beats the relevant one).
+    """
+    prompts = _nbce_prompt_batch(apply, examples, tokenizer)
+    chosen = np.asarray(_first_choices(apply, params, jnp.asarray(prompts), jnp.float32(top_p)))
+    return np.asarray([c in e.relevant for c, e in zip(chosen, examples, strict=True)], float)
+
+
 def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequence[NBCESettings],
                  *, tokenizer: ByteTokenizer, max_new_tokens: int,
                  rows_per_batch: int = 1024) -> dict[NBCESettings, list[str]]:
@@ -86,15 +124,8 @@ def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequenc
     Returns:
       ``{settings: [answer text per example]}``.
     """
-    num_docs = {len(e.documents) for e in examples}
-    if len(num_docs) != 1:
-        raise ValueError(f"examples must share their number of documents, got {num_docs}")
-    rows = num_docs.pop() + 1
-    prompts = np.stack([
-        nbce_prompts([tokenizer.encode(d) for d in e.documents], tokenizer.encode(e.question),
-                     prefix=[tokenizer.bos_id], pad_id=apply.pad_id, max_length=apply.max_length,
-                     length=apply.max_length)
-        for e in examples])
+    prompts = _nbce_prompt_batch(apply, examples, tokenizer)
+    rows = prompts.shape[1]
     settings = tuple(dict.fromkeys(settings))
     poolings = tuple(dict.fromkeys(s.pooling for s in settings))
     groups = [[s for s in settings if s.pooling == p] for p in poolings]
