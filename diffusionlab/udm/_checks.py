@@ -111,3 +111,14 @@ def reverse_inputs(x_t, x0_hat, t, s, *, event_shape: Sequence[int] | None, T: i
     check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
     t, s = check_step(t, s, T=T)
     return x_t, x0_hat, jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
+
+
+def check_discrete_config(*, length, vocab, kernel, min_vocab: int, kernels: Sequence[str]) -> None:
+    """The configuration of a discrete (token) process: ``length ≥ 1``, ``vocab ≥ min_vocab``
+    (both integers) and a known ``kernel``; raises ValueError naming the bad one."""
+    if int(length) != length or length < 1:
+        raise ValueError(f"length must be an integer ≥ 1; got {length}")
+    if int(vocab) != vocab or vocab < min_vocab:
+        raise ValueError(f"vocab must be an integer ≥ {min_vocab}; got {vocab}")
+    if kernel not in kernels:
+        raise ValueError(f"kernel must be one of {tuple(kernels)}; got {kernel!r}")

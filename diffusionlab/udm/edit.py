@@ -53,12 +53,8 @@ class EditDiffusion:
     kernel: str = "deterministic"
 
     def __post_init__(self):
-        if int(self.length) != self.length or self.length < 1:
-            raise ValueError(f"length must be an integer ≥ 1; got {self.length}")
-        if int(self.vocab) != self.vocab or self.vocab < 2:
-            raise ValueError(f"vocab must be an integer ≥ 2; got {self.vocab}")
-        if self.kernel not in DISCRETE_KERNELS:
-            raise ValueError(f"kernel must be one of {DISCRETE_KERNELS}; got {self.kernel!r}")
+        _checks.check_discrete_config(length=self.length, vocab=self.vocab, kernel=self.kernel,
+                                      min_vocab=2, kernels=DISCRETE_KERNELS)
 
     @property
     def T(self) -> int:
