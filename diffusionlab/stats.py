@@ -28,6 +28,11 @@ Choosing a function:
 - ``within(value, target, tolerance=...)``: an exact or deterministic claim, no statistics.
 - ``all_of(v1, v2, ...)``: a claim made of several conditions.
 - ``undecided(reason)``: a claim that was not evaluated, with the reason.
+
+References: B. L. Welch, "The generalization of 'Student's' problem when several different
+population variances are involved", Biometrika 34 (1947); D. J. Schuirmann, "A comparison
+of the two one-sided tests procedure and the power approach for assessing the equivalence of
+average bioavailability", J. Pharmacokinet. Biopharm. 15 (1987).
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ class Verdict:
         return self.verdict == "fails"
 
     @property
-    def is_undecided(self) -> bool:
+    def undecided(self) -> bool:
         return self.verdict == "undecided"
 
     def __bool__(self):
@@ -506,7 +511,7 @@ class _Difference:
 
     def describe(self, low: float, high: float, level: float, what: str = "difference") -> str:
         if self.standard_error == 0:
-            return f"the deterministic {what} {_fmt(self.estimate)} (no variation in the replicates)"
+            return f"the deterministic {what} {_fmt(self.estimate)} (zero variance)"
         return f"{_pct(level)} CI [{_fmt(low)}, {_fmt(high)}]"
 
 

@@ -68,6 +68,18 @@ def test_clear_difference_at_three_seeds_holds(paired):
     assert stats.compare(a, b, paired=paired, alternative="less").verdict == "fails"
 
 
+@pytest.mark.parametrize("paired", [False, True])
+def test_less_is_greater_with_the_samples_swapped(paired):
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        a, b = rng.normal(0.0, 1.0, size=4), rng.normal(rng.normal(), 1.0, size=4)
+        margin = float(rng.uniform(0.0, 1.0))
+        less = stats.compare(a, b, margin=margin, alternative="less", paired=paired)
+        greater = stats.compare(b, a, margin=margin, alternative="greater", paired=paired)
+        assert less.verdict == greater.verdict
+        assert _close(less.low, -greater.high) and _close(less.high, -greater.low)
+
+
 def test_noisy_overlap_is_undecided():
     v = stats.compare([1.0, 2.0, 0.5], [0.9, 1.8, 0.6])
     assert v.verdict == "undecided" and "straddles" in v.reason
@@ -97,6 +109,7 @@ def test_compare_rule_and_rendering():
     assert stats.compare(A, B, alternative="less").rule == "Welch t 95% CI of a − b < 0"
     assert v.interval_text() == f"{v.estimate:.3g} [{v.low:.3g}, {v.high:.3g}], n=5"
     assert str(v).startswith("holds: ")
+    assert v.holds and not v.fails and not v.undecided
     assert stats.compare([1.0], [0.0]).interval_text() == "1, n=1"
     with pytest.raises(TypeError, match="three-way"):
         bool(v)
@@ -137,6 +150,9 @@ def test_equivalent_uses_the_tost_interval():
     v = stats.equivalent(A, B, margin=1.0, level=0.95)
     ci = scipy_stats.ttest_ind(A, B, equal_var=False).confidence_interval(confidence_level=0.90)
     assert _close(v.low, ci.low) and _close(v.high, ci.high) and v.level == 0.95
+    paired = stats.equivalent(A, B, margin=1.0, paired=True, level=0.99)
+    ci = scipy_stats.ttest_rel(A, B).confidence_interval(confidence_level=0.98)
+    assert _close(paired.low, ci.low) and _close(paired.high, ci.high)
     assert stats.equivalent([0.0, 0.0], [0.0, 0.0], margin=1.0).verdict == "undecided"
 
 
