@@ -8,12 +8,15 @@ An experiment is a module ``experiments/<name>.py`` with
 * ``run(config, out)``: computes, then writes through ``out`` (an
   :class:`experiments._output.Output`) figures, tables, metrics and claims.
 
-Modules are discovered by name, so adding a file is all it takes to register one.
+Modules are discovered by name, so adding a file is all it takes to register one. Experiments
+kept outside the repository are found too: ``DIFFUSIONLAB_EXPERIMENTS_PATH`` lists extra
+folders (separated by ``os.pathsep``) whose modules join the package.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pathlib
 import pkgutil
 import types
@@ -24,14 +27,16 @@ __all__ = ["Output", "names", "load", "run"]
 
 _NOT_EXPERIMENTS = {"report"}
 
+for _extra in filter(None, os.environ.get("DIFFUSIONLAB_EXPERIMENTS_PATH", "").split(os.pathsep)):
+    if _extra not in __path__:
+        __path__.append(_extra)
+
 
 def names() -> list[str]:
-    """Sorted names of all experiments (module names in this package)."""
-    here = pathlib.Path(__file__).parent
+    """Sorted names of all experiments (module names in this package and its extra folders)."""
     return sorted(
-        m.name
-        for m in pkgutil.iter_modules([str(here)])
-        if not m.name.startswith("_") and m.name not in _NOT_EXPERIMENTS
+        {m.name for m in pkgutil.iter_modules(__path__)
+         if not m.name.startswith("_") and m.name not in _NOT_EXPERIMENTS}
     )
 
 

@@ -64,6 +64,39 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     return "\n".join(lines) + "\n"
 
 
+VERDICTS = ("holds", "fails", "undecided")
+
+
+def interval_text(claim: Mapping[str, Any]) -> str:
+    """``estimate [low, high]`` of a recorded claim (the interval omitted where undefined)."""
+    estimate, low, high = (claim.get(k) for k in ("estimate", "low", "high"))
+    if estimate is None:
+        return "—"
+    text = format_cell(float(estimate))
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        text += f" [{format_cell(float(low))}, {format_cell(float(high))}]"
+    return text
+
+
+def claims_table(claims: Sequence[Mapping[str, Any]]) -> str:
+    """The Markdown table of recorded claims: evidence, rule and verdict in each row."""
+    rows = [
+        {
+            "claim": c["claim"],
+            "essay": format_cell(c["expected"]),
+            "estimate [interval]": interval_text(c),
+            "n": c.get("n", ""),
+            "rule": c.get("rule", ""),
+            "verdict": f"**{c['verdict']}**",
+            "why": c.get("reason", ""),
+            "measured": "" if c.get("measured") is None else format_cell(c["measured"]),
+            "source": c["source"],
+        }
+        for c in claims
+    ]
+    return markdown_table(rows)
+
+
 @dataclasses.dataclass
 class Output:
     """Collects one experiment's artefacts in ``directory`` and writes them on ``finish``.
@@ -123,25 +156,44 @@ class Output:
         *,
         source: str,
         expected: Any,
-        measured: Any,
-        holds: bool | None,
+        verdict: Any = None,
+        measured: Any = None,
+        holds: Any = None,
     ) -> None:
-        """Sets an essay's claim next to what we measured, whichever way it falls.
+        """Sets an essay's claim next to what we measured, with a decided verdict.
 
         Args:
           claim: the statement, in a few words.
           source: where it is made (essay title and URL, or section of a brief).
           expected: what the essay says (a value or a phrase).
-          measured: what this run measured.
-          holds: True / False, or None where the comparison is not a yes/no.
+          verdict: a :class:`diffusionlab.stats.Verdict` from ``compare``, ``equivalent``,
+            ``growth_exponent``, ``exceeds``, ``within``, ``all_of`` or ``undecided``: the
+            estimate, its interval over the replicates, the rule and the three-way verdict.
+          measured: optional context for the reader (other figures behind the estimate).
+          holds: deprecated boolean form; recorded as ``undecided`` since a bool carries no
+            interval.
+
+        Raises:
+          TypeError: if ``verdict`` is not a Verdict (a bool is refused: decide it instead).
         """
+        if verdict is None:
+            from diffusionlab import stats
+
+            verdict = stats.undecided("verdict not yet decided from replicates (boolean rule "
+                                      f"gave {holds})")
+        if isinstance(verdict, (bool, np.bool_)) or not hasattr(verdict, "verdict"):
+            raise TypeError(f"verdict must be a diffusionlab.stats.Verdict, got "
+                            f"{type(verdict).__name__}; decide it from the replicates")
+        record = verdict.to_dict() if hasattr(verdict, "to_dict") else dataclasses.asdict(verdict)
+        if record["verdict"] not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {record['verdict']!r}")
         self.claims.append(
             {
                 "claim": claim,
                 "source": source,
                 "expected": _jsonable(expected),
                 "measured": _jsonable(measured),
-                "holds": holds if holds is None else bool(holds),
+                **_jsonable(record),
             }
         )
 
@@ -159,15 +211,5 @@ class Output:
         }
         (self.directory / "metrics.json").write_text(json.dumps(payload, indent=2, default=str))
         if self.claims:
-            rows = [
-                {
-                    "claim": c["claim"],
-                    "essay": format_cell(c["expected"]),
-                    "measured": format_cell(c["measured"]),
-                    "holds": "—" if c["holds"] is None else ("yes" if c["holds"] else "no"),
-                    "source": c["source"],
-                }
-                for c in self.claims
-            ]
-            (self.directory / "claims.md").write_text(markdown_table(rows))
+            (self.directory / "claims.md").write_text(claims_table(self.claims))
         return payload

@@ -1,53 +1,140 @@
-"""Gathers every ``results/<name>/`` into ``results/REPORT.md``."""
+"""Gathers every ``results/<name>/`` into ``results/REPORT.md``.
+
+The report opens with the count of claims that hold, fail or stay undecided, and links each
+claim that does not hold to its section. A failed experiment keeps its section, marked
+failed, with its one-line error and a pointer to its log. It closes with each experiment's
+wall time.
+"""
 
 from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Sequence
 
 import experiments
+from experiments import _runner
+from experiments._output import VERDICTS, claims_table, interval_text
 
 
-def _section(directory: pathlib.Path) -> str:
-    payload = json.loads((directory / "metrics.json").read_text())
-    name = payload["name"]
+def _title(name: str) -> str:
     try:
-        title = experiments.load(name).TITLE
-    except ValueError:
-        title = name
-    lines = [f"## {name}: {title}", ""]
+        return experiments.load(name).TITLE
+    except Exception:  # noqa: BLE001 - a module that no longer imports still gets its section
+        return name
+
+
+def _load(directory: pathlib.Path) -> tuple[dict | None, dict | None]:
+    record = _runner.read_record(directory)
+    try:
+        payload = json.loads((directory / "metrics.json").read_text())
+    except (OSError, ValueError):
+        payload = None
+    return payload, record
+
+
+def _section(name: str, payload: dict | None, record: dict | None) -> list[str]:
+    lines = [f'<a id="{name}"></a>', "", f"## {name}: {_title(name)}", ""]
+    if payload is None or (record is not None and record.get("status") == "failed"):
+        error = (record or {}).get("error") or "no results were written"
+        log = f"{name}/{(record or {}).get('log', _runner.LOG_FILE)}"
+        lines += [f"**Failed.** `{error}`", "", f"Log: [{log}]({log})", ""]
+        return lines
     size = "quick" if payload.get("quick") else "default"
     lines += [f"_Config ({size} size, {payload.get('seconds', 0):.1f} s):_ "
               f"`{json.dumps(payload.get('config', {}))}`", ""]
-    claims = directory / "claims.md"
-    if claims.exists():
-        lines += ["**The essay's claims next to our measurements**", "", claims.read_text(), ""]
+    if payload.get("claims"):
+        lines += ["**The essay's claims next to our measurements**", "",
+                  claims_table(payload["claims"]), ""]
+    directory_name = name
     for fig in payload.get("figures", []):
-        lines += [f"![{fig['caption'] or fig['file']}]({name}/{fig['file']})", ""]
+        lines += [f"![{fig['caption'] or fig['file']}]({directory_name}/{fig['file']})", ""]
         if fig["caption"]:
             lines += [f"*{fig['caption']}*", ""]
+    return lines
+
+
+def _tables(directory: pathlib.Path, payload: dict | None) -> list[str]:
+    if payload is None:
+        return []
+    lines = []
     for table in payload.get("tables", []):
-        lines += [(directory / table["file"]).read_text(), ""]
-    return "\n".join(lines)
+        path = directory / table["file"]
+        if path.exists():
+            lines += [path.read_text(), ""]
+    return lines
 
 
-def write(results: str | pathlib.Path = "results") -> pathlib.Path:
-    """Writes ``REPORT.md`` with one section per experiment found under ``results``."""
+def _summary(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
+    counts = dict.fromkeys(VERDICTS, 0)
+    open_claims = []
+    for name, (payload, _) in loaded.items():
+        for claim in (payload or {}).get("claims", []):
+            counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
+            if claim["verdict"] != "holds":
+                open_claims.append((name, claim))
+    failed = [name for name, (payload, record) in loaded.items()
+              if payload is None or (record or {}).get("status") == "failed"]
+    total = sum(counts.values())
+    lines = ["## Summary", "",
+             f"**{total} claims: {counts['holds']} hold, {counts['fails']} fail, "
+             f"{counts['undecided']} undecided.** "
+             f"{len(loaded) - len(failed)} of {len(loaded)} experiments ran"
+             + (f"; failed: {', '.join(f'[{n}](#{n})' for n in failed)}." if failed else "."),
+             ""]
+    if open_claims:
+        lines += ["Claims that do not hold:", ""]
+        lines += [f"- **{c['verdict']}**: [{name}](#{name}): {c['claim']}: {interval_text(c)}, "
+                  f"n = {c.get('n', '?')} ({c.get('reason', '')})" for name, c in open_claims]
+        lines.append("")
+    return lines
+
+
+def _timing(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
+    lines = ["## Wall time", "", "| experiment | status | seconds | peak RSS (MB) | memory mappings |",
+             "|---|---|---|---|---|"]
+    total = 0.0
+    for name, (_, record) in loaded.items():
+        record = record or {}
+        seconds = float(record.get("seconds") or 0.0)
+        total += seconds
+        rss = record.get("peak_rss_mb")
+        lines.append(f"| {name} | {record.get('status', 'missing')} | {seconds:.1f} | "
+                     f"{'' if rss is None else f'{rss:.0f}'} | {record.get('memory_mappings', '')} |")
+    lines += [f"| **total** | | {total:.1f} | | |", ""]
+    return lines
+
+
+def write(results: str | pathlib.Path = "results",
+          expected: Sequence[str] | None = None) -> pathlib.Path:
+    """Writes ``REPORT.md`` with one section per experiment under ``results``.
+
+    Args:
+      results: the results folder.
+      expected: experiments that should have run (``--all``: every one). Those with no
+        results get a section saying so, instead of silently missing from the report.
+
+    Returns:
+      The path of ``REPORT.md``.
+    """
     results = pathlib.Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    sections = [
-        _section(d)
-        for d in sorted(results.iterdir())
-        if d.is_dir() and (d / "metrics.json").exists()
-    ]
+    found = {d.name for d in results.iterdir()
+             if d.is_dir() and ((d / "metrics.json").exists() or (d / _runner.RUN_FILE).exists())}
+    names = sorted(found | set(expected or ()))
+    loaded = {name: _load(results / name) for name in names}
     header = [
         "# diffusionlab report",
         "",
         "Generated by `make reproduce` (`python -m experiments --all`). Each section is one "
-        "experiment in `experiments/`; where an essay makes a claim, the claim stands next to "
-        "the value we measured, whichever way it falls.",
+        "experiment in `experiments/`. Where an essay makes a claim, the claim stands next to "
+        "what we measured, with the interval over replicates, the rule that decides it, and the "
+        "verdict (holds, fails or undecided), whichever way it falls.",
         "",
     ]
+    body = []
+    for name, (payload, record) in loaded.items():
+        body += _section(name, payload, record) + _tables(results / name, payload)
     path = results / "REPORT.md"
-    path.write_text("\n".join(header + sections))
+    path.write_text("\n".join(header + _summary(loaded) + body + _timing(loaded)))
     return path

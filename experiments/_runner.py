@@ -1,0 +1,200 @@
+"""Runs experiments one process each, so that nothing accumulates across them.
+
+Why a process per experiment: XLA's CPU backend keeps every compiled program mapped for the
+life of the process, each in several memory mappings. Twenty experiments in one process
+accumulated enough of them to exhaust the kernel's per-process limit on mappings
+(``vm.max_map_count``, 65,530 by default), after which LLVM could not allocate code pages
+and the process died. A child process per experiment returns everything to the kernel when
+it exits. Each child also records how many mappings it held at the end, so the margin stays
+visible in ``run.json``.
+
+The contract with the report: every experiment ends with ``results/<name>/run.json``,
+
+* ``status``: ``"ok"`` or ``"failed"``;
+* ``error``: one line (the exception, or how the process died), for a failed run;
+* ``log``: the child's combined stdout and stderr, ``log.txt`` beside it;
+* ``fingerprint``: SHA-256 of every repository file the run imported, of the lock file, and
+  of the size (default or quick). An interrupted ``make reproduce`` resumes by skipping the
+  experiments whose ``run.json`` says ``ok`` under the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RUN_FILE = "run.json"
+LOG_FILE = "log.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one experiment ended: ``status`` is ``ok``, ``failed`` or ``skipped`` (resumed)."""
+
+    name: str
+    status: str
+    seconds: float
+    error: str = ""
+
+
+def _sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _repo_files_loaded() -> list[str]:
+    """Repository source files imported by this process, relative to the repository root."""
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        path = pathlib.Path(path).resolve()
+        if path.suffix == ".py" and REPO in path.parents and ".venv" not in path.parts:
+            files.add(str(path.relative_to(REPO)))
+    return sorted(files)
+
+
+def fingerprint(files: list[str], *, quick: bool) -> dict:
+    """What a run depends on: its imported files' hashes, the lock file, and its size."""
+    lock = REPO / "requirements.lock"
+    hashes = {}
+    for name in files:
+        path = REPO / name
+        hashes[name] = _sha256(path) if path.exists() else "missing"
+    return {
+        "quick": bool(quick),
+        "lock": _sha256(lock) if lock.exists() else "missing",
+        "files": hashes,
+    }
+
+
+def _mapping_count() -> int | None:
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:
+        return None
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    except (ImportError, OSError):
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return " ".join(text.split())[:300]
+
+
+def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
+    """Runs ``name`` in this process and writes its ``run.json``; returns 0 or 1.
+
+    This is the child's side. ``metrics.json`` is written only by a run that finished, so a
+    directory whose ``run.json`` says ``ok`` always holds complete results.
+    """
+    import experiments
+
+    directory = results / name
+    start = time.perf_counter()
+    record: dict = {"name": name, "quick": quick}
+    try:
+        experiments.run(name, quick=quick, results=results)
+        record["status"] = "ok"
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the report
+        traceback.print_exc()
+        record.update(status="failed", error=_one_line(exc))
+        code = 1
+    record.update(
+        seconds=round(time.perf_counter() - start, 3),
+        fingerprint=fingerprint(_repo_files_loaded(), quick=quick),
+        memory_mappings=_mapping_count(),
+        peak_rss_mb=_peak_rss_mb(),
+        log=LOG_FILE,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / RUN_FILE).write_text(json.dumps(record, indent=2))
+    return code
+
+
+def read_record(directory: pathlib.Path) -> dict | None:
+    """The ``run.json`` of one experiment's results directory, or None."""
+    path = directory / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(directory: pathlib.Path, *, quick: bool) -> bool:
+    """Whether ``directory`` holds a complete run of the current code at this size."""
+    record = read_record(directory)
+    if not record or record.get("status") != "ok" or not (directory / "metrics.json").exists():
+        return False
+    stored = record.get("fingerprint") or {}
+    return stored == fingerprint(list(stored.get("files", {})), quick=quick)
+
+
+def _death(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"process killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"process killed by signal {-returncode}"
+    return f"process exited with status {returncode}"
+
+
+def _last_error_line(log: pathlib.Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else ""
+
+
+def run_isolated(name: str, *, quick: bool, results: pathlib.Path) -> Outcome:
+    """Runs ``name`` in a child process; the outcome is read back from its ``run.json``.
+
+    The child's output goes to ``results/<name>/log.txt``. A child that dies without writing
+    ``run.json`` (a segmentation fault, the out-of-memory killer) is recorded as failed with
+    the signal and the log's last line.
+    """
+    directory = results / name
+    if directory.exists():
+        # A rerun replaces the old results, so that a failure never leaves stale figures.
+        for path in directory.iterdir():
+            if path.is_file():
+                path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / LOG_FILE
+    command = [sys.executable, "-m", "experiments", "--child", name, "--results", str(results)]
+    if quick:
+        command.append("--quick")
+    start = time.perf_counter()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "w") as stream:
+        process = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=REPO,
+                                 env=env, check=False)
+    seconds = time.perf_counter() - start
+    record = read_record(directory)
+    if record is None:
+        error = _death(process.returncode)
+        last = _last_error_line(log)
+        record = {"name": name, "quick": quick, "status": "failed", "seconds": round(seconds, 3),
+                  "error": f"{error}; last output: {last}" if last else error, "log": LOG_FILE}
+        (directory / RUN_FILE).write_text(json.dumps(record, indent=2))
+    return Outcome(name, record["status"], seconds, record.get("error", ""))
