@@ -159,6 +159,7 @@ class Output:
         verdict: Any = None,
         measured: Any = None,
         holds: Any = None,
+        previous: Any = None,
     ) -> None:
         """Sets an essay's claim next to what we measured, with a decided verdict.
 
@@ -172,6 +173,9 @@ class Output:
           measured: optional context for the reader (other figures behind the estimate).
           holds: deprecated boolean form; recorded as ``undecided`` since a bool carries no
             interval.
+          previous: what the experiment's earlier boolean rule gave on these same numbers
+            (True/False/None). Kept in ``metrics.json`` only, so that a change of verdict
+            between the old rule and the decided one can be listed; never shown as a verdict.
 
         Raises:
           TypeError: if ``verdict`` is not a Verdict (a bool is refused: decide it instead).
@@ -193,6 +197,7 @@ class Output:
                 "source": source,
                 "expected": _jsonable(expected),
                 "measured": _jsonable(measured),
+                "previous": None if previous is None else bool(previous),
                 **_jsonable(record),
             }
         )
