@@ -21,7 +21,7 @@ reproduce: $(STAMP)
 	@echo "wrote results/REPORT.md"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist load --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

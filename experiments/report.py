@@ -35,6 +35,8 @@ def _load(directory: pathlib.Path) -> tuple[dict | None, dict | None]:
 
 def _section(name: str, payload: dict | None, record: dict | None) -> list[str]:
     lines = [f'<a id="{name}"></a>', "", f"## {name}: {_title(name)}", ""]
+    if payload is None and record is None:
+        return lines + ["**Not run.** No results were found for this experiment.", ""]
     if payload is None or (record is not None and record.get("status") == "failed"):
         error = (record or {}).get("error") or "no results were written"
         log = f"{name}/{(record or {}).get('log', _runner.LOG_FILE)}"
@@ -74,13 +76,17 @@ def _summary(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
             if claim["verdict"] != "holds":
                 open_claims.append((name, claim))
     failed = [name for name, (payload, record) in loaded.items()
-              if payload is None or (record or {}).get("status") == "failed"]
+              if record is not None and (payload is None or record.get("status") == "failed")]
+    missing = [name for name, (payload, record) in loaded.items()
+               if payload is None and record is None]
     total = sum(counts.values())
     lines = ["## Summary", "",
              f"**{total} claims: {counts['holds']} hold, {counts['fails']} fail, "
              f"{counts['undecided']} undecided.** "
-             f"{len(loaded) - len(failed)} of {len(loaded)} experiments ran"
-             + (f"; failed: {', '.join(f'[{n}](#{n})' for n in failed)}." if failed else "."),
+             f"{len(loaded) - len(failed) - len(missing)} of {len(loaded)} experiments ran"
+             + (f"; failed: {', '.join(f'[{n}](#{n})' for n in failed)}" if failed else "")
+             + (f"; not run: {', '.join(f'[{n}](#{n})' for n in missing)}" if missing else "")
+             + ".",
              ""]
     if open_claims:
         lines += ["Claims that do not hold:", ""]

@@ -1,26 +1,125 @@
-"""Every registered experiment runs at quick size and writes its artefacts."""
+"""``python -m experiments --all --quick`` end to end, through the real entry point.
 
+One run of the whole path: every experiment in its own process, a deliberately failing and a
+deliberately crashing experiment beside them, the report written regardless, and a second
+run that resumes (skips everything current, reruns what failed).
+"""
+
+import ast
 import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 import experiments
-from experiments import report
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+_BROKEN = {
+    "zz_raises": 'raise RuntimeError("deliberate failure for the runner test")',
+    "zz_crashes": "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+}
 
 
-@pytest.mark.parametrize("name", experiments.names())
-def test_quick_run_writes_results(name, tmp_path):
-    module = experiments.load(name)
-    assert module.Config.quick() != module.Config(), "quick() must differ from the default"
-    payload = experiments.run(name, quick=True, results=tmp_path)
-    out = tmp_path / name
-    assert (out / "metrics.json").exists()
-    assert json.loads((out / "metrics.json").read_text())["name"] == name
-    assert list(out.glob("*.png")), "an experiment draws at least one figure"
-    assert list(out.glob("*.md")), "an experiment writes at least one Markdown table"
-    assert payload["quick"] is True
-    text = report.write(tmp_path).read_text()
-    assert f"## {name}" in text
+def _write_broken_experiments(folder: pathlib.Path) -> None:
+    folder.mkdir()
+    for name, body in _BROKEN.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(f'''
+            import dataclasses
+            TITLE = "{name}"
+
+            @dataclasses.dataclass(frozen=True)
+            class Config:
+                size: int = 2
+
+                @classmethod
+                def quick(cls):
+                    return cls(size=1)
+
+            def run(config, out):
+                print("started", flush=True)
+                {body}
+            '''))
+
+
+def _run_all(results: pathlib.Path, extra: pathlib.Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DIFFUSIONLAB_EXPERIMENTS_PATH=str(extra))
+    return subprocess.run(
+        [sys.executable, "-m", "experiments", "--all", "--quick", "--jobs", "2",
+         "--results", str(results)],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=1500,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_all(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    extra = root / "extra"
+    _write_broken_experiments(extra)
+    results = root / "results"
+    first = _run_all(results, extra)
+    return results, extra, first
+
+
+# One worker runs the module's --all fixture once; the other tests spread as usual.
+pytestmark = pytest.mark.xdist_group("reproduce")
+
+
+def test_all_quick_runs_every_experiment_and_reports(quick_all):
+    results, _, first = quick_all
+    assert first.returncode == 1, first.stdout + first.stderr  # two broken experiments
+    for name in experiments.names():
+        out = results / name
+        record = json.loads((out / "run.json").read_text())
+        assert record["status"] == "ok", f"{name}: {record.get('error')}"
+        payload = json.loads((out / "metrics.json").read_text())
+        assert payload["name"] == name and payload["quick"] is True
+        assert list(out.glob("*.png")), f"{name} draws at least one figure"
+        assert list(out.glob("*.md")), f"{name} writes at least one Markdown table"
+        for claim in payload["claims"]:
+            assert claim["verdict"] in ("holds", "fails", "undecided"), (name, claim)
+            assert claim["rule"] and claim["reason"], (name, claim)
+    text = (results / "REPORT.md").read_text()
+    assert text.index("## Summary") < text.index(f"## {experiments.names()[0]}:")
+    assert re.search(r"\*\*\d+ claims: \d+ hold, \d+ fail, \d+ undecided\.\*\*", text)
+    for name in experiments.names():
+        assert f"## {name}:" in text
+    assert "## Wall time" in text
+
+
+def test_failed_experiments_are_reported_with_error_and_log(quick_all):
+    results, _, _ = quick_all
+    text = (results / "REPORT.md").read_text()
+    assert "failed: [zz_crashes](#zz_crashes), [zz_raises](#zz_raises)" in text
+    raised = json.loads((results / "zz_raises" / "run.json").read_text())
+    assert raised["status"] == "failed"
+    assert raised["error"] == "RuntimeError: deliberate failure for the runner test"
+    crashed = json.loads((results / "zz_crashes" / "run.json").read_text())
+    assert crashed["status"] == "failed" and "SIGSEGV" in crashed["error"]
+    assert "started" in (results / "zz_crashes" / "log.txt").read_text()
+    assert "Log: [zz_raises/log.txt](zz_raises/log.txt)" in text
+
+
+def test_second_run_resumes(quick_all):
+    results, extra, _ = quick_all
+    second = _run_all(results, extra)
+    assert second.returncode == 1
+    for name in experiments.names():
+        assert f"[{name}] results are current; skipped" in second.stdout
+    for name in _BROKEN:
+        assert f"[{name}] running" in second.stdout
+    assert (results / "REPORT.md").exists()
+
+
+def test_quick_differs_from_default():
+    for name in experiments.names():
+        module = experiments.load(name)
+        assert module.Config.quick() != module.Config(), f"{name}: quick() must differ"
 
 
 def test_unknown_experiment_exits_2(capsys):
@@ -28,3 +127,26 @@ def test_unknown_experiment_exits_2(capsys):
 
     assert main(["no_such_experiment"]) == 2
     assert "valid" in capsys.readouterr().err
+
+
+def test_bad_jobs_exits_2(capsys):
+    from experiments.__main__ import main
+
+    assert main(["--all", "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_no_experiment_passes_a_literal_verdict():
+    """Verdicts are decided from replicates: no literal True/False reaches ``out.claim``."""
+    offenders = []
+    for path in sorted((REPO / "experiments").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "claim"):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg in ("holds", "verdict") and isinstance(keyword.value, ast.Constant):
+                    offenders.append(f"{path.name}:{node.lineno} {keyword.arg}={keyword.value.value!r}")
+                if keyword.arg == "holds":
+                    offenders.append(f"{path.name}:{node.lineno} uses the boolean holds=")
+    assert not offenders, offenders
