@@ -73,8 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] {outcome.status} in {outcome.seconds:.1f}s{detail}", flush=True)
         return outcome
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = list(pool.map(one, todo))
+    outcomes: list[_runner.Outcome] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            outcomes = list(pool.map(one, todo))
+    except KeyboardInterrupt:
+        # The report still covers what finished; the next --all resumes from there.
+        path = report.write(results, expected=chosen if args.all else None)
+        print(f"interrupted; report of what finished: {path}", file=sys.stderr)
+        return 130
     path = report.write(results, expected=chosen if args.all else None)
     failed = [o.name for o in outcomes if o.status != "ok"]
     print(f"report: {path}")
