@@ -1,21 +1,41 @@
-"""Training: sharding equivalence, exact resume after SIGKILL, NaN abort, one compile, multi-host."""
+"""Training: sharding equivalence, exact resume after SIGKILL, NaN abort, one compile, multi-host,
+and the guards that keep a run from calling a bad state good."""
 
 import dataclasses
+import errno
 import os
+import pathlib
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import orbax.checkpoint as ocp
 import pytest
 from asserts import assert_tree_allclose
-from train_problem import CONFIG, problem
+from train_problem import CONFIG, nan_gradient_where, problem
 
-from diffusionlab.train import NonFiniteLossError, TrainConfig, batch_indices, fit
+from diffusionlab.train import (
+    Checkpointer,
+    CheckpointMismatchError,
+    CheckpointWriteError,
+    NonFiniteLossError,
+    NonFiniteTrainingError,
+    TrainConfig,
+    all_finite,
+    batch_indices,
+    fit,
+    init_state,
+    make_optimizer,
+)
 
 HERE = os.path.dirname(__file__)
 
@@ -128,3 +148,272 @@ def test_two_processes_match_one(tmp_path):
         assert int(out["devices"]) == 4 and int(out["local"]) == 2, "2 processes × 2 local devices"
         np.testing.assert_allclose(out["loss"], single.history["loss"], rtol=0, atol=1e-5)
         np.testing.assert_allclose(out["w"], np.asarray(single.params["w"]), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# A run never calls a bad state good: non-finite updates, foreign or changed runs, damaged
+# checkpoints, a full disk, bad arguments. Tiny runs on one device: 8 steps per epoch.
+
+FAST = dataclasses.replace(CONFIG, steps=12, log_every=4, checkpoint_every=4)
+ONE = jax.devices()[:1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workdir trained by ``FAST`` (checkpoints 4, 8, 12): each test works on a copy."""
+    workdir = tmp_path_factory.mktemp("trained")
+    loss_fn, params, data = problem()
+    fit(loss_fn, params, data, config=FAST, workdir=workdir, progress=False, devices=ONE)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def reference_16():
+    """``FAST`` run uninterrupted for 16 steps, without a workdir."""
+    loss_fn, params, data = problem()
+    return fit(loss_fn, params, data, config=dataclasses.replace(FAST, steps=16, checkpoint_every=0),
+               progress=False, devices=ONE)
+
+
+def _copy(trained, tmp_path):
+    return pathlib.Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+def _steps_on_disk(workdir):
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _restore(workdir, params, step, optimizer=None):
+    template = init_state(params, optimizer or make_optimizer(FAST))
+    checkpointer = Checkpointer(workdir / "checkpoints")
+    try:
+        return checkpointer.restore(template, step)
+    finally:
+        checkpointer.close()
+
+
+def _first_seen_at(step, config=FAST):
+    """An example whose first batch is ``step`` (each epoch is a permutation of 256 examples)."""
+    data_key = jax.random.split(jax.random.key(config.seed))[0]
+    return int(batch_indices(jnp.asarray(step), num_examples=256, batch_size=config.batch_size,
+                             key=data_key)[0])
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient", "parameters", "optimizer state"])
+def test_first_non_finite_update_is_named_and_the_kept_checkpoint_is_finite(tmp_path, kind):
+    _, params, (x, y) = problem()
+    # Step 6 lies inside the jitted chunk [4, 8); the checkpoint of step 4 precedes it.
+    flag = np.zeros(256, np.float32)
+    flag[_first_seen_at(6)] = 1.0
+    config, optimizer = FAST, None
+    if kind == "optimizer state":
+        config = dataclasses.replace(FAST, grad_clip=0.0)  # unclipped, g² overflows Adam's ν
+
+    def loss_fn(p, batch, key):
+        xb, yb, fb = batch
+        residual = xb @ p["w"] + p["b"][None, :] - yb
+        if kind == "gradient":  # a finite loss whose gradient is NaN
+            residual = nan_gradient_where(fb, residual)
+        losses = jnp.sum(residual**2, axis=-1)
+        if kind == "loss":  # a NaN loss with a finite (zero) gradient
+            losses = losses + jnp.where(fb > 0, jnp.nan, 0.0)
+        if kind == "optimizer state":  # finite loss and gradient, but the gradient² is inf
+            losses = losses + fb * 1e25 * p["b"][0]
+        return losses
+
+    if kind == "parameters":  # finite loss and gradient, an infinite update from step 6 on
+        optimizer = optax.chain(optax.sgd(0.03),
+                                optax.scale_by_schedule(lambda n: jnp.where(n >= 6, jnp.inf, 1.0)))
+    with pytest.raises(NonFiniteLossError, match=rf"non-finite {kind} at step 6\b") as caught:
+        fit(loss_fn, params, (x, y, flag), config=config, workdir=tmp_path, progress=False,
+            optimizer=optimizer, devices=ONE)
+    error = caught.value
+    assert isinstance(error, NonFiniteTrainingError)
+    assert (error.step, error.non_finite[0], error.last_good_step) == (6, kind, 4)
+    assert f"last good checkpoint: step 4 in {tmp_path}" in str(error)
+    assert _steps_on_disk(tmp_path) == [4], "nothing is saved from the bad step on"
+    kept = _restore(tmp_path, params, 4, optimizer or make_optimizer(config))
+    assert int(kept.step) == 4 and int(kept.bad_step) == -1
+    assert bool(all_finite(kept)), "the last good checkpoint holds finite parameters and state"
+
+
+@pytest.mark.parametrize("other", ["shapes", "structure"])
+@pytest.mark.parametrize("with_record", [True, False])
+def test_another_models_checkpoint_is_refused_naming_the_first_mismatch(
+        trained, tmp_path, other, with_record):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    if not with_record:  # a workdir from before run records: the checkpoint itself is checked
+        (workdir / "train_config.json").unlink()
+    if other == "shapes":
+        foreign, expected = {"w": jnp.zeros((4, 2)), "b": jnp.zeros((5,))}, "params.b has shape (2,)"
+    else:
+        foreign, expected = {"layer": {"kernel": jnp.zeros((4, 2))}}, "params.layer.kernel"
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointMismatchError) as caught:
+            fit(loss_fn, foreign, data, config=dataclasses.replace(FAST, steps=16), workdir=workdir,
+                progress=False, devices=ONE)
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    assert str(workdir) in message and expected in message, message
+    assert ("(5,)" if other == "shapes" else "params.b (2,)") in message, message
+    assert len(message) < 600 and caught.value.__cause__ is None, "one clear line, no orbax trace"
+    assert with_record or any("train_config.json" in str(w.message) for w in warned)
+
+
+@pytest.mark.parametrize("change, listed", [
+    (dict(learning_rate=1e-2, seed=4), ["learning_rate: 0.03 in the workdir, 0.01 now", "seed: 3"]),
+    (dict(batch_size=16, ema_decay=0.5), ["batch_size: 32", "ema_decay: 0.9"]),
+    (dict(steps=8), ["steps: 8 now, below step 12"]),
+    (dict(grad_clip=0.0), ["grad_clip: 1.0 in the workdir, 0.0 now"]),
+])
+def test_changed_config_is_refused_listing_the_fields(trained, tmp_path, change, listed):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    with pytest.raises(CheckpointMismatchError, match=str(workdir)) as caught:
+        fit(loss_fn, params, data, config=dataclasses.replace(FAST, **change), workdir=workdir,
+            progress=False, devices=ONE)
+    for text in listed:
+        assert text in str(caught.value), str(caught.value)
+    untouched = set(dataclasses.asdict(FAST)) - set(change)
+    assert not any(f"{name}:" in str(caught.value) for name in untouched)
+
+
+def test_other_data_is_refused_but_more_steps_resume_exactly(trained, reference_16, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, (x, y) = problem()
+    with pytest.raises(CheckpointMismatchError, match=r"data: data\[0\] \(256, 4\)"):
+        fit(loss_fn, params, (x[:200], y[:200]), config=FAST, workdir=workdir, progress=False,
+            devices=ONE)
+    # More steps, logged and saved at another rhythm: the same run, continued.
+    longer = dataclasses.replace(FAST, steps=16, log_every=2, checkpoint_every=8)
+    resumed = fit(loss_fn, params, (x, y), config=longer, workdir=workdir, progress=False,
+                  devices=ONE)
+    assert resumed.history["step"] == list(range(12, 16))
+    assert_tree_allclose(resumed.params, reference_16.params, rtol=0, atol=1e-6)
+
+
+# orbax leaves tensorstore callbacks of the failed reads to a closed event loop.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_damaged_newest_checkpoints_fall_back_to_the_newest_intact_one(trained, reference_16,
+                                                                      tmp_path):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    for path in (workdir / "checkpoints" / "12").rglob("*"):  # every file cut in half
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for path in (workdir / "checkpoints" / "8").rglob("*"):  # the array data deleted
+        if path.is_file() and path.parent.name == "d":
+            path.unlink()
+    with pytest.warns(UserWarning, match=r"step 12 .* damaged.*step 8 .* damaged.*"
+                                         r"newest intact checkpoint, step 4"):
+        resumed = fit(loss_fn, params, data, config=dataclasses.replace(FAST, steps=16),
+                      workdir=workdir, progress=False, devices=ONE)
+    assert resumed.history["step"] == list(range(4, 16)), "resumed from step 4"
+    assert_tree_allclose(resumed.params, reference_16.params, rtol=0, atol=1e-6)
+    assert _steps_on_disk(workdir) == [8, 12, 16]
+    for step in (8, 12):
+        assert int(_restore(workdir, params, step).step) == step, "damaged steps are rewritten"
+
+
+def test_disk_full_raises_naming_the_workdir_and_older_checkpoints_restore(trained, tmp_path,
+                                                                           monkeypatch):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    write = ocp.StandardCheckpointHandler.async_save
+
+    async def full_disk_at_step_16(self, directory, *args, **kwargs):
+        if pathlib.Path(directory).parent.name.startswith("16."):
+            (pathlib.Path(directory) / "partial").write_bytes(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await write(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_disk_at_step_16)
+    longer = dataclasses.replace(FAST, steps=16)
+    with pytest.raises(CheckpointWriteError) as caught:
+        fit(loss_fn, params, data, config=longer, workdir=workdir, progress=False, devices=ONE)
+    error = caught.value
+    assert isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert str(workdir) in str(error) and "step 16" in str(error) and "[4, 8, 12]" in str(error)
+    assert _steps_on_disk(workdir) == [4, 8, 12]
+    for step in (4, 8, 12):
+        kept = _restore(workdir, params, step)
+        assert int(kept.step) == step and bool(all_finite(kept))
+    monkeypatch.undo()  # space freed: the same call resumes from step 12 and finishes
+    resumed = fit(loss_fn, params, data, config=longer, workdir=workdir, progress=False, devices=ONE)
+    assert resumed.history["step"] == list(range(12, 16)) and _steps_on_disk(workdir) == [8, 12, 16]
+
+
+def test_checkpointer_refuses_another_tree_and_bad_arguments(tmp_path):
+    checkpointer = Checkpointer(tmp_path / "c")
+    checkpointer.save(3, {"a": jnp.ones((2, 3))})
+    with pytest.raises(CheckpointMismatchError, match=r"a has shape \(2, 3\) in the checkpoint but "
+                                                      r"shape \(3, 2\) is expected"):
+        checkpointer.restore({"a": jnp.ones((3, 2))})
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 4 .* steps: \[3\]"):
+        checkpointer.restore({"a": jnp.ones((2, 3))}, 4)
+    with pytest.raises(ValueError, match="step must be a non-negative integer, got -1"):
+        checkpointer.save(-1, {"a": jnp.ones(2)})
+    with pytest.raises(TypeError, match="step must be a non-negative integer, got '3'"):
+        checkpointer.restore({"a": jnp.ones((2, 3))}, "3")
+    checkpointer.close()
+    with pytest.raises(ValueError, match="max_to_keep must be an integer ≥ 1, got 0"):
+        Checkpointer(tmp_path / "d", max_to_keep=0)
+    with pytest.raises(TypeError, match="directory must be a str or a path"):
+        Checkpointer(3)
+
+
+def _bad_calls():
+    """``{name: (call, error type, regex of the message)}`` for invalid arguments."""
+    loss_fn, params, (x, y) = problem()
+    ok = dict(config=dataclasses.replace(CONFIG, steps=2), progress=False)
+    calls = [
+        (lambda: TrainConfig(learning_rate=float("nan")), ValueError,
+         r"TrainConfig\.learning_rate must be a finite number > 0, got nan"),
+        (lambda: TrainConfig(learning_rate="1e-3"), TypeError, r"TrainConfig\.learning_rate"),
+        (lambda: TrainConfig(steps=10.0), TypeError, r"TrainConfig\.steps must be an integer ≥ 1"),
+        (lambda: TrainConfig(batch_size=True), TypeError, r"TrainConfig\.batch_size"),
+        (lambda: TrainConfig(ema_decay=1.0), ValueError,
+         r"TrainConfig\.ema_decay must be a number in \[0, 1\)"),
+        (lambda: TrainConfig(grad_clip=float("inf")), ValueError, r"TrainConfig\.grad_clip .*finite"),
+        (lambda: TrainConfig(checkpoint_every=-1), ValueError, r"TrainConfig\.checkpoint_every must be"),
+        (lambda: fit(loss_fn, params, (x[:0], y[:0]), **ok), ValueError, "data holds 0 examples"),
+        (lambda: fit(loss_fn, params, (x, y[:100]), **ok), ValueError,
+         r"leading \(example\) dimension, got data\[0\]: 256, data\[1\]: 100"),
+        (lambda: fit(loss_fn, params, (x, 1.0), **ok), ValueError, r"data\[1\] is a scalar"),
+        (lambda: fit(loss_fn, params, (), **ok), ValueError, "data must hold at least one array"),
+        (lambda: fit(loss_fn, {**params, "b": jnp.full(2, jnp.nan)}, (x, y), **ok), ValueError,
+         r"params\['b'\] holds NaN or infinite values"),
+        (lambda: fit(loss_fn, {**params, "n": jnp.arange(2)}, (x, y), **ok), TypeError,
+         r"params\['n'\] has dtype int32"),
+        (lambda: fit(loss_fn, {}, (x, y), **ok), ValueError, "params must hold at least one array"),
+        (lambda: fit("loss", params, (x, y), **ok), TypeError, "loss_fn must be callable"),
+        (lambda: fit(loss_fn, params, (x, y), config={"steps": 2}), TypeError,
+         "config must be a TrainConfig"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, workdir=3), TypeError, "workdir must be"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, devices=[]), ValueError,
+         "devices must be None"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, progress="yes"), TypeError,
+         "progress must be a bool"),
+    ]
+    # Test ids from the expected messages, e.g. "TrainConfig_learning_rate_must_be_a".
+    return {re.sub(r"\W+", "_", message).strip("_")[:36] + f"-{i}": (call, error, message)
+            for i, (call, error, message) in enumerate(calls)}
+
+
+BAD_CALLS = _bad_calls()
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_arguments_raise_naming_the_argument_and_its_range(name):
+    call, error, message = BAD_CALLS[name]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path):
+    loss_fn, params, data = problem()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=rf"workdir {tmp_path / 'file'} exists and is not a folder"):
+        fit(loss_fn, params, data, config=CONFIG, workdir=tmp_path / "file", progress=False)

@@ -39,6 +39,23 @@ def problem(slow: bool = False):
     return loss_fn, params, (x, y)
 
 
+@jax.custom_vjp
+def nan_gradient_where(flag, x):
+    """The identity on ``x`` (B, D) whose gradient is NaN in rows where ``flag`` (B,) > 0."""
+    return x
+
+
+def _forward(flag, x):
+    return x, flag
+
+
+def _backward(flag, g):
+    return jnp.zeros_like(flag), jnp.where(flag[:, None] > 0, jnp.nan, g)
+
+
+nan_gradient_where.defvjp(_forward, _backward)
+
+
 def main(argv: list[str]) -> None:
     import dataclasses
 

@@ -4,6 +4,17 @@ Data parallel over every device (``jax.sharding``), checkpointed with orbax, res
 exactly (data order and keys are functions of the step), with a tqdm progress bar and
 metrics written as JSONL. Steps run in jitted ``lax.scan`` chunks of ``log_every`` steps,
 so Python is visited once per chunk, not once per step.
+
+A run never calls a bad state good:
+
+* every update is checked for NaNs and infinities (loss, gradient, parameters, optimizer
+  state, see :mod:`diffusionlab.train.step`); the first bad one stops the run with a
+  :class:`NonFiniteTrainingError` naming its exact step, even inside a scanned chunk, and
+  no checkpoint is written after it;
+* a workdir keeps a record of its run (``train_config.json``: the config, the data's
+  shapes and the state's structure), and resuming with another model or another config
+  is refused with a :class:`~diffusionlab.train.checkpoint.CheckpointMismatchError`;
+* a damaged newest checkpoint is passed over for the newest intact one, with a warning.
 """
 
 from __future__ import annotations
@@ -11,8 +22,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import os
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -23,25 +37,60 @@ import optax
 from tqdm.auto import tqdm
 
 from diffusionlab.train import sharding
-from diffusionlab.train.checkpoint import Checkpointer
-from diffusionlab.train.step import TrainState, init_state, make_train_step
+from diffusionlab.train.checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    CheckpointWriteError,
+    first_mismatch,
+    leaf_shapes,
+)
+from diffusionlab.train.step import TrainState, init_state, make_train_step, non_finite_parts
+
+# The record of a workdir's run, beside its ``checkpoints`` folder.
+RUN_RECORD = "train_config.json"
+# Config fields a resumed run may change: they decide how long to train and how often to
+# log or save, never what a step computes.
+RESUMABLE_FIELDS = ("steps", "log_every", "checkpoint_every")
+
+_INT64 = 2**63
+
+
+def _integer(owner: str, name: str, value: Any, low: int, high: int | None = None) -> int:
+    valid = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}.{name} must be {valid}, got {value!r} ({type(value).__name__})")
+    if value < low or (high is not None and value >= high):
+        raise ValueError(f"{owner}.{name} must be {valid}, got {value}")
+    return int(value)
+
+
+def _real(owner: str, name: str, value: Any, valid: str, ok: Callable[[float], bool]) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}.{name} must be {valid}, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and ok(float(value))):
+        raise ValueError(f"{owner}.{name} must be {valid}, got {value}")
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (frozen data).
+    """Hyperparameters of one training run (frozen data, checked when built).
 
     Attributes:
-      steps: total optimizer steps.
-      batch_size: global batch size (split across devices).
-      learning_rate: peak AdamW learning rate.
-      ema_decay: decay of the parameter EMA.
-      grad_clip: global-norm clipping threshold (0 disables clipping).
-      warmup_steps: linear learning-rate warm-up.
-      weight_decay: AdamW weight decay.
-      log_every: steps per jitted chunk, progress update and JSONL record.
-      checkpoint_every: steps between checkpoints (0: never; needs ``workdir``).
-      seed: seeds the data order and the per-step keys.
+      steps: total optimizer steps (≥ 1).
+      batch_size: global batch size (≥ 1, split across devices).
+      learning_rate: peak AdamW learning rate (finite, > 0).
+      ema_decay: decay of the parameter EMA, in [0, 1).
+      grad_clip: global-norm clipping threshold (finite, ≥ 0; 0 disables clipping).
+      warmup_steps: linear learning-rate warm-up (≥ 0).
+      weight_decay: AdamW weight decay (finite, ≥ 0).
+      log_every: steps per jitted chunk, progress update and JSONL record (≥ 1).
+      checkpoint_every: steps between checkpoints (≥ 0; 0: never; > 0 needs ``workdir``).
+      seed: seeds the data order and the per-step keys (an integer).
+
+    Raises:
+      TypeError: a field has the wrong type (a float step count, a string rate).
+      ValueError: a field lies outside its range (each message names the field and range).
     """
 
     steps: int = 1000
@@ -55,19 +104,39 @@ class TrainConfig:
     checkpoint_every: int = 0
     seed: int = 0
 
+    def __post_init__(self):
+        owner = "TrainConfig"
+        checked = {
+            "steps": _integer(owner, "steps", self.steps, 1),
+            "batch_size": _integer(owner, "batch_size", self.batch_size, 1),
+            "log_every": _integer(owner, "log_every", self.log_every, 1),
+            "checkpoint_every": _integer(owner, "checkpoint_every", self.checkpoint_every, 0),
+            "warmup_steps": _integer(owner, "warmup_steps", self.warmup_steps, 0),
+            "seed": _integer(owner, "seed", self.seed, -_INT64, _INT64),
+            "learning_rate": _real(owner, "learning_rate", self.learning_rate,
+                                   "a finite number > 0", lambda v: v > 0),
+            "ema_decay": _real(owner, "ema_decay", self.ema_decay, "a number in [0, 1)",
+                               lambda v: 0 <= v < 1),
+            "grad_clip": _real(owner, "grad_clip", self.grad_clip, "a finite number ≥ 0",
+                               lambda v: v >= 0),
+            "weight_decay": _real(owner, "weight_decay", self.weight_decay,
+                                  "a finite number ≥ 0", lambda v: v >= 0),
+        }
+        # Plain Python numbers: the config is written to JSON and compared on resume.
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
     def validate(self, num_examples: int) -> None:
-        for name in ("steps", "batch_size", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"TrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        """Checks the config against a data set of ``num_examples`` examples.
+
+        Raises:
+          ValueError: ``batch_size`` exceeds ``num_examples``.
+        """
+        if isinstance(num_examples, bool) or not isinstance(num_examples, numbers.Integral):
+            raise TypeError(f"num_examples must be an integer, got {num_examples!r}")
         if self.batch_size > num_examples:
             raise ValueError(f"TrainConfig.batch_size={self.batch_size} exceeds the number of "
                              f"examples {num_examples}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
-        if self.grad_clip < 0 or self.warmup_steps < 0 or self.checkpoint_every < 0:
-            raise ValueError("TrainConfig.grad_clip, warmup_steps and checkpoint_every must be ≥ 0")
 
 
 class FitResult(NamedTuple):
@@ -78,8 +147,34 @@ class FitResult(NamedTuple):
     history: dict[str, list]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training loss is NaN or infinite; the last good checkpoint is kept."""
+class NonFiniteTrainingError(FloatingPointError):
+    """A training update held a NaN or an infinity; the run stopped before applying it.
+
+    Attributes:
+      step: the first bad step (the index of the update that was not applied).
+      non_finite: what was non-finite, from ``("loss", "gradient", "parameters",
+        "optimizer state")``, the likely cause first.
+      last_good_step: the newest checkpoint this run saved or resumed from (it holds
+        finite values and precedes ``step``), or None.
+      directory: the checkpoint folder, or None.
+    """
+
+    def __init__(self, step: int, non_finite: tuple[str, ...], last_good_step: int | None = None,
+                 directory: str | None = None):
+        FloatingPointError.__init__(self, step, tuple(non_finite), last_good_step, directory)
+        self.step, self.non_finite = step, tuple(non_finite)
+        self.last_good_step, self.directory = last_good_step, directory
+
+    def __str__(self) -> str:
+        parts = self.non_finite or ("update",)
+        also = f" (non-finite: {', '.join(parts)})" if len(parts) > 1 else ""
+        kept = (f"; last good checkpoint: step {self.last_good_step} in {self.directory}"
+                if self.last_good_step is not None else "; no checkpoint was written before it")
+        return f"non-finite {parts[0]} at step {self.step}{also}{kept}"
+
+
+# The historical name: it is raised for every non-finite update, not only a loss.
+NonFiniteLossError = NonFiniteTrainingError
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -90,11 +185,75 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), adam) if config.grad_clip else adam
 
 
+def _dtype(leaf: Any) -> np.dtype:
+    return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+
+
 def _num_examples(data: Any) -> int:
-    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(data)}
-    if len(sizes) != 1:
-        raise ValueError(f"every array in data must share its leading dimension, got sizes {sizes}")
-    return sizes.pop()
+    """N, the leading dimension shared by every array of ``data``."""
+    leaves = jax.tree.leaves_with_path(data)
+    if not leaves:
+        raise ValueError("data must hold at least one array, got an empty pytree")
+    sizes = {}
+    for path, leaf in leaves:
+        name = "data" + jax.tree_util.keystr(path)
+        dtype = _dtype(leaf)
+        if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+            raise TypeError(f"{name} must be a numeric array, got dtype {dtype}")
+        shape = np.shape(leaf)
+        if not shape:
+            raise ValueError(f"{name} is a scalar; every array in data needs a leading "
+                             "example axis")
+        sizes[name] = shape[0]
+    if len(set(sizes.values())) != 1:
+        listed = ", ".join(f"{name}: {size}" for name, size in sizes.items())
+        raise ValueError(f"every array in data must share its leading (example) dimension, "
+                         f"got {listed}")
+    num_examples = next(iter(sizes.values()))
+    if num_examples == 0:
+        raise ValueError("data holds 0 examples; fit needs at least batch_size examples")
+    return num_examples
+
+
+def _check_params(params: Any) -> None:
+    leaves = jax.tree.leaves_with_path(params)
+    if not leaves:
+        raise ValueError("params must hold at least one array to train, got an empty pytree")
+    names = ["params" + jax.tree_util.keystr(path) for path, _ in leaves]
+    for name, (_, leaf) in zip(names, leaves, strict=True):
+        if not jnp.issubdtype(_dtype(leaf), jnp.inexact):
+            raise TypeError(f"{name} has dtype {_dtype(leaf)}; fit trains floating-point arrays only")
+    finite = sharding.to_host([jnp.all(jnp.isfinite(leaf)) for _, leaf in leaves])
+    for name, ok in zip(names, finite, strict=True):
+        if not ok:
+            raise ValueError(f"{name} holds NaN or infinite values; params must be finite")
+
+
+def _check_arguments(loss_fn, config, workdir, progress, optimizer, devices) -> None:
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(params, batch, key) -> (B,), "
+                        f"got {type(loss_fn).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if workdir is not None:
+        if not isinstance(workdir, (str, os.PathLike)):
+            raise TypeError(f"workdir must be None, a str or a path, got {type(workdir).__name__}")
+        if pathlib.Path(workdir).exists() and not pathlib.Path(workdir).is_dir():
+            raise ValueError(f"workdir {workdir} exists and is not a folder")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be a bool, got {progress!r}")
+    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                      and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be None or an optax.GradientTransformation, "
+                        f"got {type(optimizer).__name__}")
+    if devices is not None:
+        devices = list(devices)
+        if not devices:
+            raise ValueError("devices must be None (every device) or a non-empty list of devices")
+        if not all(isinstance(device, jax.Device) for device in devices):
+            raise TypeError("devices must be jax.Device objects (from jax.devices())")
+    if config.checkpoint_every and workdir is None:
+        raise ValueError("TrainConfig.checkpoint_every > 0 needs a workdir")
 
 
 def _mesh_for(batch_size: int, devices=None):
@@ -106,6 +265,74 @@ def _mesh_for(batch_size: int, devices=None):
         return sharding.data_mesh(devices)
     # On one host, use as many devices as divide the batch evenly.
     return sharding.data_mesh(devices[: math.gcd(batch_size, len(devices))])
+
+
+def _run_record(config: TrainConfig, data: Any, state: TrainState) -> dict:
+    """What identifies a run: its config, the data's shapes and dtypes, the state's shapes."""
+    return {
+        "config": dataclasses.asdict(config),
+        "data": {"data" + jax.tree_util.keystr(path): [list(np.shape(leaf)), str(_dtype(leaf))]
+                 for path, leaf in jax.tree.leaves_with_path(data)},
+        "state": {name: list(shape) for name, shape in leaf_shapes(state).items()},
+    }
+
+
+def _record_differences(stored: dict, current: dict, *, newest_step: int) -> list[str]:
+    """Human-readable differences between a workdir's run record and this run's."""
+    differences = []
+    stored_config, config = stored.get("config", {}), current["config"]
+    for name, value in config.items():
+        if name not in RESUMABLE_FIELDS and name in stored_config and stored_config[name] != value:
+            differences.append(f"{name}: {stored_config[name]!r} in the workdir, {value!r} now")
+    if config["steps"] < newest_step:
+        differences.append(f"steps: {config['steps']} now, below step {newest_step} already "
+                           "trained in the workdir (raise steps to train further)")
+    if "data" in stored and stored["data"] != current["data"]:
+        differences.append(f"data: {_describe(stored['data'])} in the workdir, "
+                           f"{_describe(current['data'])} now")
+    if "state" in stored:
+        mismatch = first_mismatch(stored["state"], current["state"])
+        if mismatch is not None:
+            differences.append(f"model: {mismatch} (another model's checkpoints?)")
+    return differences
+
+
+def _describe(data_specs: dict) -> str:
+    return ", ".join(f"{name} {tuple(shape)} {dtype}" for name, (shape, dtype) in
+                     data_specs.items())
+
+
+def _read_record(path: pathlib.Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        warnings.warn(f"could not read the run record {path} ({err}); resuming without "
+                      "checking the config", stacklevel=3)
+        return None
+
+
+def _write_record(path: pathlib.Path, record: dict) -> None:
+    # Written to a temporary file and renamed, so a reader never sees half a record.
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        # One line per section: readable, and short even for a large model.
+        temporary.write_text("{\n" + ",\n".join(f"{json.dumps(key)}: {json.dumps(value)}"
+                                                   for key, value in record.items()) + "\n}\n")
+        os.replace(temporary, path)
+    except OSError as err:
+        raise CheckpointWriteError(err.errno, f"could not write the run record {path} "
+                                   f"({err.strerror or err})") from err
+
+
+def _append_metrics(path: pathlib.Path, record: dict) -> None:
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        raise CheckpointWriteError(err.errno, f"could not append to the metrics file {path} "
+                                   f"({err.strerror or err})") from err
 
 
 def fit(
@@ -123,11 +350,15 @@ def fit(
 
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (B,)`` per-example losses.
-      params: the initial parameters (any pytree, e.g. from ``nn.pure``).
-      data: a pytree of arrays sharing the leading dimension N (kept on every device).
+      params: the initial parameters (any pytree of finite floating-point arrays, e.g.
+        from ``nn.pure``).
+      data: a pytree of numeric arrays sharing the leading dimension N ≥ 1 (kept on
+        every device).
       config: a :class:`TrainConfig`.
-      workdir: if given, checkpoints go to ``workdir/checkpoints`` and metrics to
-        ``workdir/metrics.jsonl``; an existing checkpoint is resumed from.
+      workdir: if given, checkpoints go to ``workdir/checkpoints``, metrics to
+        ``workdir/metrics.jsonl`` and the run's record to ``workdir/train_config.json``.
+        An existing checkpoint is resumed from: the newest intact one (a damaged newer
+        one is passed over with a warning, and rewritten when training reaches it).
       progress: show a tqdm progress bar (process 0 only).
       optimizer: overrides :func:`make_optimizer` (its state must fit the same checkpoints).
       devices: the devices to shard over (default: all of them, on every host).
@@ -136,14 +367,23 @@ def fit(
       A :class:`FitResult`.
 
     Raises:
-      NonFiniteLossError: on the first NaN/inf loss, naming the step; the last good
-        checkpoint is kept, and nothing after it is written.
-      ValueError: for an invalid config or inconsistent data.
+      NonFiniteTrainingError: (also named ``NonFiniteLossError``) on the first update with
+        a NaN or an infinity in its loss, gradient, new parameters or new optimizer state;
+        it names the exact step and what was non-finite. Nothing from that step on is
+        applied or saved, and the last good checkpoint (named too) holds finite values.
+      CheckpointMismatchError: (a ValueError) ``workdir`` holds checkpoints of another
+        model (the first leaf that differs is named, with both shapes) or of a run with
+        another config (every differing field is listed; ``steps`` may grow, not shrink).
+      CheckpointDamagedError: every checkpoint in ``workdir`` is damaged.
+      CheckpointWriteError: (an OSError) a checkpoint or record could not be written, e.g.
+        a full disk; the checkpoints written before are intact.
+      TypeError, ValueError: invalid arguments (each message names the argument and its
+        valid range), an invalid config, or inconsistent data.
     """
+    _check_arguments(loss_fn, config, workdir, progress, optimizer, devices)
     num_examples = _num_examples(data)
     config.validate(num_examples)
-    if config.checkpoint_every and workdir is None:
-        raise ValueError("TrainConfig.checkpoint_every > 0 needs a workdir")
+    _check_params(params)
     optimizer = optimizer or make_optimizer(config)
     mesh = _mesh_for(config.batch_size, devices)
     step_fn = make_train_step(
@@ -158,7 +398,7 @@ def fit(
 
     def run_chunk(state: TrainState, data: Any):
         def body(state, _):
-            active = state.step < stop
+            active = (state.step < stop) & (state.bad_step < 0)
             new_state, loss = step_fn(state, data)
             new_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_state, state)
             return new_state, (state.step, loss, active)
@@ -169,42 +409,76 @@ def fit(
     state = sharding.put_replicated(init_state(params, optimizer), mesh)
     data = sharding.put_replicated(data, mesh)
 
-    checkpointer = Checkpointer(pathlib.Path(workdir) / "checkpoints") if workdir else None
-    if checkpointer is not None and checkpointer.latest_step() is not None:
-        state = checkpointer.restore(state)
     is_main = jax.process_index() == 0
-    log_file = pathlib.Path(workdir) / "metrics.jsonl" if (workdir and is_main) else None
-
-    history: dict[str, list] = {"step": [], "loss": []}
-    start_step = int(sharding.to_host(state.step))
-    bar = tqdm(total=stop, initial=start_step, disable=not (progress and is_main),
-               desc="train", dynamic_ncols=True, leave=False)
-    started = time.perf_counter()
+    workdir = pathlib.Path(workdir) if workdir is not None else None
+    checkpointer = Checkpointer(workdir / "checkpoints") if workdir is not None else None
     try:
-        while int(sharding.to_host(state.step)) < stop:
-            state, (steps, losses, active) = run_chunk(state, data)
-            steps, losses, active, bad = sharding.to_host((steps, losses, active, state.bad_step))
-            if bad >= 0:
-                kept = checkpointer.latest_step() if checkpointer else None
-                where = f"; last good checkpoint: step {kept} in {checkpointer.directory}" \
-                    if kept is not None else "; no checkpoint was written"
-                raise NonFiniteLossError(f"non-finite loss at step {int(bad)}{where}")
-            history["step"] += steps[active].tolist()
-            history["loss"] += losses[active].tolist()
-            done = int(steps[active][-1]) + 1
-            bar.update(int(active.sum()))
-            bar.set_postfix(loss=f"{float(losses[active].mean()):.4g}")
-            if log_file is not None:
-                record = {"step": done, "loss": float(losses[active].mean()),
-                          "seconds": round(time.perf_counter() - started, 3)}
-                with log_file.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            if checkpointer is not None and config.checkpoint_every and (
-                done % config.checkpoint_every == 0 or done == stop
-            ):
-                checkpointer.save(done, state)
+        # The newest checkpoint this run saved or resumed from: finite, and a valid restart.
+        last_good = None
+        if checkpointer is not None:
+            record = _run_record(config, data, state)
+            record_path = workdir / RUN_RECORD
+            if checkpointer.steps():
+                state = _resume(checkpointer, state, record, record_path)
+                last_good = int(sharding.to_host(state.step))
+            if is_main and (config.checkpoint_every or last_good is not None):
+                _write_record(record_path, record)
+        log_file = workdir / "metrics.jsonl" if (workdir is not None and is_main) else None
+
+        history: dict[str, list] = {"step": [], "loss": []}
+        start_step = int(sharding.to_host(state.step))
+        bar = tqdm(total=stop, initial=start_step, disable=not (progress and is_main),
+                   desc="train", dynamic_ncols=True, leave=False)
+        started = time.perf_counter()
+        try:
+            while int(sharding.to_host(state.step)) < stop:
+                state, (steps, losses, active) = run_chunk(state, data)
+                steps, losses, active, bad, mask = sharding.to_host(
+                    (steps, losses, active, state.bad_step, state.non_finite))
+                if bad >= 0:
+                    raise NonFiniteTrainingError(
+                        int(bad), non_finite_parts(mask), last_good,
+                        str(checkpointer.directory) if last_good is not None else None)
+                history["step"] += steps[active].tolist()
+                history["loss"] += losses[active].tolist()
+                done = int(steps[active][-1]) + 1
+                bar.update(int(active.sum()))
+                bar.set_postfix(loss=f"{float(losses[active].mean()):.4g}")
+                if log_file is not None:
+                    _append_metrics(log_file, {"step": done, "loss": float(losses[active].mean()),
+                                               "seconds": round(time.perf_counter() - started, 3)})
+                if checkpointer is not None and config.checkpoint_every and (
+                    done % config.checkpoint_every == 0 or done == stop
+                ):
+                    if done in checkpointer.steps():
+                        # A damaged checkpoint passed over on resume: replaced by this one.
+                        checkpointer.delete(done)
+                    checkpointer.save(done, state)
+                    last_good = done
+        finally:
+            bar.close()
     finally:
-        bar.close()
         if checkpointer is not None:
             checkpointer.close()
     return FitResult(state.params, state.ema_params, history)
+
+
+def _resume(checkpointer: Checkpointer, state: TrainState, record: dict,
+            record_path: pathlib.Path) -> TrainState:
+    """Checks a workdir's run against this one, then restores its newest intact checkpoint."""
+    workdir = record_path.parent
+    stored = _read_record(record_path)
+    if stored is None:
+        warnings.warn(f"workdir {workdir} has checkpoints but no {RUN_RECORD}: the config of "
+                      "its run is unknown and is not checked", stacklevel=3)
+    else:
+        differences = _record_differences(stored, record, newest_step=checkpointer.latest_step())
+        if differences:
+            raise CheckpointMismatchError(
+                f"cannot resume from workdir {workdir}: its run differs from this one in "
+                + "; ".join(differences)
+                + ". Use a new workdir, or the workdir's settings.")
+    try:
+        return checkpointer.restore(state, require_finite=True)
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(f"cannot resume from workdir {workdir}: {err}") from None

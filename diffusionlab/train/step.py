@@ -2,8 +2,15 @@ r"""One generic, jitted training step: loss, gradient, optimizer update and para
 
 The step is a pure function of ``(state, data, step)``: the batch and the step's key are
 derived from the step number, so a run resumed from a checkpoint repeats exactly what an
-uninterrupted run would have done. A non-finite loss freezes the state and records the
-first offending step, which the loop turns into an error (the last good checkpoint stays).
+uninterrupted run would have done.
+
+The step checks the whole update for finiteness: the loss, the gradient, the new
+parameters (and their EMA) and the new optimizer state. The first update with a NaN or an
+infinity anywhere is not applied: the state freezes at that step and records its index and
+what was non-finite, which the loop turns into an error. A finite loss can still carry a
+NaN gradient (``0·∞`` in a backward pass), and finite gradients can still overflow the
+parameters or the optimizer's moments, so checking the loss alone would let a NaN state
+through to the next checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+# What a non-finite update can be made of, in the order a NaN propagates: bit ``i`` of
+# ``TrainState.non_finite`` is set when ``NON_FINITE_PARTS[i]`` holds a NaN or an infinity.
+NON_FINITE_PARTS = ("loss", "gradient", "parameters", "optimizer state")
+
 
 class TrainState(NamedTuple):
     """Everything a run needs to continue: a pytree, checkpointed whole.
@@ -24,7 +35,9 @@ class TrainState(NamedTuple):
       params: the trained parameters.
       ema_params: exponential moving average of ``params``.
       opt_state: the optax state.
-      bad_step: the first step whose loss was not finite, or -1.
+      bad_step: the first step whose update was not finite, or -1.
+      non_finite: which parts of that update were not finite, a bit mask over
+        :data:`NON_FINITE_PARTS` (0 while every update has been finite).
     """
 
     step: jax.Array
@@ -32,6 +45,7 @@ class TrainState(NamedTuple):
     ema_params: Any
     opt_state: Any
     bad_step: jax.Array
+    non_finite: jax.Array
 
 
 def init_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
@@ -39,7 +53,26 @@ def init_state(params: Any, optimizer: optax.GradientTransformation) -> TrainSta
     # Fresh copies: the loop donates the state's buffers, never the caller's arrays.
     params, ema = jax.tree.map(jnp.array, params), jax.tree.map(jnp.array, params)
     return TrainState(jnp.asarray(0, jnp.int32), params, ema, optimizer.init(params),
-                      jnp.asarray(-1, jnp.int32))
+                      jnp.asarray(-1, jnp.int32), jnp.asarray(0, jnp.int32))
+
+
+def non_finite_parts(mask: int) -> tuple[str, ...]:
+    """The names in :data:`NON_FINITE_PARTS` whose bits are set in ``mask``."""
+    return tuple(name for i, name in enumerate(NON_FINITE_PARTS) if int(mask) >> i & 1)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of ``tree`` is free of NaNs and infinities.
+
+    Integer, boolean and key leaves (step counters, PRNG keys) are always finite.
+    """
+    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if _is_inexact(leaf)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
+def _is_inexact(leaf: Any) -> bool:
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf)
+    return jnp.issubdtype(dtype, jnp.inexact)
 
 
 def batch_indices(step: jax.Array, *, num_examples: int, batch_size: int, key: jax.Array) -> jax.Array:
@@ -72,6 +105,10 @@ def make_train_step(
 
     ``loss_fn(params, batch, key)`` returns per-example losses; the step minimises their
     mean. The EMA follows :math:`\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta`.
+
+    Once an update is non-finite (see the module docstring), the returned state is the
+    input state with ``bad_step`` and ``non_finite`` set, and every later call returns it
+    unchanged: nothing after the first bad step is applied.
     """
     data_key, step_key = jax.random.split(jax.random.key(seed))
 
@@ -94,10 +131,17 @@ def make_train_step(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = optax.incremental_update(params, state.ema_params, 1.0 - ema_decay)
-        stepped = TrainState(state.step + 1, params, ema, opt_state, state.bad_step)
-        ok = jnp.isfinite(loss) & (state.bad_step < 0)
-        # Freeze on the first non-finite loss so the state never absorbs NaNs.
-        frozen = state._replace(bad_step=jnp.where(state.bad_step < 0, state.step, state.bad_step))
+        parts = (loss, grads, (params, ema), opt_state)
+        mask = sum(jnp.where(all_finite(part), 0, 1 << i) for i, part in enumerate(parts))
+        mask = jnp.asarray(mask, jnp.int32)
+        still_good = state.bad_step < 0
+        ok = (mask == 0) & still_good
+        stepped = TrainState(state.step + 1, params, ema, opt_state, state.bad_step,
+                             state.non_finite)
+        # Freeze on the first non-finite update so the state never absorbs NaNs; a state
+        # that is already frozen keeps the step and the mask of its first bad update.
+        frozen = state._replace(bad_step=jnp.where(still_good, state.step, state.bad_step),
+                                non_finite=jnp.where(still_good, mask, state.non_finite))
         new_state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), stepped, frozen)
         return new_state, loss
 
