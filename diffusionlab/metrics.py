@@ -1,27 +1,80 @@
 r"""Sample-based distances between distributions: sliced W2, MMD, energy distance, FD-digits.
 
 All take two sample sets ``x (N, D)`` and ``y (M, D)``, are jit-compatible where they
-are pure JAX, and are exactly zero (sliced W2, MMD, energy distance) when the two sets are
-identical. Pairwise sums are accumulated in row blocks so memory stays O(block · M).
+are pure JAX (their bodies are jitted, so repeated calls at one shape compile once), and
+are zero (sliced W2, MMD, energy distance) when the two sets are identical. Pairwise sums
+are accumulated in row blocks so memory stays O(block · M). Inputs are checked (shapes,
+at least 2 samples, finite values while not traced) and computed in at least float32.
+``feature_checksum`` is re-exported from ``fd_digits``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusionlab.fd_digits import digit_features
+from diffusionlab.fd_digits import digit_features, feature_checksum
+
+__all__ = ["energy_distance", "fd_digits", "feature_checksum", "frechet_distance", "mmd",
+           "sliced_wasserstein"]
+
+
+def _all_finite(a: jax.Array) -> bool:
+    """Whether ``a`` is finite; True while tracing, when the values are not known yet."""
+    try:
+        return bool(jnp.all(jnp.isfinite(a)))
+    except jax.errors.ConcretizationTypeError:
+        return True
+
+
+def _check_samples(a, arg: str, name: str) -> jax.Array:
+    try:
+        a = jnp.asarray(a)
+    except TypeError as error:
+        raise TypeError(f"{name}: {arg} must be a real (N, D) array, got {type(a).__name__}") from error
+    if not (a.dtype == jnp.bool_ or jnp.issubdtype(a.dtype, jnp.integer)
+            or jnp.issubdtype(a.dtype, jnp.floating)):
+        raise TypeError(f"{name}: {arg} must hold real numbers (bool, integer or floating), got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name}: {arg} must have shape (N, D), got {a.shape}")
+    if a.shape[0] < 2:
+        raise ValueError(f"{name}: {arg} needs N ≥ 2 samples, got N = {a.shape[0]}")
+    if a.shape[1] < 1:
+        raise ValueError(f"{name}: {arg} needs D ≥ 1 coordinates, got D = 0")
+    if jnp.issubdtype(a.dtype, jnp.floating) and not _all_finite(a):
+        raise ValueError(f"{name}: {arg} must be finite, got NaN or inf")
+    return a
 
 
 def _check_pair(x, y, name: str) -> tuple[jax.Array, jax.Array]:
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+    """Validates two sample sets and casts them to a common float dtype of at least float32.
+
+    Half-precision (and integer or bool) inputs are computed in float32: pairwise sums
+    over thousands of terms lose all their digits in float16.
+    """
+    x, y = _check_samples(x, "x", name), _check_samples(y, "y", name)
+    if x.shape[1] != y.shape[1]:
         raise ValueError(f"{name}: x and y must have shapes (N, D) and (M, D) with the same D, "
                          f"got {x.shape} and {y.shape}")
-    if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError(f"{name}: need at least 2 samples in each set, got {x.shape[0]}, {y.shape[0]}")
-    return x.astype(jnp.float32), y.astype(jnp.float32)
+    dtype = jnp.promote_types(jnp.result_type(x, y), jnp.float32)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def _center_and_scale(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Moves the pooled mean to 0 and divides by the pooled RMS radius ``s`` (1 if it is 0).
+
+    The pairwise distances below use ``|a|² + |b|² - 2a·b``, which cancels catastrophically
+    when the data sit far from the origin; centring removes that, and the common scale
+    makes fixed shifts such as energy distance's 1e-12 relative to the data.
+    """
+    pooled = jnp.concatenate([x, y])
+    center = jnp.mean(pooled, axis=0, keepdims=True)
+    radius = jnp.sqrt(jnp.mean(jnp.sum((pooled - center) ** 2, axis=1)))
+    radius = jnp.where(radius > 0, radius, 1.0)  # every point equal: nothing to scale
+    return (x - center) / radius, (y - center) / radius, radius
 
 
 def _quantiles(v: jax.Array, n: int) -> jax.Array:
@@ -40,12 +93,33 @@ def sliced_wasserstein(x, y, *, key: jax.Array, num_projections: int = 256) -> j
               W_2^2(\theta^\top x, \theta^\top y)\Big)^{1/2}
 
     Each 1-D :math:`W_2` compares sorted projections (quantile functions; sets of
-    different sizes are compared at common quantile levels).
+    different sizes are compared at common quantile levels). Ties and constant sets need
+    no care: sorting handles them.
+
+    Args:
+      x, y: samples ``(N, D)`` and ``(M, D)``, N, M ≥ 2; computed in at least float32.
+      key: the key of the random projection directions.
+      num_projections: how many directions θ to average over (an int ≥ 1).
+
+    Returns:
+      A non-negative scalar, 0 when the two sets are equal.
+
+    Raises:
+      ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, on
+        non-finite samples, or on ``num_projections < 1``.
+      TypeError: on non-real samples or a non-integer ``num_projections``.
     """
     x, y = _check_pair(x, y, "sliced_wasserstein")
+    if isinstance(num_projections, bool) or not isinstance(num_projections, (int, np.integer)):
+        raise TypeError(f"sliced_wasserstein: num_projections must be an int ≥ 1, got {num_projections!r}")
     if num_projections < 1:
-        raise ValueError(f"num_projections must be ≥ 1, got {num_projections}")
-    theta = jax.random.normal(key, (x.shape[1], num_projections))
+        raise ValueError(f"sliced_wasserstein: num_projections must be ≥ 1, got {num_projections}")
+    return _sliced_wasserstein(x, y, key, int(num_projections))
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _sliced_wasserstein(x: jax.Array, y: jax.Array, key: jax.Array, num_projections: int) -> jax.Array:
+    theta = jax.random.normal(key, (x.shape[1], num_projections), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=0, keepdims=True)
     n = max(x.shape[0], y.shape[0])
     qx, qy = _quantiles(x @ theta, n), _quantiles(y @ theta, n)
@@ -69,6 +143,34 @@ def _pairwise_mean(fn, a: jax.Array, b: jax.Array, block: int = 1024) -> jax.Arr
     return jnp.sum(jax.lax.map(block_sum, (a_blocks, valid))) / (a.shape[0] * b.shape[0])
 
 
+def _median_positive_distance(points: jax.Array) -> jax.Array:
+    """Median of the positive pairwise distances; 0 when every point is the same."""
+    # Exact differences, not the |a|²+|b|²-2a·b expansion: ties must come out as exact zeros.
+    d2 = jax.lax.map(lambda p: jnp.sum((points - p[None]) ** 2, axis=1), points, batch_size=64)
+    upper = d2[jnp.triu_indices(points.shape[0], 1)]
+    median = jnp.sqrt(jnp.nanmedian(jnp.where(upper > 0, upper, jnp.nan)))
+    return jnp.where(jnp.isnan(median), 0.0, median)
+
+
+def _check_bandwidths(bandwidths) -> jax.Array:
+    try:
+        h = jnp.asarray(bandwidths)
+    except TypeError as error:
+        raise TypeError(f"mmd: bandwidths must be positive reals, got {type(bandwidths).__name__}") from error
+    if not (jnp.issubdtype(h.dtype, jnp.integer) or jnp.issubdtype(h.dtype, jnp.floating)):
+        raise TypeError(f"mmd: bandwidths must be positive reals, got dtype {h.dtype}")
+    if h.ndim > 1 or h.size == 0:
+        raise ValueError(f"mmd: bandwidths must be a scalar or a non-empty 1-D array, got shape {h.shape}")
+    h = jnp.atleast_1d(h).astype(jnp.promote_types(h.dtype, jnp.float32))
+    try:
+        valid = bool(jnp.all((h > 0) & jnp.isfinite(h)))
+    except jax.errors.ConcretizationTypeError:
+        valid = True  # traced under jit: the values are not known yet
+    if not valid:
+        raise ValueError(f"mmd: bandwidths must be positive and finite, got {bandwidths}")
+    return h
+
+
 def mmd(x, y, *, bandwidths=None) -> jax.Array:
     r"""Squared maximum mean discrepancy with a sum of RBF kernels (biased V-statistic).
 
@@ -76,21 +178,36 @@ def mmd(x, y, *, bandwidths=None) -> jax.Array:
               \quad k(a,b) = \sum_h e^{-\|a-b\|^2/(2h^2)}
 
     Args:
-      x, y: samples ``(N, D)`` and ``(M, D)``.
-      bandwidths: the kernel widths ``h``; default: the median pairwise distance of the
-        pooled sample times (¼, ½, 1, 2, 4).
+      x, y: samples ``(N, D)`` and ``(M, D)``, N, M ≥ 2; computed in at least float32.
+      bandwidths: the kernel widths ``h`` (a positive scalar or 1-D array); default: the
+        median of the *positive* pairwise distances of the pooled sample (at most 512 of
+        each set) times (¼, ½, 1, 2, 4). Ties are left out of the median because tied
+        data (equal sets, Bernoulli samples) would make it 0 and every kernel 0/0; it is
+        floored at 1e-3 of the pooled RMS radius, so it stays positive even when all
+        points coincide (where every width gives 0).
 
     Returns:
-      A non-negative scalar, exactly 0 when the two sets are equal.
+      A non-negative scalar, 0 when the two sets are equal.
+
+    Raises:
+      ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, on
+        non-finite samples, or on bandwidths that are empty, not 0-D/1-D, or not positive
+        and finite.
+      TypeError: on non-real samples or bandwidths.
     """
     x, y = _check_pair(x, y, "mmd")
+    return _mmd(x, y, None if bandwidths is None else _check_bandwidths(bandwidths))
+
+
+@jax.jit
+def _mmd(x: jax.Array, y: jax.Array, bandwidths: jax.Array | None) -> jax.Array:
+    # MMD with widths h on data x is MMD with widths h / s on the centred data x / s.
+    x, y, radius = _center_and_scale(x, y)
     if bandwidths is None:
-        pooled = jnp.concatenate([x[:512], y[:512]])
-        d2 = jnp.sum((pooled[:, None] - pooled[None]) ** 2, -1)
-        median = jnp.sqrt(jnp.median(d2[jnp.triu_indices(pooled.shape[0], 1)]))
-        h = median * jnp.array([0.25, 0.5, 1.0, 2.0, 4.0])
+        h = _median_positive_distance(jnp.concatenate([x[:512], y[:512]]))
+        h = jnp.maximum(h, 1e-3) * jnp.array([0.25, 0.5, 1.0, 2.0, 4.0], x.dtype)
     else:
-        h = jnp.atleast_1d(jnp.asarray(bandwidths, jnp.float32))
+        h = bandwidths.astype(x.dtype) / radius
 
     def kernel(d2):
         return jnp.sum(jnp.exp(-d2[..., None] / (2 * h**2)[None, None, :]), -1)
@@ -102,17 +219,51 @@ def mmd(x, y, *, bandwidths=None) -> jax.Array:
 def energy_distance(x, y) -> jax.Array:
     r"""Energy distance :math:`2\,\overline{\|x-y\|} - \overline{\|x-x'\|} - \overline{\|y-y'\|}`.
 
-    A V-statistic: non-negative, exactly 0 for identical sets, and a metric on distributions
-    with finite first moment (Székely & Rizzo).
+    A V-statistic: non-negative, 0 for identical sets, and a metric on distributions
+    with finite first moment (Székely & Rizzo). It is computed on the centred data in units
+    of their pooled RMS radius ``s`` and multiplied back by ``s`` (it is homogeneous of
+    degree 1), so the constant set needs no special case and the result is scale-free.
+
+    Args:
+      x, y: samples ``(N, D)`` and ``(M, D)``, N, M ≥ 2; computed in at least float32.
+
+    Returns:
+      A non-negative scalar.
+
+    Raises:
+      ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, or
+        on non-finite samples.
+      TypeError: on non-real samples.
     """
     x, y = _check_pair(x, y, "energy_distance")
+    return _energy_distance(x, y)
+
+
+@jax.jit
+def _energy_distance(x: jax.Array, y: jax.Array) -> jax.Array:
+    x, y, radius = _center_and_scale(x, y)
 
     def norm(d2):
-        # sqrt has an infinite derivative at 0; the tiny shift keeps gradients finite.
+        # sqrt has an infinite derivative at 0; the tiny shift (relative to the unit radius)
+        # keeps gradients finite.
         return jnp.sqrt(d2 + 1e-12) - 1e-6
 
     value = 2 * _pairwise_mean(norm, x, y) - _pairwise_mean(norm, x, x) - _pairwise_mean(norm, y, y)
-    return jnp.maximum(value, 0.0)
+    return radius * jnp.maximum(value, 0.0)
+
+
+def _check_features(features, arg: str) -> np.ndarray:
+    features = np.asarray(features)
+    if not (features.dtype == np.bool_ or np.issubdtype(features.dtype, np.integer)
+            or np.issubdtype(features.dtype, np.floating)):
+        raise TypeError(f"frechet_distance: {arg} must hold real numbers, got dtype {features.dtype}")
+    if features.ndim != 2 or features.shape[0] < 2 or features.shape[1] < 1:
+        raise ValueError(f"frechet_distance: {arg} must have shape (N, F) with N ≥ 2 and F ≥ 1, "
+                         f"got {features.shape}")
+    features = features.astype(np.float64)
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"frechet_distance: {arg} must be finite, got NaN or inf")
+    return features
 
 
 def frechet_distance(features_a, features_b) -> float:
@@ -123,10 +274,23 @@ def frechet_distance(features_a, features_b) -> float:
 
     The matrix square root is taken through symmetric eigendecompositions, which is exact
     for positive semi-definite covariances and avoids the complex parts ``sqrtm`` produces.
+    The eigensolvers round: a set against itself gives about ``F · eps · Tr Σ``, not 0.
+
+    Args:
+      features_a, features_b: ``(N, F)`` and ``(M, F)`` real features, N, M ≥ 2, F ≥ 1
+        (any real dtype; computed in float64).
+
+    Returns:
+      A non-negative float.
+
+    Raises:
+      ValueError: on other shapes or non-finite features.
+      TypeError: on non-real features.
     """
-    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"features must be (N, F) and (M, F) with N, M ≥ 2, got {a.shape}, {b.shape}")
+    a, b = _check_features(features_a, "features_a"), _check_features(features_b, "features_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"frechet_distance: features_a and features_b must have the same F, "
+                         f"got {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     w, v = np.linalg.eigh(cov_a)
@@ -141,7 +305,8 @@ def fd_digits(images_a, images_b) -> float:
     """FD-digits: the Fréchet distance in the feature space of a small digits classifier.
 
     Our stand-in for FID on 8×8 digits. The classifier (see ``diffusionlab.fd_digits``) is
-    trained once on the training split and cached on disk, so values are comparable across
-    runs and experiments. Images are ``(N, 8, 8, 1)`` (or ``(N, 64)``) in [-1, 1].
+    trained deterministically in float64 and cached on disk, so values are comparable
+    across runs, experiments and machines; ``feature_checksum()`` names the network, for
+    reports. Images are ``(N, 8, 8, 1)`` (or ``(N, 64)``) in [-1, 1], N ≥ 2.
     """
     return frechet_distance(digit_features(images_a), digit_features(images_b))
