@@ -94,6 +94,21 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
+def _fd_digits_checksum() -> str | None:
+    """The FD-digits feature checksum, when this run used the FD-digits network.
+
+    FD-digits values are comparable across machines only when their feature networks agree,
+    so every run that computed one records which network it used.
+    """
+    module = sys.modules.get("diffusionlab.fd_digits")
+    if module is None or module._load_or_train.cache_info().currsize == 0:
+        return None
+    try:
+        return module.feature_checksum()
+    except Exception:  # noqa: BLE001 - a diagnostic must not fail the run
+        return None
+
+
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return " ".join(text.split())[:300]
@@ -123,6 +138,7 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
         fingerprint=fingerprint(_repo_files_loaded(), quick=quick),
         memory_mappings=_mapping_count(),
         peak_rss_mb=_peak_rss_mb(),
+        fd_digits_checksum=_fd_digits_checksum(),
         log=LOG_FILE,
     )
     directory.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,8 @@ def _summary(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
     missing = [name for name, (payload, record) in loaded.items()
                if payload is None and record is None]
     total = sum(counts.values())
+    checksums = sorted({(record or {}).get("fd_digits_checksum") for _, record in loaded.values()}
+                       - {None})
     lines = ["## Summary", "",
              f"**{total} claims: {counts['holds']} hold, {counts['fails']} fail, "
              f"{counts['undecided']} undecided.** "
@@ -88,6 +90,11 @@ def _summary(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
              + (f"; not run: {', '.join(f'[{n}](#{n})' for n in missing)}" if missing else "")
              + ".",
              ""]
+    if checksums:
+        lines += [f"FD-digits feature network: checksum `{'`, `'.join(checksums)}`"
+                  + (" (**differs between experiments**: their FD values are not comparable)"
+                     if len(checksums) > 1 else " (FD values are comparable with any run "
+                     "that reports the same checksum)."), ""]
     if open_claims:
         lines += ["Claims that do not hold:", ""]
         lines += [f"- **{c['verdict']}**: [{name}](#{name}): {c['claim']}: {interval_text(c)}, "
