@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+JOBS ?= 1
 
 .PHONY: reproduce test bench lint venv clean
 
@@ -17,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m experiments --all
+	$(PY) -m experiments --all --jobs $(JOBS)
 	@echo "wrote results/REPORT.md"
 
 test: $(STAMP)
