@@ -135,6 +135,43 @@ def check_callable(value, name: str) -> None:
         raise TypeError(f"{name} must be callable; got {_describe(value)}")
 
 
+def check_path(value, name: str):
+    """Raises TypeError naming ``name`` unless ``value`` is a string or a path."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or pathlib.Path); got {_describe(value)}")
+    return value
+
+
+def check_sequences(value, name: str, *, low: int = 0, high: int | None = None,
+                    nested: bool = True):
+    """Token id sequences (``nested``) or one sequence: integers in ``[low, high]``.
+
+    Returns them as a list (of lists) of Python ints; TypeError for non-sequences or
+    non-integers, ValueError for an id out of range, naming ``name``.
+    """
+    def one(seq, label):
+        if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+            raise TypeError(f"{label} must be a sequence of integer token ids; got "
+                            f"{_describe(seq)}")
+        arr = np.asarray(seq)
+        if arr.size == 0:
+            return []
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{label} must be a flat sequence of integer token ids; got "
+                            f"{_describe(seq)}")
+        if arr.min() < low or (high is not None and arr.max() > high):
+            raise ValueError(f"{label} holds token ids outside{_range(low, high)}; got "
+                             f"[{arr.min()}, {arr.max()}]")
+        return arr.tolist()
+
+    if not nested:
+        return one(value, name)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a sequence of token id sequences; got "
+                        f"{_describe(value)}")
+    return [one(seq, name) for seq in value]
+
+
 def check_key(key, name: str = "key") -> jax.Array:
     """A JAX PRNG key: a typed key (``jax.random.key``) or a raw ``uint32[2]`` one."""
     if isinstance(key, (jax.Array, np.ndarray)):
@@ -155,12 +192,13 @@ def _array(x, name: str, kind: str):
     return x
 
 
-def _shape_checks(x, name: str, ndim, shape, allow_empty: bool) -> None:
+def _shape_checks(x, name: str, ndim, shape, allow_empty: bool, layout: str | None = None) -> None:
     if ndim is not None:
         ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in ndims:
-            want = " or ".join(map(str, ndims))
-            raise ValueError(f"{name} must have {want} axes; got shape {x.shape}")
+            want = layout or (" or ".join(map(str, ndims)) + " axes")
+            raise ValueError(f"{name} must have shape {want}; got shape {x.shape}" if layout
+                             else f"{name} must have {want}; got shape {x.shape}")
     if shape is not None:
         shape = tuple(shape)
         if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
@@ -171,7 +209,8 @@ def _shape_checks(x, name: str, ndim, shape, allow_empty: bool) -> None:
 
 
 def float_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = False,
-                finite: bool = True, allow_int: bool = False) -> jax.Array:
+                finite: bool = True, allow_int: bool = False, layout: str | None = None
+                ) -> jax.Array:
     """``x`` as a real floating JAX array of at least float32 precision, checked.
 
     Args:
@@ -182,6 +221,7 @@ def float_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = Fals
       allow_empty: whether a size-0 array is allowed.
       finite: whether a concrete NaN or ±inf raises.
       allow_int: whether integer arrays are accepted (converted to float32).
+      layout: the expected shape in words for the message, e.g. ``"(B, d)"``.
 
     Raises:
       TypeError: naming ``name`` for non-arrays (None, lists) and non-real dtypes (bool,
@@ -196,7 +236,7 @@ def float_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = Fals
         raise TypeError(f"{name} must hold real floats; got dtype {dtype}")
     elif jnp.finfo(dtype).bits < 32:
         x = jnp.asarray(x, jnp.float32)  # half precision: compute in float32
-    _shape_checks(x, name, ndim, shape, allow_empty)
+    _shape_checks(x, name, ndim, shape, allow_empty, layout)
     if finite:
         v = concrete(x)
         if v is not None and v.size and not np.all(np.isfinite(v)):
@@ -205,7 +245,7 @@ def float_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = Fals
 
 
 def int_array(x, name: str, *, low: int | None = None, high: int | None = None, ndim=None,
-              shape=None, allow_empty: bool = False) -> jax.Array:
+              shape=None, allow_empty: bool = False, layout: str | None = None) -> jax.Array:
     """``x`` as an integer JAX array with concrete entries in ``[low, high]`` (e.g. token ids).
 
     Raises:
@@ -216,7 +256,7 @@ def int_array(x, name: str, *, low: int | None = None, high: int | None = None, 
     x = _array(x, name, "integers")
     if not jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool:
         raise TypeError(f"{name} must hold integers; got dtype {x.dtype}")
-    _shape_checks(x, name, ndim, shape, allow_empty)
+    _shape_checks(x, name, ndim, shape, allow_empty, layout)
     v = concrete(x)
     if v is not None and v.size and ((low is not None and v.min() < low)
                                      or (high is not None and v.max() > high)):
@@ -225,12 +265,13 @@ def int_array(x, name: str, *, low: int | None = None, high: int | None = None, 
     return jnp.asarray(x)
 
 
-def bool_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = False) -> jax.Array:
+def bool_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = False,
+               layout: str | None = None) -> jax.Array:
     """``x`` as a boolean JAX array, checked like :func:`float_array`."""
     x = _array(x, name, "booleans")
     if x.dtype != bool:
         raise TypeError(f"{name} must hold booleans; got dtype {x.dtype}")
-    _shape_checks(x, name, ndim, shape, allow_empty)
+    _shape_checks(x, name, ndim, shape, allow_empty, layout)
     return jnp.asarray(x)
 
 

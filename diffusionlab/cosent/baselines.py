@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from diffusionlab import _checks
+
 __all__ = ["binary_cross_entropy_loss", "cosine_mse_loss", "sbert_features",
            "sbert_softmax_loss"]
 
@@ -32,10 +34,17 @@ def _same_length(name_a, a, name_b, b):
         raise ValueError(f"{name_a} is empty: the batch needs at least one pair")
 
 
+def _pair_of_batches(u_BxD, v_BxD):
+    """Both ``(B, D)`` float arrays of one shape (float32 at least)."""
+    u_BxD = _checks.float_array(u_BxD, "u_BxD", ndim=2, layout="(B, D)")
+    v_BxD = _checks.float_array(v_BxD, "v_BxD", ndim=2, layout="(B, D)")
+    _checks.same_shape(u_BxD, v_BxD, names=("u_BxD", "v_BxD"))
+    return u_BxD, v_BxD
+
+
 def sbert_features(u_BxD: jax.Array, v_BxD: jax.Array) -> jax.Array:
     r"""Sentence-BERT's classifier input $[u, v, |u - v|]$, shape ``(B, 3D)``."""
-    if u_BxD.shape != v_BxD.shape or u_BxD.ndim != 2:
-        raise ValueError(f"u and v must both be (B, D), got {u_BxD.shape} and {v_BxD.shape}")
+    u_BxD, v_BxD = _pair_of_batches(u_BxD, v_BxD)
     return jnp.concatenate([u_BxD, v_BxD, jnp.abs(u_BxD - v_BxD)], axis=-1)
 
 
@@ -50,9 +59,12 @@ def sbert_softmax_loss(logits_Bx2: jax.Array, labels_B: jax.Array) -> jax.Array:
     Returns:
       ``(B,)`` per-pair losses.
     """
-    _same_length("logits", logits_Bx2, "labels", labels_B)
-    if logits_Bx2.ndim != 2 or logits_Bx2.shape[1] != 2:
-        raise ValueError(f"logits must be (B, 2), got {logits_Bx2.shape}")
+    logits_Bx2 = _checks.float_array(logits_Bx2, "logits_Bx2", ndim=2, layout="(B, 2)")
+    if logits_Bx2.shape[1] != 2:
+        raise ValueError(f"logits_Bx2 must have shape (B, 2), got {logits_Bx2.shape}")
+    # An id outside {0, 1} would index past the two logits and give NaN or a wrong loss.
+    labels_B = _checks.int_array(labels_B, "labels_B", low=0, high=1, ndim=1, layout="(B,)")
+    _same_length("logits_Bx2", logits_Bx2, "labels_B", labels_B)
     return optax.softmax_cross_entropy_with_integer_labels(
         logits_Bx2.astype(jnp.float32), labels_B.astype(jnp.int32))
 
@@ -69,7 +81,11 @@ def cosine_mse_loss(cosines_B: jax.Array, targets_B: jax.Array) -> jax.Array:
     Returns:
       ``(B,)`` per-pair losses.
     """
-    _same_length("cosines", cosines_B, "targets", targets_B)
+    cosines_B = _checks.float_array(cosines_B, "cosines_B", ndim=1, layout="(B,)")
+    targets_B = _checks.float_array(targets_B, "targets_B", ndim=1, layout="(B,)",
+                                    allow_int=True)
+    _checks.check_real(targets_B, "targets_B", low=0, high=1, scalar=False)
+    _same_length("cosines_B", cosines_B, "targets_B", targets_B)
     return jnp.square(cosines_B.astype(jnp.float32) - targets_B.astype(jnp.float32))
 
 
@@ -85,6 +101,9 @@ def binary_cross_entropy_loss(logits_B: jax.Array, labels_B: jax.Array) -> jax.A
     Returns:
       ``(B,)`` per-pair losses.
     """
-    _same_length("logits", logits_B, "labels", labels_B)
+    logits_B = _checks.float_array(logits_B, "logits_B", ndim=1, layout="(B,)")
+    labels_B = _checks.float_array(labels_B, "labels_B", ndim=1, layout="(B,)", allow_int=True)
+    _checks.check_real(labels_B, "labels_B", low=0, high=1, scalar=False)
+    _same_length("logits_B", logits_B, "labels_B", labels_B)
     return optax.sigmoid_binary_cross_entropy(logits_B.astype(jnp.float32),
                                               labels_B.astype(jnp.float32))

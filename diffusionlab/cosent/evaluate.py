@@ -17,19 +17,24 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
+from diffusionlab import _checks
+
 __all__ = ["accuracy", "search_threshold", "spearman"]
 
 
 def _pair(scores, labels, name="scores"):
-    scores = np.asarray(scores, np.float64).reshape(-1)
-    labels = np.asarray(labels, np.float64).reshape(-1)
+    scores = np.asarray(_checks.float_array(scores, name, ndim=1, layout="(N,)", finite=False,
+                                            allow_int=True), np.float64)
+    labels = np.asarray(_checks.float_array(labels, "labels", ndim=1, layout="(N,)",
+                                            finite=False, allow_int=True), np.float64)
     if scores.shape != labels.shape:
         raise ValueError(f"{name} and labels must have the same length, got {scores.shape[0]} "
                          f"and {labels.shape[0]}")
     if scores.size < 2:
         raise ValueError(f"{name} needs at least 2 entries, got {scores.size}")
-    if not (np.all(np.isfinite(scores)) and np.all(np.isfinite(labels))):
-        raise ValueError(f"{name} and labels must be finite")
+    for what, values in ((name, scores), ("labels", labels)):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{what} must be finite; got {np.sum(~np.isfinite(values))} NaN/inf")
     return scores, labels
 
 
@@ -44,6 +49,7 @@ def spearman(scores, labels) -> float:
 def accuracy(scores, labels, threshold: float) -> float:
     """Fraction of pairs with ``(score > threshold) == label`` for binary 0/1 ``labels``."""
     scores, labels = _pair(scores, labels)
+    _checks.check_real(threshold, "threshold")
     return float(np.mean((scores > threshold) == (labels > 0.5)))
 
 
@@ -69,8 +75,7 @@ def search_threshold(scores, labels, *, bounds: tuple[float, float] | None = Non
         or empty ``bounds``.
     """
     scores, labels = _pair(scores, labels)
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
+    grid = _checks.check_int(grid, "grid", low=1, high=10**6)
     if bounds is None:
         spread = max(np.ptp(scores), 1e-6)
         bounds = (scores.min() - 1e-3 * spread, scores.max() + 1e-3 * spread)

@@ -21,11 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
+
 __all__ = ["cosent_loss", "cosent_loss_sorted"]
 
 
 def _validate(scores, labels, scale):
     """Checks shapes and values; returns ``(scores, labels, scale)`` with float scores."""
+    if isinstance(scale, (bool, complex, str)) or scale is None:
+        raise TypeError(f"scale must be a real Python number > 0, got {scale!r}")
     try:
         scale_value = float(scale)
     except (TypeError, jax.errors.ConcretizationTypeError):
@@ -33,20 +37,13 @@ def _validate(scores, labels, scale):
                         f"{type(scale).__name__}") from None
     if not (np.isfinite(scale_value) and scale_value > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    scores, labels = jnp.asarray(scores), jnp.asarray(labels)
-    if scores.ndim != 1 or labels.ndim != 1:
-        raise ValueError(
-            f"scores and labels must be 1-D (one entry per pair), got shapes "
-            f"{scores.shape} and {labels.shape}")
+    # Labels may be graded integers; scores must be real floats (half precision is upcast).
+    scores = _checks.float_array(scores, "scores", ndim=1, layout="(B,)")
+    labels = _checks.float_array(labels, "labels", ndim=1, layout="(B,)", allow_int=True)
     if scores.shape != labels.shape:
         raise ValueError(
             f"scores and labels must have the same length, got {scores.shape[0]} and "
             f"{labels.shape[0]}")
-    if scores.shape[0] == 0:
-        raise ValueError("the batch is empty: scores and labels need at least one pair")
-    # Values are checked when concrete; under jit the labels are abstract and pass through.
-    if not isinstance(labels, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(labels))):
-        raise ValueError("labels must be finite (no NaN or inf)")
     # Compute in at least float32: bf16/fp16 scores are upcast, so neither the scaled
     # differences nor the logsumexp lose the ordering that the loss is about.
     dtype = jnp.promote_types(scores.dtype, jnp.float32)

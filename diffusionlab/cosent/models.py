@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab import _checks
 from diffusionlab.cosent.baselines import sbert_features
 from diffusionlab.cosent.tokenizer import PAD, SEP
-from diffusionlab.nn.transformer import Transformer, padding_mask
+from diffusionlab.nn.transformer import Transformer, check_transformer_size, padding_mask
 
 __all__ = ["BiEncoder", "CrossEncoder", "EncoderConfig", "cosine_similarity"]
 
@@ -55,11 +56,11 @@ class EncoderConfig:
     pooling: str = "mean"
 
     def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _checks.check_choice(self.pooling, "pooling", POOLINGS)
         for name in ("vocab_size", "dim", "depth", "num_heads", "mlp_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            object.__setattr__(self, name, _checks.check_int(getattr(self, name), name, low=1))
+        check_transformer_size(self.vocab_size, self.dim, self.depth, self.num_heads,
+                               self.mlp_dim)
 
     def trunk(self, *, rngs: nnx.Rngs) -> Transformer:
         return Transformer(self.vocab_size, self.dim, self.depth, self.num_heads, self.mlp_dim,
@@ -76,6 +77,8 @@ def _hidden(trunk: Transformer, tokens_BxL: jax.Array) -> tuple[jax.Array, jax.A
 
 def cosine_similarity(u_BxD: jax.Array, v_BxD: jax.Array) -> jax.Array:
     r"""Row-wise $\cos(u, v) = u\cdot v / (\|u\|\|v\|)$, shape ``(B,)``; 0 for a zero vector."""
+    from diffusionlab.cosent.baselines import _pair_of_batches
+    u_BxD, v_BxD = _pair_of_batches(u_BxD, v_BxD)
     u_BxD = u_BxD / jnp.maximum(jnp.linalg.norm(u_BxD, axis=-1, keepdims=True), 1e-12)
     v_BxD = v_BxD / jnp.maximum(jnp.linalg.norm(v_BxD, axis=-1, keepdims=True), 1e-12)
     return jnp.sum(u_BxD * v_BxD, axis=-1)

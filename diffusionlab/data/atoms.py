@@ -9,14 +9,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+from diffusionlab.data.toy2d import check_num
+
 # (location, weight) of each atom.
 ATOMS1D: tuple[tuple[float, float], ...] = ((0.5, 0.5), (1.2, 0.25), (1.7, 0.25))
 
 
 def atoms1d(num: int, *, key: jax.Array) -> jax.Array:
     """Draws ``num`` points from the atom mixture ``ATOMS1D``; returns ``(num, 1)`` float32."""
-    if int(num) < 1:
-        raise ValueError(f"num must be an integer ≥ 1, got {num}")
+    num = check_num(num, dim=1)
+    _checks.check_key(key)
     locations = jnp.array([a for a, _ in ATOMS1D], jnp.float32)
     weights = jnp.array([w for _, w in ATOMS1D], jnp.float32)
     index = jax.random.choice(key, len(ATOMS1D), (int(num),), p=weights)

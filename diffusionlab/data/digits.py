@@ -10,6 +10,8 @@ import functools
 
 import numpy as np
 
+from diffusionlab import _checks
+
 _SPLITS = ("train", "test")
 _NUM_TEST = 360
 
@@ -26,8 +28,7 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_split(split: str) -> None:
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    _checks.check_choice(split, "split", _SPLITS)
 
 
 def digits(split: str = "train") -> tuple[np.ndarray, np.ndarray]:

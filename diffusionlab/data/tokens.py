@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffusionlab import _checks
 from diffusionlab.data.digits import digits
 
 
 def _check_levels(levels: int) -> int:
-    if int(levels) != levels or not 2 <= int(levels) <= 17:
-        raise ValueError(f"levels must be an integer in [2, 17], got {levels}")
-    return int(levels)
+    return _checks.check_int(levels, "levels", low=2, high=17)
 
 
 def digit_tokens(split: str = "train", *, levels: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -29,10 +28,6 @@ def digit_tokens(split: str = "train", *, levels: int = 8) -> tuple[np.ndarray, 
 def tokens_to_images(tokens, *, levels: int) -> np.ndarray:
     """Inverse view: ``(N, 64)`` tokens → ``(N, 8, 8, 1)`` float32 images in [-1, 1]."""
     levels = _check_levels(levels)
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 2 or tokens.shape[1] != 64:
-        raise ValueError(f"tokens must have shape (N, 64), got {tokens.shape}")
-    if tokens.min() < 0 or tokens.max() >= levels:
-        raise ValueError(f"tokens must lie in [0, {levels}), got range "
-                         f"[{tokens.min()}, {tokens.max()}]")
+    tokens = np.asarray(_checks.int_array(tokens, "tokens", low=0, high=levels - 1,
+                                          shape=(None, 64), layout="(N, 64)"))
     return (tokens.astype(np.float32) / (levels - 1) * 2.0 - 1.0).reshape(-1, 8, 8, 1)

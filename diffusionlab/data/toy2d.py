@@ -12,6 +12,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+
 
 def eight_gaussians(num: int, *, key: jax.Array) -> jax.Array:
     """Eight isotropic Gaussians (std 0.1) centred on a circle of radius 1.4."""
@@ -85,8 +87,16 @@ def toy2d(name: str, num: int, *, key: jax.Array) -> jax.Array:
     Raises:
       ValueError: for an unknown ``name`` (the message lists the valid ones) or ``num < 1``.
     """
-    if name not in _SAMPLERS:
-        raise ValueError(f"unknown toy dataset name={name!r}; valid names: {', '.join(TOY2D_NAMES)}")
-    if int(num) < 1:
-        raise ValueError(f"num must be an integer ≥ 1, got {num}")
-    return _SAMPLERS[name](int(num), key=key).astype(jnp.float32)
+    if not isinstance(name, str) or name not in _SAMPLERS:
+        raise (ValueError if isinstance(name, str) else TypeError)(
+            f"unknown toy dataset name={name!r}; valid names: {', '.join(TOY2D_NAMES)}")
+    num = check_num(num)
+    _checks.check_key(key)
+    return _SAMPLERS[name](num, key=key).astype(jnp.float32)
+
+
+def check_num(num, *, dim: int = 2) -> int:
+    """``num`` as an int ≥ 1 whose ``(num, dim)`` float32 draws (and temporaries) fit in memory."""
+    num = _checks.check_int(num, "num", low=1)
+    _checks.check_fits_memory("num", 16.0 * num * dim, f"{num} points")
+    return num

@@ -29,6 +29,8 @@ import string
 
 import numpy as np
 
+from diffusionlab import _checks
+
 from diffusionlab.lm.tokenizer import ByteTokenizer
 
 __all__ = ["QACorpus", "QAExample", "training_set"]
@@ -101,8 +103,19 @@ class QACorpus:
     document_chars: tuple[int, int] = (40, 110)
 
     def __post_init__(self):
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        _checks.check_choice(self.split, "split", ("train", "test"))
+        # The key and value vocabularies enumerate all strings of these lengths.
+        object.__setattr__(self, "key_length", _checks.check_int(self.key_length, "key_length",
+                                                                 low=1, high=4))
+        object.__setattr__(self, "value_length", _checks.check_int(
+            self.value_length, "value_length", low=1, high=6))
+        for name in ("facts_per_document", "document_chars"):
+            pair = getattr(self, name)
+            if (not isinstance(pair, tuple) or len(pair) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                    or not 1 <= pair[0] <= pair[1] <= 10**6):
+                raise ValueError(f"{name} must be a (min, max) pair of integers with "
+                                 f"1 <= min <= max <= 10**6; got {pair!r}")
 
     # Vocabularies: fixed splits, identical for every corpus object.
     def _keys(self) -> list[str]:
@@ -251,6 +264,16 @@ def _insert_after(document: str, anchor: str, fact: str, rng: np.random.Generato
     return (head + anchor + " " + " ".join(tail_sentences)).replace("..", ".")
 
 
+def check_mix(mix) -> None:
+    """Four non-negative finite weights with a positive sum; raises naming ``mix``."""
+    values = np.asarray(mix, dtype=object)
+    if values.shape != (4,):
+        raise ValueError(f"mix must hold 4 weights; got {mix!r}")
+    _checks.check_real(np.asarray(mix, np.float64), "mix", low=0, scalar=False)
+    if not np.sum(mix) > 0:
+        raise ValueError(f"mix must have a positive sum; got {mix!r}")
+
+
 def training_set(num_examples: int, *, seed: int, max_length: int,
                  tokenizer: ByteTokenizer | None = None,
                  corpus: QACorpus | None = None,
@@ -276,8 +299,16 @@ def training_set(num_examples: int, *, seed: int, max_length: int,
       that are answer tokens (EOS included), aligned with ``tokens`` (target at ``t`` is
       ``tokens[t]`` predicted from position ``t-1``).
     """
+    num_examples = _checks.check_int(num_examples, "num_examples", low=1)
+    seed = _checks.check_int(seed, "seed", low=0, high=2**63)
+    max_length = _checks.check_int(max_length, "max_length", low=2)
+    _checks.check_fits_memory("num_examples", 8.0 * num_examples * max_length, "the sequences")
     tokenizer = ByteTokenizer() if tokenizer is None else tokenizer
     corpus = QACorpus("train") if corpus is None else corpus
+    if not isinstance(corpus, QACorpus):
+        raise TypeError(f"corpus must be a QACorpus; got {type(corpus).__name__}")
+    check_mix(mix)
+    extra_questions = _checks.check_int(extra_questions, "extra_questions", low=0, high=100)
     rng = np.random.default_rng(seed)
     tokens = np.full((num_examples, max_length), tokenizer.pad_id, np.int32)
     answer = np.zeros((num_examples, max_length), np.float32)

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
+
 __all__ = ["decode", "generate", "left_pad", "prefill", "uncached_generate"]
 
 
@@ -26,8 +28,13 @@ def left_pad(sequences: Sequence[Sequence[int]], *, pad_id: int = 0,
       pad_id: the padding id.
       length: ``P``; default the longest sequence. Longer sequences raise ValueError.
     """
+    sequences = _checks.check_sequences(sequences, "sequences", low=0, high=2**31 - 1)
+    if not sequences:
+        raise ValueError("sequences must hold at least one sequence")
+    pad_id = _checks.check_int(pad_id, "pad_id", low=0)
     longest = max((len(s) for s in sequences), default=0)
-    length = longest if length is None else length
+    length = longest if length is None else _checks.check_int(length, "length", low=0)
+    _checks.check_fits_memory("length", 4.0 * len(sequences) * length, "the padded batch")
     if longest > length:
         raise ValueError(f"length={length} is shorter than the longest sequence ({longest})")
     out = np.full((len(sequences), length), pad_id, np.int32)
@@ -91,23 +98,56 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
     Returns:
       ``(B, max_new_tokens)`` int32 generated tokens.
     """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    prompts_BxP = check_prompts(apply, prompts_BxP, max_new_tokens)
+    max_new_tokens = int(max_new_tokens)
+    eos_id = _checks.check_int(eos_id, "eos_id", low=0, high=_vocab(apply) - 1)
+    _checks.check_real(temperature, "temperature", low=0)
     greedy = temperature == 0
     if not greedy and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
-    key = jax.random.key(0) if key is None else key
-    logits, cache = prefill(apply, params, jnp.asarray(prompts_BxP, jnp.int32),
-                            max_new_tokens=max_new_tokens)
+    key = jax.random.key(0) if key is None else _checks.check_key(key)
+    logits, cache = prefill(apply, params, prompts_BxP, max_new_tokens=max_new_tokens)
     return decode(apply, params, logits, cache, key, jnp.float32(max(temperature, 1e-6)),
                   max_new_tokens=max_new_tokens, eos_id=eos_id, greedy=greedy)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
+def _vocab(apply) -> int:
+    config = getattr(apply, "config", None)
+    return getattr(config, "vocab_size", 2**31 - 1)
+
+
+def check_prompts(apply, prompts_BxP, max_new_tokens) -> jax.Array:
+    """Checks the arguments shared by the decoders; returns the prompts as int32.
+
+    Raises:
+      TypeError: ``apply`` not callable, prompts not an integer array, a non-integer
+        ``max_new_tokens``.
+      ValueError: prompts not ``(B, P)`` or with ids outside the vocabulary,
+        ``max_new_tokens < 1``, or a cache larger than this machine's memory.
+    """
+    _checks.check_callable(apply, "apply")
+    prompts_BxP = _checks.int_array(prompts_BxP, "prompts_BxP", low=0, high=_vocab(apply) - 1,
+                                    ndim=2, layout="(B, P)").astype(jnp.int32)
+    max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
+    config = getattr(apply, "config", None)
+    width = getattr(config, "dim", 1) * max(getattr(config, "depth", 1), 1)
+    _checks.check_fits_memory("max_new_tokens", 8.0 * prompts_BxP.shape[0] * width
+                              * (prompts_BxP.shape[1] + max_new_tokens), "the KV cache")
+    return prompts_BxP
+
+
 def uncached_generate(apply, params, prompts_BxP, *, max_new_tokens: int) -> jax.Array:
-    """Greedy decoding that recomputes the whole sequence every step (the cache's baseline)."""
+    """Greedy decoding that recomputes the whole sequence every step (the cache's baseline).
+
+    Raises:
+      TypeError, ValueError: as :func:`generate` for the prompts and ``max_new_tokens``.
+    """
+    prompts_BxP = check_prompts(apply, prompts_BxP, max_new_tokens)
+    return _uncached_generate(apply, params, prompts_BxP, max_new_tokens=int(max_new_tokens))
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
+def _uncached_generate(apply, params, prompts_BxP, *, max_new_tokens: int) -> jax.Array:
     batch, length = prompts_BxP.shape
     buffer = jnp.concatenate(
         [jnp.full((batch, max_new_tokens), apply.pad_id, jnp.int32), prompts_BxP], axis=1)

@@ -22,8 +22,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab import _checks
 from diffusionlab.lm.shift import TokenShift
-from diffusionlab.nn.transformer import KVCache, Transformer, causal_mask, padding_mask
+from diffusionlab.nn.transformer import (
+    KVCache,
+    Transformer,
+    causal_mask,
+    check_transformer_size,
+    padding_mask,
+)
 
 __all__ = ["DecodeCache", "LMApply", "LMConfig", "LanguageModel", "init_decode_cache", "pure"]
 
@@ -54,6 +61,15 @@ class LMConfig:
     pad_id: int = 0
     shift: int = 0
 
+    def __post_init__(self):
+        for name, low in (("vocab_size", 1), ("dim", 1), ("depth", 1), ("num_heads", 1),
+                          ("mlp_dim", 1), ("max_length", 1), ("shift", 0)):
+            object.__setattr__(self, name, _checks.check_int(getattr(self, name), name, low=low))
+        object.__setattr__(self, "pad_id", _checks.check_int(self.pad_id, "pad_id", low=0,
+                                                             high=self.vocab_size - 1))
+        check_transformer_size(self.vocab_size, self.dim, self.depth, self.num_heads,
+                               self.mlp_dim)
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +95,18 @@ class DecodeCache:
 
 
 def init_decode_cache(config: LMConfig, batch_size: int, length: int) -> DecodeCache:
-    """An empty :class:`DecodeCache` with room for ``length`` tokens in each of ``batch_size`` rows."""
+    """An empty :class:`DecodeCache` with room for ``length`` tokens in each of ``batch_size`` rows.
+
+    Raises:
+      TypeError: ``config`` is not an :class:`LMConfig`, or a size is not an integer.
+      ValueError: a size below 1, or a cache larger than this machine's memory.
+    """
+    if not isinstance(config, LMConfig):
+        raise TypeError(f"config must be an LMConfig; got {type(config).__name__}")
+    batch_size = _checks.check_int(batch_size, "batch_size", low=1)
+    length = _checks.check_int(length, "length", low=1)
+    _checks.check_fits_memory("length", 8.0 * batch_size * length * config.dim * config.depth,
+                              "the cache")
     head_dim = config.dim // config.num_heads
     layers = tuple(KVCache.init(batch_size, length, config.num_heads, head_dim)
                    for _ in range(config.depth))
@@ -92,6 +119,8 @@ class LanguageModel(nnx.Module):
     """Decoder-only transformer: token embedding, blocks, tied output projection."""
 
     def __init__(self, config: LMConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, LMConfig):
+            raise TypeError(f"config must be an LMConfig; got {type(config).__name__}")
         self.config = config
         self.trunk = Transformer(config.vocab_size, config.dim, config.depth, config.num_heads,
                                  config.mlp_dim, rngs=rngs)
@@ -148,10 +177,36 @@ class LMApply:
         return self.config.pad_id
 
     def __call__(self, params, tokens_BxL, cache=None):
+        if not isinstance(tokens_BxL, jax.core.Tracer):
+            tokens_BxL = check_tokens(tokens_BxL, self.config)
+        if cache is not None:
+            check_cache_room(cache, tokens_BxL.shape)
         return _merged_call(self.graphdef, params, tokens_BxL, cache)
 
     def init_cache(self, batch_size: int, length: int) -> DecodeCache:
         return init_decode_cache(self.config, batch_size, length)
+
+
+def check_tokens(tokens_BxL, config: LMConfig, name: str = "tokens_BxL") -> jax.Array:
+    """``(B, L)`` integer token ids in ``[0, vocab_size)``: an id outside would read a wrong
+    (clamped) embedding row or NaN, silently."""
+    return _checks.int_array(tokens_BxL, name, low=0, high=config.vocab_size - 1, ndim=2,
+                             layout="(B, L)").astype(jnp.int32)
+
+
+def check_cache_room(cache: DecodeCache, shape: tuple[int, int]) -> None:
+    """Raises ValueError if ``shape[1]`` more tokens do not fit in a concrete ``cache``: writing
+    past the end would overwrite valid slots and report a length larger than the buffer."""
+    if not isinstance(cache, DecodeCache):
+        raise TypeError(f"cache must be a DecodeCache (apply.init_cache); got {type(cache).__name__}")
+    slots = cache.valid.shape[1]
+    if cache.valid.shape[0] != shape[0]:
+        raise ValueError(f"cache holds {cache.valid.shape[0]} rows but tokens_BxL has "
+                         f"{shape[0]}")
+    filled = _checks.concrete(cache.length)
+    if filled is not None and int(filled) + shape[1] > slots:
+        raise ValueError(f"cache is full: {int(filled)} of {slots} slots are filled and "
+                         f"{shape[1]} more tokens do not fit; allocate a longer cache")
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -162,5 +217,7 @@ def _merged_call(graphdef, params, tokens_BxL, cache):
 
 def pure(model: LanguageModel) -> tuple[LMApply, nnx.State]:
     """Splits ``model`` into its pure ``apply`` and its parameters (``nnx.split``)."""
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel; got {type(model).__name__}")
     graphdef, params = nnx.split(model)
     return LMApply(graphdef, model.config), params

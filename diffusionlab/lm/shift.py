@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab import _checks
+
 __all__ = ["TokenShift"]
 
 
@@ -25,8 +27,9 @@ class TokenShift(nnx.Module):
     """$x'_t = x_t + \\sum_{k=1}^{K} W_k x_{t-k}$ with ``K = width`` full ``dim x dim`` maps."""
 
     def __init__(self, dim: int, width: int, *, rngs: nnx.Rngs):
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
+        dim = _checks.check_int(dim, "dim", low=1)
+        width = _checks.check_int(width, "width", low=1)
+        _checks.check_fits_memory("width", 4.0 * width * dim * dim, "the shift weights")
         self.width = width
         self.mix = nnx.Linear(width * dim, dim, use_bias=False, rngs=rngs)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import jax
 import numpy as np
+
+from diffusionlab import _checks
 
 __all__ = ["ByteTokenizer"]
 
@@ -35,6 +38,8 @@ class ByteTokenizer:
 
     def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> np.ndarray:
         """Token ids (int32) of ``text``, optionally framed by BOS and EOS."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}")
         ids = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32) + self.offset
         parts = ([np.array([self.bos_id], np.int32)] if bos else []) + [ids]
         parts += [np.array([self.eos_id], np.int32)] if eos else []
@@ -42,8 +47,11 @@ class ByteTokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """Text of ``ids`` up to the first EOS; padding and BOS are skipped."""
+        if isinstance(ids, (np.ndarray, jax.Array)):
+            ids = np.asarray(ids).reshape(-1)
+        ids = _checks.check_sequences(ids, "ids", low=0, high=self.vocab_size - 1, nested=False)
         out = bytearray()
-        for i in np.asarray(ids).reshape(-1).tolist():
+        for i in ids:
             if i == self.eos_id:
                 break
             if i >= self.offset:

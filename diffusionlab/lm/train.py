@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from diffusionlab.lm.data import QACorpus, training_set
+from diffusionlab import _checks
+from diffusionlab.lm.data import QACorpus, check_mix, training_set
 from diffusionlab.lm.model import LanguageModel, LMApply, LMConfig, pure
 from diffusionlab.train import Checkpointer, TrainConfig, fit
 
@@ -52,6 +53,18 @@ class LMTrainConfig:
                                             warmup_steps=100, ema_decay=0.99, log_every=100)
     seed: int = 0
 
+    def __post_init__(self):
+        if not isinstance(self.model, LMConfig):
+            raise TypeError(f"model must be an LMConfig; got {type(self.model).__name__}")
+        if not isinstance(self.corpus, QACorpus):
+            raise TypeError(f"corpus must be a QACorpus; got {type(self.corpus).__name__}")
+        if self.train is not None and not isinstance(self.train, TrainConfig):
+            raise TypeError(f"train must be a TrainConfig or None; got {type(self.train).__name__}")
+        check_mix(self.mix)
+        _checks.check_int(self.num_examples, "num_examples", low=1)
+        _checks.check_real(self.lm_weight, "lm_weight", low=0)
+        _checks.check_int(self.seed, "seed", low=0, high=2**32 - 1)
+
     @classmethod
     def quick(cls) -> LMTrainConfig:
         """A tiny, untrained model: quick runs check the wiring, not the accuracy."""
@@ -60,12 +73,20 @@ class LMTrainConfig:
                    train=None)
 
 
+def _check_train_config(config) -> None:
+    if not isinstance(config, LMTrainConfig):
+        raise TypeError(f"config must be an LMTrainConfig; got {type(config).__name__}")
+
+
 def lm_loss(apply: LMApply, *, lm_weight: float = 0.1):
     """Returns ``loss_fn(params, batch, key) -> (B,)`` for :func:`diffusionlab.train.fit`.
 
     ``batch`` holds ``tokens (B, L)`` and ``answer (B, L)`` weights, as made by
     :func:`diffusionlab.lm.data.training_set`.
     """
+    if not isinstance(apply, LMApply):
+        raise TypeError(f"apply must be an LMApply (lm.pure(model)[0]); got {type(apply).__name__}")
+    _checks.check_real(lm_weight, "lm_weight", low=0)
 
     def loss_fn(params, batch, key):
         del key
@@ -89,6 +110,7 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
     Returns:
       ``(apply, params, history)``: the pure model, its EMA parameters, the loss history.
     """
+    _check_train_config(config)
     model = LanguageModel(config.model, rngs=nnx.Rngs(config.seed))
     apply, params = pure(model)
     if config.train is None:
@@ -103,6 +125,9 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
 
 def save_lm(directory: str | pathlib.Path, config: LMConfig, params) -> None:
     """Writes ``params`` (orbax) and ``config`` (JSON) under ``directory``."""
+    _checks.check_path(directory, "directory")
+    if not isinstance(config, LMConfig):
+        raise TypeError(f"config must be an LMConfig; got {type(config).__name__}")
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "lm_config.json").write_text(json.dumps(dataclasses.asdict(config)))
@@ -117,6 +142,7 @@ def load_lm(directory: str | pathlib.Path) -> tuple[LMApply, nnx.State]:
     Raises:
       FileNotFoundError: no checkpoint under ``directory``.
     """
+    _checks.check_path(directory, "directory")
     directory = pathlib.Path(directory)
     config_file = directory / "lm_config.json"
     if not config_file.exists():
@@ -133,6 +159,7 @@ def load_lm(directory: str | pathlib.Path) -> tuple[LMApply, nnx.State]:
 
 def checkpoint_name(config: LMTrainConfig) -> str:
     """A folder name that changes whenever anything in ``config`` changes."""
+    _check_train_config(config)
     text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return "nbce_lm_" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
@@ -142,6 +169,8 @@ def train_or_load(config: LMTrainConfig, directory: str | pathlib.Path, *,
     """Loads the LM trained with ``config`` from ``directory/<checkpoint_name>``, or trains and
     saves it there first (so that the experiments and the notebook share one training run).
     """
+    _check_train_config(config)
+    _checks.check_path(directory, "directory")
     folder = pathlib.Path(directory) / checkpoint_name(config)
     if (folder / "lm_config.json").exists():
         return load_lm(folder)

@@ -7,6 +7,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+
 
 def sinusoidal_embedding(t_B: jax.Array, dim: int, *, max_period: float = 10_000.0) -> jax.Array:
     r"""Embeds times ``t`` (shape ``(B,)``) into ``(B, dim)`` features.
@@ -18,8 +20,12 @@ def sinusoidal_embedding(t_B: jax.Array, dim: int, *, max_period: float = 10_000
     spread over the frequencies, because the lowest frequency is ``1/max_period`` and the
     highest is 1; continuous times are scaled by 1000 first, as is usual.
     """
+    dim = _checks.check_int(dim, "dim", low=2)
     if dim % 2:
         raise ValueError(f"dim must be even, got {dim}")
+    _checks.check_real(max_period, "max_period", low=1, low_open=True)
+    t_B = _checks.float_array(t_B, "t_B", ndim=(0, 1), allow_int=True)
+    _checks.check_fits_memory("dim", 4.0 * dim * max(t_B.size, 1), "the embedding")
     t_B = jnp.asarray(t_B, jnp.float32).reshape(-1)
     half = dim // 2
     omega = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)

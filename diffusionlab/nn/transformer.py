@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab import _checks
+
 __all__ = [
     "KVCache",
     "MultiHeadAttention",
@@ -47,6 +49,10 @@ def rotary_embedding(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, *, base: fl
     Returns:
       The rotated array, same shape and dtype as ``x_BxLxHxK``.
     """
+    x_BxLxHxK = _checks.float_array(x_BxLxHxK, "x_BxLxHxK", ndim=4, layout="(B, L, H, K)")
+    positions_BxL = _checks.int_array(positions_BxL, "positions_BxL", low=0, ndim=2,
+                                      shape=x_BxLxHxK.shape[:2], layout="(B, L)")
+    _checks.check_real(base, "base", low=1, low_open=True)
     head_dim = x_BxLxHxK.shape[-1]
     if head_dim % 2:
         raise ValueError(f"rotary_embedding needs an even head dimension, got {head_dim}")
@@ -63,14 +69,32 @@ def rotary_embedding(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, *, base: fl
 
 def causal_mask(length: int, *, key_length: int | None = None, offset: int = 0) -> jax.Array:
     """Boolean ``(1, 1, length, key_length)`` mask: query ``i`` sees keys ``<= offset + i``."""
-    key_length = length if key_length is None else key_length
+    length = _checks.check_int(length, "length", low=1)
+    key_length = length if key_length is None else _checks.check_int(key_length, "key_length",
+                                                                      low=1)
+    offset = _checks.check_int(offset, "offset", low=0)
+    _checks.check_fits_memory("length", float(length) * key_length, "the mask")
     query_pos = offset + jnp.arange(length)[:, None]
     return (jnp.arange(key_length)[None, :] <= query_pos)[None, None]
 
 
 def padding_mask(valid_BxL: jax.Array) -> jax.Array:
     """Boolean ``(B, 1, 1, L)`` mask that hides padded keys (``valid`` False)."""
-    return valid_BxL.astype(bool)[:, None, None, :]
+    valid_BxL = _checks.bool_array(valid_BxL, "valid_BxL", ndim=2, layout="(B, L)")
+    return valid_BxL[:, None, None, :]
+
+
+def check_transformer_size(vocab_size, dim, depth, num_heads, mlp_dim) -> None:
+    """Positive integer sizes, ``dim`` divisible by ``num_heads``, and parameters that fit in
+    this machine's memory; raises naming the offending argument."""
+    for name, value in (("vocab_size", vocab_size), ("dim", dim), ("depth", depth),
+                        ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+        _checks.check_int(value, name, low=1)
+    if dim % num_heads:
+        raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+    per_block = 4.0 * dim * dim + 2.0 * dim * mlp_dim
+    _checks.check_fits_memory("depth" if depth * per_block > vocab_size * dim else "vocab_size",
+                              4.0 * (vocab_size * dim + depth * per_block), "the parameters")
 
 
 @jax.tree_util.register_dataclass
@@ -92,6 +116,11 @@ class KVCache:
     def init(cls, batch_size: int, max_length: int, num_heads: int, head_dim: int,
              dtype=jnp.float32) -> KVCache:
         """An empty cache with room for ``max_length`` positions."""
+        for name, value in (("batch_size", batch_size), ("max_length", max_length),
+                            ("num_heads", num_heads), ("head_dim", head_dim)):
+            _checks.check_int(value, name, low=1)
+        _checks.check_fits_memory("max_length", 2.0 * batch_size * max_length * num_heads
+                                  * head_dim * jnp.dtype(dtype).itemsize, "the cache")
         shape = (batch_size, max_length, num_heads, head_dim)
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
 
@@ -100,6 +129,9 @@ class MultiHeadAttention(nnx.Module):
     """Scaled dot-product attention $\\mathrm{softmax}(QK^\\top/\\sqrt{K})V$."""
 
     def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs):
+        dim = _checks.check_int(dim, "dim", low=1)
+        num_heads = _checks.check_int(num_heads, "num_heads", low=1)
+        _checks.check_fits_memory("dim", 4.0 * 4 * dim * dim, "the attention weights")
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
@@ -108,7 +140,17 @@ class MultiHeadAttention(nnx.Module):
         self.out = nnx.Linear(dim, dim, use_bias=False, rngs=rngs)
 
     def __call__(self, x_BxLxD, *, mask=None, positions=None, cache: KVCache | None = None):
+        x_BxLxD = _checks.float_array(x_BxLxD, "x_BxLxD", ndim=3, layout="(B, L, D)")
+        if x_BxLxD.shape[-1] != self.num_heads * self.head_dim:
+            raise ValueError(f"x_BxLxD must have D = {self.num_heads * self.head_dim} features; "
+                             f"got shape {x_BxLxD.shape}")
         batch, length, dim = x_BxLxD.shape
+        if cache is not None and not isinstance(cache.length, jax.core.Tracer):
+            # Writing past the end would overwrite valid slots (dynamic_update_slice clamps).
+            if int(cache.length) + length > cache.keys.shape[1]:
+                raise ValueError(
+                    f"cache is full: {int(cache.length)} of {cache.keys.shape[1]} slots are "
+                    f"filled and {length} more do not fit; make the cache longer")
         qkv = self.qkv(x_BxLxD).reshape(batch, length, 3, self.num_heads, self.head_dim)
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if positions is not None:
@@ -160,6 +202,7 @@ class TransformerBlock(nnx.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, rngs: nnx.Rngs):
+        check_transformer_size(1, dim, 1, num_heads, mlp_dim)
         self.attention_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.attention = MultiHeadAttention(dim, num_heads, rngs=rngs)
         self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
@@ -186,6 +229,8 @@ class Transformer(nnx.Module):
 
     def __init__(self, vocab_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
                  *, rngs: nnx.Rngs):
+        check_transformer_size(vocab_size, dim, depth, num_heads, mlp_dim)
+        self.vocab_size = vocab_size
         self.embed = nnx.Embed(vocab_size, dim, rngs=rngs)
         self.blocks = nnx.List([TransformerBlock(dim, num_heads, mlp_dim, rngs=rngs)
                                 for _ in range(depth)])
@@ -199,6 +244,9 @@ class Transformer(nnx.Module):
                      for _ in self.blocks)
 
     def __call__(self, tokens_BxL, *, mask=None, positions=None, caches=None):
+        # An id outside the vocabulary would be clamped or give NaN rows silently.
+        tokens_BxL = _checks.int_array(tokens_BxL, "tokens_BxL", low=0,
+                                       high=self.vocab_size - 1, ndim=2, layout="(B, L)")
         return self.encode(self.embed(tokens_BxL), mask=mask, positions=positions, caches=caches)
 
     def encode(self, x_BxLxD, *, mask=None, positions=None, caches=None):

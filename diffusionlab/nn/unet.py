@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diffusionlab import _checks
 from diffusionlab.nn.embed import sinusoidal_embedding
 
 
@@ -36,8 +37,14 @@ class UNet(nnx.Module):
     """
 
     def __init__(self, channels: int = 1, *, base: int = 32, time_dim: int = 64, rngs: nnx.Rngs):
-        if min(channels, base, time_dim) < 1:
-            raise ValueError("channels, base and time_dim must all be ≥ 1")
+        for name, value in (("channels", channels), ("base", base), ("time_dim", time_dim)):
+            _checks.check_int(value, name, low=1, high=2**16)
+        if base % 8:
+            raise ValueError(f"base must be a multiple of 8 (the group norms use 8 groups); "
+                             f"got {base}")
+        if time_dim % 2:
+            raise ValueError(f"time_dim must be even; got {time_dim}")
+        self.channels = channels
         self.time_dim = time_dim
         self.time_mlp = nnx.Sequential(nnx.Linear(time_dim, 2 * time_dim, rngs=rngs), jax.nn.silu,
                                        nnx.Linear(2 * time_dim, time_dim, rngs=rngs))
@@ -51,8 +58,15 @@ class UNet(nnx.Module):
         self.head = nnx.Conv(base, channels, (1, 1), kernel_init=nnx.initializers.zeros, rngs=rngs)
 
     def __call__(self, x_BxHxWxC: jax.Array, t_B: jax.Array) -> jax.Array:
-        if x_BxHxWxC.ndim != 4:
-            raise ValueError(f"x must have shape (B, H, W, C), got {x_BxHxWxC.shape}")
+        x_BxHxWxC = _checks.float_array(x_BxHxWxC, "x_BxHxWxC", ndim=4, layout="(B, H, W, C)")
+        if x_BxHxWxC.shape[-1] != self.channels or x_BxHxWxC.shape[1] % 2 \
+                or x_BxHxWxC.shape[2] % 2:
+            raise ValueError(f"x_BxHxWxC must have {self.channels} channels and even H, W; "
+                             f"got shape {x_BxHxWxC.shape}")
+        t_B = _checks.float_array(t_B, "t_B", ndim=(0, 1), allow_int=True)
+        if t_B.ndim and t_B.shape[0] not in (1, x_BxHxWxC.shape[0]):
+            raise ValueError(f"t_B must be a scalar or have shape ({x_BxHxWxC.shape[0]},); "
+                             f"got {t_B.shape}")
         batch, height, width, _ = x_BxHxWxC.shape
         t_B = jnp.broadcast_to(jnp.asarray(t_B, jnp.float32).reshape(-1), (batch,))
         temb = self.time_mlp(sinusoidal_embedding(t_B, self.time_dim))

@@ -19,7 +19,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from diffusionlab.scorematching.gaussian import GaussianMixture
+from diffusionlab import _checks
+from diffusionlab.scorematching.gaussian import GaussianMixture, _check_alpha_sigma
 
 
 def batch_ratio_score(x_t: jax.Array, x_0: jax.Array, *, alpha, sigma) -> jax.Array:
@@ -39,7 +40,11 @@ def batch_ratio_score(x_t: jax.Array, x_0: jax.Array, *, alpha, sigma) -> jax.Ar
     Raises:
       ValueError: if the inputs are not 2-D with equal ``d``.
     """
-    if x_t.ndim != 2 or x_0.ndim != 2 or x_t.shape[1] != x_0.shape[1]:
+    x_t = _checks.float_array(x_t, "x_t", ndim=2)
+    x_0 = _checks.float_array(x_0, "x_0", ndim=2)
+    _check_alpha_sigma(alpha, sigma)
+    _checks.check_fits_memory("x_t", 4.0 * x_t.shape[0] * x_0.size, "the (N, B, d) differences")
+    if x_t.shape[1] != x_0.shape[1]:
         raise ValueError(f"x_t (N, d) and x_0 (B, d) must share d, got {x_t.shape}, {x_0.shape}")
     diff_NxBxD = x_t[:, None, :] - alpha * x_0[None, :, :]
     w_NxB = jax.nn.softmax(-0.5 * jnp.sum(diff_NxBxD**2, axis=-1) / sigma**2, axis=-1)
@@ -75,10 +80,18 @@ def batch_ratio_score_bias(
     Raises:
       ValueError: if ``batch_size`` < 1 or ``num_batches`` < 2.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if num_batches < 2:
-        raise ValueError(f"num_batches must be ≥ 2, got {num_batches}")
+    if not isinstance(data, GaussianMixture):
+        raise TypeError(f"data must be a GaussianMixture; got {type(data).__name__}")
+    data = data.checked()
+    x_t = _checks.float_array(x_t, "x_t", ndim=2)
+    if x_t.shape[1] != data.dim:
+        raise ValueError(f"x_t must have shape (N, {data.dim}); got {x_t.shape}")
+    _check_alpha_sigma(alpha, sigma)
+    batch_size = _checks.check_int(batch_size, "batch_size", low=1)
+    num_batches = _checks.check_int(num_batches, "num_batches", low=2)
+    _checks.check_fits_memory("batch_size", 4.0 * min(num_batches, 64) * x_t.size * batch_size,
+                              "a chunk of batch-ratio estimates")
+    _checks.check_key(key)
     return _bias(data, x_t, alpha, sigma, int(batch_size), int(num_batches), key)
 
 

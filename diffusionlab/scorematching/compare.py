@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
 from diffusionlab.scorematching.losses import (
     conditional_score_matching_loss,
     explicit_score_matching_loss,
@@ -59,6 +60,10 @@ def compare_losses(score: jax.Array, x_t: jax.Array, x_0: jax.Array, *, alpha, s
       A :class:`LossComparison`.
     """
     csm_N = conditional_score_matching_loss(score, x_t, x_0, alpha=alpha, sigma=sigma)
+    true_score = _checks.float_array(true_score, "true_score", ndim=2)
+    x_t = _checks.float_array(x_t, "x_t", ndim=2)
+    if x_t.shape[0] < 2:
+        raise ValueError(f"x_t must hold N ≥ 2 pairs for a standard error; got shape {x_t.shape}")
     sm_N = explicit_score_matching_loss(score, true_score)
     gap, gap_se = _mean_se(csm_N - sm_N)
     constant, constant_se = _mean_se(x_t.shape[1] / sigma**2 - jnp.sum(true_score**2, axis=-1))
@@ -77,6 +82,16 @@ def loss_gradients(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x_
     Returns:
       Two pytrees shaped like ``params``; equal in expectation.
     """
+
+    _checks.check_callable(apply, "apply")
+    x_t = _checks.float_array(x_t, "x_t", ndim=2)
+    x_0 = _checks.float_array(x_0, "x_0", ndim=2)
+    true_score = _checks.float_array(true_score, "true_score", ndim=2)
+    for name, other in (("x_0", x_0), ("true_score", true_score)):
+        if other.shape != x_t.shape:
+            raise ValueError(f"{name} must have the shape of x_t {x_t.shape}; got {other.shape}")
+    from diffusionlab.scorematching.gaussian import _check_alpha_sigma
+    _check_alpha_sigma(alpha, sigma)
 
     def sm(p):
         return jnp.mean(explicit_score_matching_loss(apply(p, x_t), true_score))

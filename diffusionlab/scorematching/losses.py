@@ -17,14 +17,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from diffusionlab.scorematching.gaussian import conditional_score
+from diffusionlab import _checks
+from diffusionlab.scorematching.gaussian import _check_alpha_sigma, conditional_score
 
 
-def _check_batch(name: str, x, like=None):
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (B, d), got {x.shape}")
+def _check_batch(name: str, x, like=None, like_name: str = "score") -> jax.Array:
+    """``x`` as a checked ``(B, d)`` float array (float32 at least), shaped like ``like``."""
+    x = _checks.float_array(x, name, ndim=2, layout="(B, d)")
     if like is not None and x.shape != like.shape:
-        raise ValueError(f"{name} must have shape {like.shape}, got {x.shape}")
+        raise ValueError(f"{name} must have the shape of {like_name} {like.shape}, got {x.shape}")
+    return x
 
 
 def explicit_score_matching_loss(score: jax.Array, true_score: jax.Array) -> jax.Array:
@@ -40,8 +42,8 @@ def explicit_score_matching_loss(score: jax.Array, true_score: jax.Array) -> jax
     Raises:
       ValueError: on shapes other than two equal ``(B, d)``.
     """
-    _check_batch("score", score)
-    _check_batch("true_score", true_score, score)
+    score = _check_batch("score", score)
+    true_score = _check_batch("true_score", true_score, score)
     return jnp.sum((score - true_score) ** 2, axis=-1)
 
 
@@ -61,13 +63,13 @@ def conditional_score_matching_loss(
       ``(B,)`` losses.
 
     Raises:
-      ValueError: on mismatched shapes or non-scalar ``alpha``/``sigma``.
+      TypeError: non-float arrays or non-real ``alpha``/``sigma``.
+      ValueError: mismatched shapes, NaN/inf, ``alpha < 0`` or ``sigma ≤ 0``.
     """
-    _check_batch("score", score)
-    _check_batch("x_t", x_t, score)
-    _check_batch("x_0", x_0, score)
-    if jnp.ndim(alpha) or jnp.ndim(sigma):
-        raise ValueError("alpha and sigma must be scalars")
+    score = _check_batch("score", score)
+    x_t = _check_batch("x_t", x_t, score)
+    x_0 = _check_batch("x_0", x_0, score)
+    _check_alpha_sigma(alpha, sigma)
     return jnp.sum((score - conditional_score(x_t, x_0, alpha=alpha, sigma=sigma)) ** 2, axis=-1)
 
 
@@ -114,19 +116,21 @@ def implicit_score_matching_loss(
     Raises:
       ValueError: on a bad shape, an unknown ``method``, a missing ``key`` or ``num_probes`` < 1.
     """
-    _check_batch("x", x)
+    _checks.check_callable(score_fn, "score_fn")
+    x = _check_batch("x", x)
+    _checks.check_choice(method, "method", ("exact", "hutchinson"))
     if method == "exact":
         def one(x_D):
             s_D = score_fn(x_D)
             return s_D @ s_D + 2.0 * jnp.trace(jax.jacfwd(score_fn)(x_D))
 
         return jax.vmap(one)(x)
-    if method != "hutchinson":
-        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
     if key is None:
         raise ValueError("key is required for method='hutchinson'")
-    if num_probes < 1:
-        raise ValueError(f"num_probes must be ≥ 1, got {num_probes}")
+    _checks.check_key(key)
+    num_probes = _checks.check_int(num_probes, "num_probes", low=1)
+    _checks.check_fits_memory("num_probes", 3.0 * x.size * num_probes * x.dtype.itemsize,
+                              "the probes")
     trace_B, _, s_BxD = _divergence_estimates(score_fn, x, key, num_probes, gaussian=False)
     return jnp.sum(s_BxD**2, axis=-1) + 2.0 * trace_B
 
@@ -157,8 +161,11 @@ def sliced_score_matching_loss(
     Raises:
       ValueError: on a bad shape or ``num_projections`` < 1.
     """
-    _check_batch("x", x)
-    if num_projections < 1:
-        raise ValueError(f"num_projections must be ≥ 1, got {num_projections}")
+    _checks.check_callable(score_fn, "score_fn")
+    x = _check_batch("x", x)
+    _checks.check_key(key)
+    num_projections = _checks.check_int(num_projections, "num_projections", low=1)
+    _checks.check_fits_memory("num_projections",
+                              3.0 * x.size * num_projections * x.dtype.itemsize, "the projections")
     vjv_B, vs_BxP, _ = _divergence_estimates(score_fn, x, key, num_projections, gaussian=True)
     return jnp.mean(vs_BxP**2, axis=-1) + 2.0 * vjv_B

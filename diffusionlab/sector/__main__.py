@@ -26,11 +26,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def _parse_int(text: str, name: str) -> int:
+def _parse_int(text: str, name: str, valid: str = "[1, 2**53]") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be an integer in [1, 2**53], got {text!r}") from None
+        raise ValueError(f"{name} must be an integer in {valid}, got {text!r}") from None
     return value
 
 
@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         n = check_n(_parse_int(args.n, "N"))
         theta, turns = parse_angle(args.theta)
-        samples = _parse_int(args.samples, "--samples")
-        seed = _parse_int(args.seed, "--seed")
+        # Every argument is checked before anything is computed or printed.
+        samples = _parse_int(args.samples, "--samples", "[1, 2**31 - 1]")
+        if not 1 <= samples <= 2**31 - 1:
+            raise ValueError(f"--samples must be an integer in [1, 2**31 - 1], got {args.samples!r}")
+        seed = _parse_int(args.seed, "--seed", "[0, 2**32 - 1]")
+        if not 0 <= seed <= 2**32 - 1:
+            raise ValueError(f"--seed must be an integer in [0, 2**32 - 1], got {args.seed!r}")
         p = float(probability(n, theta))
         print(f"n = {n}, theta = {theta!r} rad"
               + (f" = {turns} of a turn" if turns is not None else ""))
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"P MC    = {float(estimate):.6f} ± {float(se):.6f} "
                   f"(z = {z:+.2f}, {samples} samples)")
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 

@@ -29,7 +29,9 @@ def parse_angle(text: str) -> tuple[float, Fraction | None]:
     Raises:
       ValueError: the text is not an angle of these forms, or θ is not in (0, 2π].
     """
-    s = str(text).strip().lower()
+    if not isinstance(text, str):
+        raise TypeError(f"THETA (text) must be a string such as 'pi' or '240deg'; got {text!r}")
+    s = text.strip().lower()
     turns = None
     if m := _PI_FORM.match(s):
         den = Fraction(m["den"]) if m["den"] else Fraction(1)

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from diffusionlab import _checks
 from diffusionlab.sector.checks import check_n, check_turns
+
+
+MAX_EXACT_WORK = 10**11
+"""Terms times bits per term above which the exact sum is refused (about a minute of work)."""
 
 
 def probability_exact(n: int, q: Fraction | int | str) -> Fraction:
@@ -47,6 +52,14 @@ def probability_exact(n: int, q: Fraction | int | str) -> Fraction:
     a, b = x.numerator, x.denominator
     terms_direct = min(n, -(-b // a) - 1)  # k >= 1 with b - k a > 0
     terms_reflected = -(-(n * a - b) // a)  # k >= 0 with (n - k) a - b > 0
+    # Each term is an (n-1)-th power of an integer below n b: about n log2(n b) bits.
+    bits = n * (n * b).bit_length()
+    _checks.check_fits_memory("n", 4.0 * bits / 8, "the exact big-integer terms")
+    if min(terms_direct, terms_reflected) * bits > MAX_EXACT_WORK:
+        raise ValueError(
+            f"n={n} at q={q} needs {min(terms_direct, terms_reflected)} big-integer terms of "
+            f"{bits} bits, beyond the exact-arithmetic limit of {MAX_EXACT_WORK:.0e} bit "
+            f"operations (hours of work); use probability() instead")
     total = 0
     binomial = 1
     if terms_direct <= terms_reflected:

@@ -6,19 +6,28 @@ Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的�
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
+
 from diffusionlab.sector.checks import check_n, check_num_samples, check_theta
 
 METHODS = ("sector", "gap")
+MAX_MC_N = 2**14  # a chunk row of the "sector" test holds n^2 pair angles
 _CHUNK_ELEMENTS = 2**21  # per-chunk work array (points, or point pairs for "sector")
 
 
 def sample_disk(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     r"""Points uniform in the unit disk, ``shape + (2,)``: radius :math:`\sqrt U`, angle :math:`2\pi V`."""
+    _checks.check_key(key)
+    if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise TypeError(f"shape must be a tuple of non-negative ints; got {shape!r}")
+    _checks.check_fits_memory("shape", 8.0 * math.prod(shape), "the points")
     radius_key, angle_key = jax.random.split(key)
     radius = jnp.sqrt(jax.random.uniform(radius_key, shape))
     angle = 2 * jnp.pi * jax.random.uniform(angle_key, shape)
@@ -47,6 +56,9 @@ def smallest_sector_angle(points_BxNx2: jax.Array, *, method: str = "sector") ->
       ``(B,)`` angles in :math:`[0,2\pi)`; row b fits a sector of angle θ iff the value is
       :math:`\le\theta`.
     """
+    points_BxNx2 = _checks.float_array(points_BxNx2, "points_BxNx2", shape=(None, None, 2),
+                                       layout="(B, N, 2)")
+    _checks.check_choice(method, "method", METHODS)
     phi_BxN = jnp.arctan2(points_BxNx2[..., 1], points_BxNx2[..., 0])
     if method == "sector":
         # From the polar angles rather than cross products: XLA contracts x_i y_j - y_i x_j
@@ -124,8 +136,12 @@ def probability_mc(n, theta, *, key, num_samples, method: str = "sector"):
     Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的概率》, https://kexue.fm/archives/9324
     """
     n = check_n(n)
+    if n > MAX_MC_N:
+        raise ValueError(f"n must be at most {MAX_MC_N} for Monte Carlo (each sample holds n "
+                         f"points, the sector test n^2 pairs); got {n}")
     theta = check_theta(theta)
     num_samples = check_num_samples(num_samples)
+    _checks.check_key(key)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     n_max = max(4, 1 << (n - 1).bit_length())  # power-of-two buckets: few compilations
