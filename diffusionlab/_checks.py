@@ -54,7 +54,14 @@ def _describe(value) -> str:
 
 
 def check_int(value, name: str, *, low: int | None = None, high: int | None = HUGE) -> int:
-    """Returns ``value`` as a Python int; TypeError unless an integer, ValueError outside ``[low, high]``."""
+    """Returns ``value`` as a Python int; TypeError unless an integer, ValueError outside ``[low, high]``.
+
+    A traced integer scalar (inside ``jit``) is returned unchanged, unchecked.
+    """
+    if isinstance(value, jax.core.Tracer):  # traced (e.g. a cache offset): dtype only
+        if not jnp.issubdtype(value.dtype, jnp.integer) or value.ndim:
+            raise TypeError(f"{name} must be an integer scalar; got {value.dtype}{value.shape}")
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         arr = concrete(value) if isinstance(value, (np.ndarray, jax.Array)) else None
         if arr is None or arr.ndim or not np.issubdtype(arr.dtype, np.integer):
