@@ -17,7 +17,7 @@ from diffusionlab.cosent import (
     encode_task,
     synthetic_task,
 )
-from diffusionlab.cosent.comparison import compare
+from diffusionlab.cosent.comparison import compare, seed_averages
 from diffusionlab.cosent.tokenizer import CLS, SEP, Tokenizer
 from diffusionlab.cosent.train import init_params, train_stack
 from tests.asserts import assert_compiles_once, assert_tree_allclose
@@ -99,3 +99,14 @@ def test_cross_encoder_beats_bi_encoder_on_the_adversarial_task():
     bi, _, _ = compare(task, "bi", ("cosent",), **kwargs)
     cross, _, _ = compare(task, "cross", ("cross_entropy",), **kwargs)
     assert cross[0]["test_accuracy"] > bi[0]["test_accuracy"] + 0.1, (bi, cross)
+
+
+def test_seed_averages_pair_runs_by_seed_and_refuse_a_missing_run():
+    rows = [{"task": t, "loss": loss, "seed": s, "m": base + 0.1 * s + (0.2 if t == "b" else 0)}
+            for t in ("a", "b") for loss, base in (("x", 0.5), ("y", 0.3)) for s in (2, 0, 1)]
+    out = seed_averages(rows, "m")
+    assert_tree_allclose(out["x"], 100 * np.array([0.6, 0.7, 0.8]))
+    assert_tree_allclose(out["y"] - out["x"], np.full(3, -20.0))
+    assert_tree_allclose(seed_averages(rows, "m", tasks=("a",))["x"], 100 * np.array([0.5, 0.6, 0.7]))
+    with pytest.raises(ValueError, match="no run"):
+        seed_averages(rows[:-1], "m")

@@ -17,6 +17,7 @@ from diffusionlab.nbce import (
     top_p_truncate,
     truncated_entropy,
 )
+from diffusionlab.nbce.cost import decoding_cost
 from tests.asserts import assert_compiles_once
 
 LOG = np.log
@@ -187,6 +188,15 @@ def model():
 
 def _tokens(seed, size):
     return list(np.random.default_rng(seed).integers(3, 259, size))
+
+
+def test_decoding_cost_keeps_every_timing_repeat(model):
+    """The repeats are the replicates of the cost experiment's growth fit; the best is their min."""
+    apply, params = model
+    rows = jnp.asarray(np.random.default_rng(0).integers(3, 259, (3, 16)), jnp.int32)
+    cost = decoding_cost(apply, params, rows, nbce=True, steps=2, repeats=3)
+    assert len(cost.token_seconds) == 3 and all(t > 0 for t in cost.token_seconds)
+    assert cost.seconds_per_token == min(cost.token_seconds)
 
 
 def test_one_context_with_beta_zero_is_greedy_decoding(model):

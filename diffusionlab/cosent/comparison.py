@@ -24,7 +24,8 @@ from diffusionlab.cosent.train import TrainResult, TrainSettings, encode_task, t
 from diffusionlab.cosent.wordnet import wordnet_available, wordnet_task
 
 __all__ = ["TASKS", "Protocol", "available_tasks", "average_over_tasks", "build_task", "compare",
-           "compare_on_tasks", "first_epoch_spearman", "summarize"]
+           "compare_on_tasks", "first_epoch_spearman", "first_epoch_spearman_by_seed",
+           "seed_averages", "summarize"]
 
 TASKS = (*SYNTHETIC_TASKS, "wordnet")
 SELECT_BY = ("spearman", "accuracy")
@@ -194,9 +195,53 @@ def average_over_tasks(summary: list[dict], *, group: str = "loss") -> list[dict
     return out
 
 
+def first_epoch_spearman_by_seed(curves: dict[str, np.ndarray], eval_steps: np.ndarray,
+                                 steps_per_epoch: int) -> dict[str, np.ndarray]:
+    """Validation Spearman (×100) at the last evaluation within the first epoch, per seed.
+
+    Returns:
+      ``{loss: (S,) array}``, one value per seed in the order of the curves' rows.
+    """
+    within = np.nonzero((eval_steps > 0) & (eval_steps <= steps_per_epoch))[0]
+    index = int(within[-1]) if within.size else 1
+    return {loss: 100 * np.asarray(curve[:, index], float) for loss, curve in curves.items()}
+
+
 def first_epoch_spearman(curves: dict[str, np.ndarray], eval_steps: np.ndarray,
                          steps_per_epoch: int) -> dict[str, float]:
     """Mean validation Spearman (×100) at the last evaluation within the first epoch."""
-    within = np.nonzero((eval_steps > 0) & (eval_steps <= steps_per_epoch))[0]
-    index = int(within[-1]) if within.size else 1
-    return {loss: float(100 * curve[:, index].mean()) for loss, curve in curves.items()}
+    return {loss: float(values.mean()) for loss, values in
+            first_epoch_spearman_by_seed(curves, eval_steps, steps_per_epoch).items()}
+
+
+def seed_averages(rows: list[dict], metric: str, *, group: str = "loss",
+                  tasks: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """One replicate per seed: ``metric`` (×100) averaged over tasks, for each ``group`` value.
+
+    The replicates of a comparison are the training seeds; runs with the same seed share
+    the data and the batch order, so two groups' arrays pair up seed by seed.
+
+    Args:
+      rows: the per-run rows of :func:`compare_on_tasks` (``task``, ``seed``, the metric).
+      metric: a per-run metric, e.g. ``"test_spearman"``.
+      group: the row key naming what is compared (``"loss"`` or ``"model"``).
+      tasks: the tasks averaged over; default every task in ``rows``.
+
+    Returns:
+      ``{group value: (S,) array}`` over the sorted seeds.
+
+    Raises:
+      ValueError: a group that lacks a (task, seed) run that another group has.
+    """
+    tasks = tuple(dict.fromkeys(r["task"] for r in rows)) if tasks is None else tasks
+    seeds = sorted({r["seed"] for r in rows})
+    table = {(r[group], r["task"], r["seed"]): r[metric] for r in rows if r["task"] in tasks}
+    out = {}
+    for name in dict.fromkeys(r[group] for r in rows):
+        missing = [(t, s) for t in tasks for s in seeds if (name, t, s) not in table]
+        if missing:
+            raise ValueError(f"{group} {name!r} has no run for (task, seed) {missing[0]}; "
+                             f"every {group} needs every task and seed")
+        out[name] = 100 * np.array([np.mean([table[(name, t, s)] for t in tasks])
+                                    for s in seeds])
+    return out

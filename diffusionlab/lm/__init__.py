@@ -25,6 +25,7 @@ from diffusionlab.lm.train import (
     lm_loss,
     load_lm,
     save_lm,
+    shared_checkpoints,
     train_lm,
     train_or_load,
 )
@@ -32,6 +33,6 @@ from diffusionlab.lm.train import (
 __all__ = [
     "ByteTokenizer", "DecodeCache", "LMApply", "LMConfig", "LMTrainConfig", "LanguageModel",
     "QACorpus", "QAExample", "TokenShift", "checkpoint_name", "generate", "init_decode_cache", "left_pad",
-    "lm_loss", "load_lm", "pure", "save_lm", "train_lm", "train_or_load", "training_set",
-    "uncached_generate",
+    "lm_loss", "load_lm", "pure", "save_lm", "shared_checkpoints", "train_lm", "train_or_load",
+    "training_set", "uncached_generate",
 ]

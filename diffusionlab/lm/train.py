@@ -24,8 +24,8 @@ from diffusionlab.lm.data import QACorpus, check_mix, training_set
 from diffusionlab.lm.model import LanguageModel, LMApply, LMConfig, pure
 from diffusionlab.train import Checkpointer, TrainConfig, fit
 
-__all__ = ["LMTrainConfig", "checkpoint_name", "lm_loss", "load_lm", "save_lm", "train_lm",
-           "train_or_load"]
+__all__ = ["LMTrainConfig", "checkpoint_name", "lm_loss", "load_lm", "save_lm",
+           "shared_checkpoints", "train_lm", "train_or_load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +162,15 @@ def checkpoint_name(config: LMTrainConfig) -> str:
     _check_train_config(config)
     text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return "nbce_lm_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def shared_checkpoints(experiment_directory: str | pathlib.Path) -> pathlib.Path:
+    """Where experiments cache their trained LM: ``checkpoints/`` beside their result folders.
+
+    Every experiment that uses the same :class:`LMTrainConfig` then loads one training run
+    (``results/<name>/`` gives ``results/checkpoints/``).
+    """
+    return pathlib.Path(experiment_directory).parent / "checkpoints"
 
 
 def train_or_load(config: LMTrainConfig, directory: str | pathlib.Path, *,

@@ -28,21 +28,24 @@ class DecodingCost(NamedTuple):
       prefill_seconds: best wall time of the prompt pass.
       seconds_per_token: best wall time of the decoding loop divided by its steps.
       cache_bytes: bytes held by the KV cache (and its masks) while decoding.
+      token_seconds: every repeat's decoding time divided by its steps (the replicates
+        behind ``seconds_per_token``, which is their minimum).
     """
 
     prefill_seconds: float
     seconds_per_token: float
     cache_bytes: int
+    token_seconds: tuple[float, ...] = ()
 
 
-def _best(fn, repeats: int) -> float:
+def _timings(fn, repeats: int) -> list[float]:
     jax.block_until_ready(fn())  # compile and warm up
-    best = float("inf")
+    seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - start)
-    return best
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
@@ -54,7 +57,7 @@ def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
       prompts_RxP: left-padded prompts: the ``n+1`` NBCE rows, or one concatenated row.
       nbce: decode with the NBCE merge (True) or plainly (False).
       steps: decoding steps timed (forced to run all of them: no EOS stop).
-      repeats: timing repeats (the best is kept).
+      repeats: timing repeats (the best is kept; every decoding repeat is in ``token_seconds``).
     """
     prompts_RxP = jnp.asarray(prompts_RxP, jnp.int32)
     logits, cache = prefill(apply, params, prompts_RxP, max_new_tokens=steps)
@@ -67,8 +70,8 @@ def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
         def run():
             return decode(apply, params, logits, cache, key, jnp.float32(1.0),
                           max_new_tokens=steps, eos_id=-1, greedy=True)
-    prefill_seconds = _best(lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps),
-                            repeats)
-    decode_seconds = _best(run, repeats)
+    prefill_seconds = min(_timings(
+        lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps), repeats))
+    token_seconds = tuple(t / steps for t in _timings(run, repeats))
     cache_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(cache))
-    return DecodingCost(prefill_seconds, decode_seconds / steps, int(cache_bytes))
+    return DecodingCost(prefill_seconds, min(token_seconds), int(cache_bytes), token_seconds)
