@@ -29,7 +29,8 @@ def _toy_panels(config: Config, key):
     fig, axes = plt.subplots(1, len(data.TOY2D_NAMES), figsize=(3.2 * len(data.TOY2D_NAMES), 3.4),
                              layout="constrained")
     rows = []
-    for ax, name, k in zip(axes, data.TOY2D_NAMES, jax.random.split(key, len(data.TOY2D_NAMES))):
+    for ax, name, k in zip(axes, data.TOY2D_NAMES, jax.random.split(key, len(data.TOY2D_NAMES)),
+                                  strict=True):
         x = np.asarray(data.toy2d(name, config.num_points, key=k))
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color="tab:blue", rasterized=True)
         ax.set(title=name, xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
@@ -42,7 +43,7 @@ def _toy_panels(config: Config, key):
 def _image_grid(images: np.ndarray, labels, title: str):
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(0.9 * n, 1.3))
-    for ax, img, label in zip(np.atleast_1d(axes), images, labels):
+    for ax, img, label in zip(np.atleast_1d(axes), images, labels, strict=True):
         ax.imshow(img[..., 0], cmap="gray_r", vmin=-1, vmax=1)
         ax.set_title(str(label), fontsize=8)
         ax.axis("off")
