@@ -56,20 +56,23 @@ def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
       apply, params: the model.
       prompts_RxP: left-padded prompts: the ``n+1`` NBCE rows, or one concatenated row.
       nbce: decode with the NBCE merge (True) or plainly (False).
-      steps: decoding steps timed (forced to run all of them: no EOS stop).
+      steps: decoding steps timed (both loops are scans: every step runs, EOS or not).
       repeats: timing repeats (the best is kept; every decoding repeat is in ``token_seconds``).
     """
     prompts_RxP = jnp.asarray(prompts_RxP, jnp.int32)
+    # Any valid token id: after an EOS the scan still runs the model on every step, so the
+    # timing does not depend on it.
+    eos_id = 2
     logits, cache = prefill(apply, params, prompts_RxP, max_new_tokens=steps)
     key = jax.random.key(0)
     if nbce:
         def run():
             return nbce_decode(apply, params, logits, cache, key, max_new_tokens=steps,
-                               beta=0.25, eta=0.1, top_p=0.95, temperature=1.0, eos_id=-1)
+                               beta=0.25, eta=0.1, top_p=0.95, temperature=1.0, eos_id=eos_id)
     else:
         def run():
             return decode(apply, params, logits, cache, key, jnp.float32(1.0),
-                          max_new_tokens=steps, eos_id=-1, greedy=True)
+                          max_new_tokens=steps, eos_id=eos_id, greedy=True)
     prefill_seconds = min(_timings(
         lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps), repeats))
     token_seconds = tuple(t / steps for t in _timings(run, repeats))
