@@ -7,6 +7,12 @@ generative ODEs are compared.
 
 The problem is positional (vector field, initial state, start and end time); the numerics
 are keyword-only, with defaults that suit float32 sampling.
+
+Precision: the state and the time are integrated in at least float32 (a half-precision
+state is promoted on entry and the result cast back at the end), because a step size or a
+tolerance of 1e-5 means nothing in bfloat16's 8 mantissa bits. Arguments are checked when
+they are concrete (:mod:`diffusionlab._checks`); an empty state is returned unchanged with
+NFE 0.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import lineax
+import numpy as np
+
+from diffusionlab import _checks
 
 _ADAPTIVE = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
 _FIXED = {"euler": diffrax.Euler, "heun": diffrax.Heun}
@@ -56,21 +65,75 @@ class SDESolution(NamedTuple):
     nfe: jax.Array
 
 
-def _check_times(T, t_end) -> None:
+def _time(value, name: str):
+    """A finite real time as an array of at least float32 (a bfloat16 time cannot even
+    resolve a step of 1/256 near 1)."""
+    value = _checks.check_real(value, name)
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating) or jnp.finfo(value.dtype).bits < 32:
+        value = value.astype(jnp.float32)
+    return value
+
+
+def _check_times(T, t_end):
+    T, t_end = _time(T, "T"), _time(t_end, "t_end")
+    a, b = _checks.concrete(T), _checks.concrete(t_end)
+    if a is not None and b is not None and float(a) == float(b):
+        raise ValueError(f"t_end must differ from T; got T = t_end = {float(a)}")
+    return T, t_end
+
+
+def _state(x_T, name: str = "x_T"):
+    """The initial state as a pytree of float arrays of at least float32, and the caller's
+    leaf dtypes (to cast the result back)."""
+    if x_T is None:
+        raise TypeError(f"{name} must be an array or a pytree of arrays; got None")
+    leaves, treedef = jax.tree.flatten(x_T)
+    if not leaves:
+        raise ValueError(f"{name} must hold at least one array; got {x_T!r}")
+    if isinstance(x_T, (list, tuple)) and not all(
+            isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+        raise TypeError(f"{name} must be an array or a pytree of arrays; got a "
+                        f"{type(x_T).__name__} of numbers (convert it with jnp.asarray)")
+    work = [_checks.float_array(leaf, name, allow_empty=True) for leaf in leaves]
+    dtypes = [getattr(leaf, "dtype", w.dtype) for leaf, w in zip(leaves, work, strict=True)]
+    return jax.tree.unflatten(treedef, work), dtypes
+
+
+def _restore(tree, dtypes):
+    leaves, treedef = jax.tree.flatten(tree)
+    out = []
+    for leaf, dtype in zip(leaves, dtypes, strict=True):
+        if jnp.finfo(dtype).max < jnp.finfo(leaf.dtype).max:
+            big = float(jnp.finfo(dtype).max)
+            leaf = jnp.clip(leaf, -big, big)  # stay finite beyond float16's range
+        out.append(leaf.astype(dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
+def _check_velocity(velocity, T, state, name: str):
+    """Raises ValueError naming ``name`` unless ``velocity(t, x)`` returns the state's shapes."""
     try:
-        same = float(T) == float(t_end)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return  # traced times: checked by diffrax at run time
-    if same:
-        raise ValueError(f"T and t_end must differ, got T = t_end = {float(T)}")
+        out = jax.eval_shape(velocity, jax.ShapeDtypeStruct(T.shape, T.dtype),
+                             jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state))
+    except TypeError as error:
+        raise TypeError(f"{name} must be a function v(t, x) of the time and the state; calling it "
+                        f"failed with: {error}") from error
+    want = jax.tree.map(lambda leaf: leaf.shape, state)
+    got = jax.tree.map(lambda leaf: getattr(leaf, "shape", None), out)
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise ValueError(f"{name}(t, x) must return a value shaped like the state {want}; "
+                         f"got {got}")
 
 
 def _saveat(T, t_end, save_trajectory: int) -> diffrax.SaveAt:
-    if save_trajectory < 0:
-        raise ValueError(f"save_trajectory must be ≥ 0, got {save_trajectory}")
     if save_trajectory == 0:
         return diffrax.SaveAt(t1=True)
     return diffrax.SaveAt(ts=jnp.linspace(T, t_end, save_trajectory + 1))
+
+
+def _state_bytes(state) -> int:
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
 
 def solve_ode(
@@ -93,56 +156,91 @@ def solve_ode(
     (``"euler"`` or ``"heun"``) takes exactly ``steps`` equal steps. Integration may run
     backwards (``t_end < T``), as samplers do.
 
+    The state and the time are integrated in at least float32; the result has ``x_T``'s
+    dtypes. An empty state (every leaf of size 0) is returned as it is, with NFE 0 and
+    without calling ``velocity``.
+
     Args:
-      velocity: ``v(t, x)``, with ``x`` the whole (batched) state, an array or pytree.
-      x_T: the initial state at time ``T``.
-      T: start time.
-      t_end: end time (≠ T).
+      velocity: ``v(t, x)``, with ``x`` the whole (batched) state, an array or pytree;
+        it must return the state's structure and shapes.
+      x_T: the initial state at time ``T``: a float array or a pytree of float arrays
+        (finite).
+      T: start time (finite).
+      t_end: end time (finite, ≠ T).
       solver: one of ``SOLVERS``.
-      steps: number of steps; required for fixed-step solvers.
-      rtol, atol: tolerances of the adaptive controller.
-      max_steps: adaptive step budget; exceeding it raises at run time.
+      steps: number of steps (≥ 1); required for fixed-step solvers.
+      rtol, atol: tolerances of the adaptive controller (> 0).
+      max_steps: adaptive step budget (≥ 1); exceeding it raises at run time.
       save_trajectory: if K > 0, also return K+1 equally spaced snapshots (``ts``, ``xs``).
 
     Returns:
       An :class:`ODESolution` with the final state and the NFE.
 
     Raises:
-      ValueError: unknown ``solver``, missing or non-positive ``steps`` for a fixed-step
-        solver, non-positive tolerances, ``T == t_end``.
+      TypeError: a non-callable ``velocity``; ``x_T`` None, a list of numbers, or with a
+        non-float dtype; non-numeric times, tolerances or counts.
+      ValueError: unknown ``solver``; missing or non-positive ``steps`` for a fixed-step
+        solver; non-positive tolerances; NaN/inf in ``T``, ``t_end`` or (when concrete)
+        ``x_T``; ``T == t_end``; ``velocity`` returning the wrong shapes; or a trajectory
+        too large for memory.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if steps is not None and int(steps) < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
-    _check_times(T, t_end)
-    term = diffrax.ODETerm(lambda t, x, args: velocity(t, x))
+    _checks.check_callable(velocity, "velocity")
+    _checks.check_choice(solver, "solver", SOLVERS)
+    if steps is not None:
+        steps = _checks.check_int(steps, "steps", low=1)
+    rtol = _checks.check_real(rtol, "rtol", low=0.0, low_open=True)
+    atol = _checks.check_real(atol, "atol", low=0.0, low_open=True)
+    max_steps = _checks.check_int(max_steps, "max_steps", low=1)
+    save_trajectory = _checks.check_int(save_trajectory, "save_trajectory", low=0)
+    if solver in _FIXED and steps is None:
+        raise ValueError(f"solver={solver!r} is fixed-step: pass steps (an integer ≥ 1)")
+    T, t_end = _check_times(T, t_end)
+    state, dtypes = _state(x_T)
+    if save_trajectory:
+        _checks.check_fits_memory("save_trajectory", (save_trajectory + 1) * _state_bytes(state),
+                                  f"{save_trajectory + 1} snapshots of the state")
+    if all(leaf.size == 0 for leaf in jax.tree.leaves(state)):
+        return _empty_solution(state, dtypes, T, t_end, save_trajectory)
+    _check_velocity(velocity, T, state, "velocity")
+
+    def vector_field(t, x, args):
+        return jax.tree.map(lambda v, y: jnp.asarray(v).astype(y.dtype), velocity(t, x), x)
+
+    term = diffrax.ODETerm(vector_field)
     if solver in _FIXED:
-        if steps is None:
-            raise ValueError(f"solver={solver!r} is fixed-step: pass steps (a positive integer)")
         controller = diffrax.ConstantStepSize()
-        dt0 = (t_end - T) / int(steps)
-        step_budget = int(steps)
+        dt0 = (t_end - T) / steps
+        step_budget = steps
         diffrax_solver = _FIXED[solver]()
     else:
-        if not (rtol > 0 and atol > 0):
-            raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0 = None if steps is None else (t_end - T) / int(steps)
-        step_budget = int(max_steps)
+        dt0 = None if steps is None else (t_end - T) / steps
+        step_budget = max_steps
         diffrax_solver = _ADAPTIVE[solver]()
     solution = diffrax.diffeqsolve(
-        term, diffrax_solver, T, t_end, dt0, x_T,
+        term, diffrax_solver, T, t_end, dt0, state,
         saveat=_saveat(T, t_end, save_trajectory),
         stepsize_controller=controller, max_steps=step_budget,
     )
     nfe = _EVALS_PER_STEP[solver] * solution.stats["num_steps"] + _EVALS_AT_START[solver]
     if solver in _ADAPTIVE and dt0 is None:
         nfe = nfe + _EVALS_INITIAL_STEP
-    final = jax.tree.map(lambda leaf: leaf[-1], solution.ys)
+    final = _restore(jax.tree.map(lambda leaf: leaf[-1], solution.ys), dtypes)
     if save_trajectory:
-        return ODESolution(final, jnp.asarray(nfe, jnp.int32), solution.ts, solution.ys)
+        return ODESolution(final, jnp.asarray(nfe, jnp.int32), solution.ts,
+                           _restore(solution.ys, dtypes))
     return ODESolution(final, jnp.asarray(nfe, jnp.int32), None, None)
+
+
+def _empty_solution(state, dtypes, T, t_end, save_trajectory: int) -> ODESolution:
+    final = _restore(state, dtypes)
+    nfe = jnp.zeros((), jnp.int32)
+    if not save_trajectory:
+        return ODESolution(final, nfe, None, None)
+    ts = jnp.linspace(T, t_end, save_trajectory + 1)
+    xs = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf[None], (save_trajectory + 1,) + leaf.shape),
+                      final)
+    return ODESolution(final, nfe, ts, xs)
 
 
 def solve_sde(
@@ -163,27 +261,41 @@ def solve_sde(
     (``"heun"``, which converges to the Stratonovich solution; it equals Itô here
     because the noise is additive, :math:`g` independent of :math:`x`).
 
+    The state is simulated in at least float32 and returned in ``x_T``'s dtype. An empty
+    ``x_T`` is returned as it is, with NFE 0.
+
     Args:
       drift: ``f(t, x)``, returning an array shaped like ``x``.
       diffusion: ``g(t)``, a scalar (isotropic, additive noise).
-      x_T: initial state (any array shape; every element gets its own Brownian motion).
-      T, t_end: start and end time (≠).
+      x_T: initial state (a float array of any shape, finite; every element gets its own
+        Brownian motion).
+      T, t_end: start and end time (finite, ≠).
       key: PRNG key of the Brownian path.
       steps: number of equal steps (≥ 1).
       solver: ``"euler"`` (Euler–Maruyama) or ``"heun"``.
 
     Returns:
       An :class:`SDESolution` with the state at ``t_end`` and the NFE of the drift.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (as :func:`solve_ode`), or a
+        ``diffusion`` that does not return a scalar.
     """
-    if solver not in _FIXED:
-        raise ValueError(f"solver must be one of {tuple(_FIXED)} for SDEs, got {solver!r}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
-    _check_times(T, t_end)
-    x_T = jnp.asarray(x_T)
+    _checks.check_callable(drift, "drift")
+    _checks.check_callable(diffusion, "diffusion")
+    _checks.check_choice(solver, "solver", tuple(_FIXED))
+    steps = _checks.check_int(steps, "steps", low=1)
+    _checks.check_key(key)
+    T, t_end = _check_times(T, t_end)
+    dtype = getattr(x_T, "dtype", None)
+    x_T = _checks.float_array(x_T, "x_T", allow_empty=True)
+    dtype = x_T.dtype if dtype is None else dtype
+    if x_T.size == 0:
+        return SDESolution(_restore(x_T, [dtype]), jnp.zeros((), jnp.int32))
     shape = x_T.shape
     flat = x_T.reshape(-1)
-    brownian = diffrax.UnsafeBrownianPath(shape=flat.shape, key=key)
+    brownian = diffrax.UnsafeBrownianPath(shape=jax.ShapeDtypeStruct(flat.shape, flat.dtype),
+                                          key=key)
 
     def noise(t, y, args):
         g = jnp.asarray(diffusion(t), y.dtype)
@@ -191,16 +303,21 @@ def solve_sde(
             raise ValueError(f"diffusion(t) must return a scalar g(t), got shape {g.shape}")
         return lineax.DiagonalLinearOperator(jnp.full(y.shape, g))
 
-    terms = diffrax.MultiTerm(
-        diffrax.ODETerm(lambda t, y, args: drift(t, y.reshape(shape)).reshape(-1)),
-        diffrax.ControlTerm(noise, brownian),
-    )
+    def drift_term(t, y, args):
+        out = jnp.asarray(drift(t, y.reshape(shape)))
+        if out.shape != shape:
+            raise ValueError(f"drift(t, x) must return an array shaped like x_T {shape}; got "
+                             f"{out.shape}")
+        return out.astype(y.dtype).reshape(-1)
+
+    terms = diffrax.MultiTerm(diffrax.ODETerm(drift_term), diffrax.ControlTerm(noise, brownian))
     solution = diffrax.diffeqsolve(
-        terms, _FIXED[solver](), T, t_end, (t_end - T) / int(steps), flat,
-        max_steps=int(steps),
+        terms, _FIXED[solver](), T, t_end, (t_end - T) / steps, flat,
+        max_steps=steps,
         # The fast Brownian path cannot be checkpointed for reverse-mode autodiff; sampling
         # needs none, and forward mode still allows sensitivities.
         adjoint=diffrax.ForwardMode(),
     )
     nfe = _EVALS_PER_STEP[solver] * solution.stats["num_steps"]
-    return SDESolution(solution.ys[-1].reshape(shape), jnp.asarray(nfe, jnp.int32))
+    return SDESolution(_restore(solution.ys[-1].reshape(shape), [dtype]),
+                       jnp.asarray(nfe, jnp.int32))

@@ -88,3 +88,110 @@ def test_equal_times_and_bad_sde_diffusion():
     with pytest.raises(ValueError, match="scalar"):
         solve_sde(lambda t, x: -x, lambda t: jnp.ones(2), X0, 0.0, 1.0, key=jax.random.key(0), steps=3)
     assert set(SOLVERS) == {"tsit5", "dopri5", "euler", "heun"}
+
+
+# ------------------------------------------------------ half precision, empty states, errors
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_state_and_times_are_integrated_in_float32(dtype):
+    # A bfloat16 time cannot resolve the steps; the state and the times are promoted, and
+    # the result is the float32 one rounded once.
+    x = X0.astype(dtype)
+    sol = solve_ode(lambda t, y: y @ A.T.astype(y.dtype), x, jnp.asarray(0.0, dtype),
+                    jnp.asarray(2.0, dtype), rtol=1e-6, atol=1e-6)
+    ref = solve_ode(lambda t, y: y @ A.T, x.astype(jnp.float32), 0.0, 2.0, rtol=1e-6, atol=1e-6)
+    assert sol.x.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(sol.x, np.float32),
+                                  np.asarray(ref.x.astype(dtype), np.float32))
+    assert int(sol.nfe) == int(ref.nfe)
+    sde = solve_sde(lambda t, y: -y, lambda t: 0.5, x, 0.0, 1.0, key=jax.random.key(1), steps=8)
+    sde32 = solve_sde(lambda t, y: -y, lambda t: 0.5, x.astype(jnp.float32), 0.0, 1.0,
+                      key=jax.random.key(1), steps=8)
+    assert sde.x.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(sde.x, np.float32),
+                                  np.asarray(sde32.x.astype(dtype), np.float32))
+
+
+def test_empty_state_is_returned_with_zero_nfe():
+    calls = []
+
+    def velocity(t, x):
+        calls.append(1)
+        return -x
+
+    empty = jnp.zeros((0, 2))
+    for solver, steps in [("tsit5", None), ("euler", 3)]:
+        sol = solve_ode(velocity, empty, 1.0, 0.0, solver=solver, steps=steps)
+        assert sol.x.shape == (0, 2) and int(sol.nfe) == 0 and sol.ts is None
+    traj = solve_ode(velocity, {"a": empty, "b": jnp.zeros((0,))}, 1.0, 0.0, save_trajectory=3)
+    assert traj.ts.shape == (4,) and traj.xs["a"].shape == (4, 0, 2)
+    sde = solve_sde(lambda t, x: -x, lambda t: 1.0, empty, 0.0, 1.0, key=jax.random.key(0),
+                    steps=3)
+    assert sde.x.shape == (0, 2) and int(sde.nfe) == 0
+    assert calls == []
+
+
+def _minus(t, x):
+    return -x
+
+
+KEY = jax.random.key(0)
+BAD_CALLS = [
+    # T = nan used to return x_T unchanged
+    ("T nan", lambda: solve_ode(_minus, X0, float("nan"), 0.0), ValueError,
+     "T must be a finite real number"),
+    ("t_end inf", lambda: solve_ode(_minus, X0, 1.0, float("inf")), ValueError,
+     "t_end must be a finite real number"),
+    ("T None", lambda: solve_ode(_minus, X0, None, 0.0), TypeError, "T must be a real number"),
+    ("T complex", lambda: solve_ode(_minus, X0, 1j, 0.0), TypeError, "T must be a real number"),
+    # NaN in x_T used to surface as "maximum number of solver steps"
+    ("x_T nan", lambda: solve_ode(_minus, X0.at[0, 0].set(jnp.nan), 1.0, 0.0), ValueError,
+     "x_T must be finite"),
+    ("x_T list", lambda: solve_ode(_minus, [1.0, 2.0], 1.0, 0.0), TypeError, "x_T must be"),
+    ("x_T None", lambda: solve_ode(_minus, None, 1.0, 0.0), TypeError, "x_T must be"),
+    ("x_T int", lambda: solve_ode(_minus, jnp.ones(3, jnp.int32), 1.0, 0.0), TypeError,
+     "x_T must hold real floats"),
+    ("x_T bool", lambda: solve_ode(_minus, jnp.ones(3, bool), 1.0, 0.0), TypeError,
+     "x_T must hold real floats"),
+    ("velocity", lambda: solve_ode(None, X0, 1.0, 0.0), TypeError, "velocity must be callable"),
+    ("velocity shape", lambda: solve_ode(lambda t, x: x[0], X0, 1.0, 0.0), ValueError,
+     r"velocity\(t, x\) must return"),
+    ("steps float", lambda: solve_ode(_minus, X0, 1.0, 0.0, solver="euler", steps=2.5),
+     TypeError, "steps must be an integer"),
+    ("steps huge", lambda: solve_ode(_minus, X0, 1.0, 0.0, solver="euler", steps=10**12),
+     ValueError, "steps must be an integer in"),
+    ("max_steps", lambda: solve_ode(_minus, X0, 1.0, 0.0, max_steps=0), ValueError,
+     "max_steps must be"),
+    ("atol nan", lambda: solve_ode(_minus, X0, 1.0, 0.0, atol=float("nan")), ValueError,
+     "atol must be"),
+    ("save_trajectory huge", lambda: solve_ode(_minus, jnp.ones((1000, 2)), 1.0, 0.0,
+                                               save_trajectory=2**31 - 2),
+     ValueError, "save_trajectory is too large.*memory"),
+    ("sde key", lambda: solve_sde(_minus, lambda t: 1.0, X0, 0.0, 1.0, key=None, steps=3),
+     TypeError, "key must be"),
+    ("sde steps", lambda: solve_sde(_minus, lambda t: 1.0, X0, 0.0, 1.0, key=KEY, steps=0),
+     ValueError, "steps must be"),
+    ("sde x_T complex", lambda: solve_sde(_minus, lambda t: 1.0, X0.astype(jnp.complex64), 0.0,
+                                          1.0, key=KEY, steps=3),
+     TypeError, "x_T must hold real floats"),
+    ("sde drift shape", lambda: solve_sde(lambda t, x: x[:1], lambda t: 1.0, X0, 0.0, 1.0,
+                                          key=KEY, steps=3), ValueError, r"drift\(t, x\) must"),
+    ("sde T equal", lambda: solve_sde(_minus, lambda t: 1.0, X0, 1.0, 1.0, key=KEY, steps=3),
+     ValueError, "t_end must differ from T"),
+    ("sde solver", lambda: solve_sde(_minus, lambda t: 1.0, X0, 0.0, 1.0, key=KEY, steps=3,
+                                     solver="tsit5"), ValueError, "solver must be one of"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_names_the_argument(case):
+    _, call, error, match = case
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_traced_times_are_not_checked():
+    # Under jit the values are unknown: T and t_end pass through, shapes are still checked.
+    f = jax.jit(lambda T: solve_ode(_minus, X0, T, 0.0, solver="heun", steps=20).x)
+    np.testing.assert_allclose(f(1.0), X0 * np.exp(1.0), rtol=1e-3)

@@ -24,13 +24,63 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+from diffusionlab.odes._checks import (
+    float_input,
+    input_dtype,
+    points,
+    positive_time,
+    saturating_cast,
+    source_points,
+    times,
+)
 from diffusionlab.odes.generate import generate
+from diffusionlab.odes.pointmass import weighted_sums
+
+
+def _pair(x0, x1):
+    dtype = input_dtype(x0, x1)
+    x0 = _checks.float_array(x0, "x0", allow_empty=True)
+    x1 = _checks.float_array(x1, "x1", allow_empty=True)
+    if x0.ndim < 1:
+        raise ValueError(f"x0 must have shape (B, ...); got {x0.shape}")
+    _checks.same_shape(x0, x1, names=("x0", "x1"))
+    work = jnp.result_type(x0.dtype, x1.dtype)
+    return x0.astype(work), x1.astype(work), dtype
+
+
+def _interpolate(x0, x1, t):
+    t = jnp.reshape(t, t.shape + (1,) * (x0.ndim - 1))
+    return (1 - t) * x0 + t * x1
 
 
 def interpolate(x0, x1, t) -> jax.Array:
-    r""":math:`x_t = (1 - t)x_0 + t x_1` with ``t`` of shape ``(B,)`` broadcast over the rest."""
-    t = jnp.reshape(t, t.shape + (1,) * (x0.ndim - 1))
-    return (1 - t) * x0 + t * x1
+    r""":math:`x_t = (1 - t)x_0 + t x_1` with ``t`` of shape ``(B,)`` broadcast over the rest.
+
+    Args:
+      x0, x1: ``(B, ...)`` of the same shape; t: ``(B,)`` or a scalar, in :math:`[0, 1]`.
+
+    Returns:
+      Shaped like ``x0``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
+    """
+    x0, x1, dtype = _pair(x0, x1)
+    t = times(t)
+    if t.shape not in ((), x0.shape[:1]):
+        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}; got {t.shape}")
+    _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
+    t = jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
+    return saturating_cast(_interpolate(x0, x1, t), dtype)
+
+
+def _model_output(velocity_model, x, t, name):
+    out = jnp.asarray(velocity_model(x, t))
+    if out.shape != x.shape:
+        raise ValueError(f"{name}(x, t) must return an array shaped like x {x.shape}; got "
+                         f"{out.shape}")
+    return out.astype(x.dtype)
 
 
 def rectified_loss(velocity_model: Callable, x0, x1, *, key, t_min: float = 0.0) -> jax.Array:
@@ -38,44 +88,107 @@ def rectified_loss(velocity_model: Callable, x0, x1, *, key, t_min: float = 0.0)
     :math:`t\sim U[t_\min, 1]`, for a given coupling ``(x0, x1)``.
 
     Args:
-      velocity_model: ``v(x, t_B)``.
+      velocity_model: ``v(x, t_B)``, returning an array shaped like ``x``.
       x0: data ``(B, ...)``; x1: its partner at :math:`t = 1` (same shape).
       key: PRNG key for :math:`t`.
+      t_min: in :math:`[0, 1]`.
 
     Returns:
-      ``(B,)``.
+      ``(B,)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
     """
-    if x0.shape != x1.shape:
-        raise ValueError(f"x0 and x1 must have the same shape, got {x0.shape}, {x1.shape}")
+    _checks.check_callable(velocity_model, "velocity_model")
+    x0, x1, dtype = _pair(x0, x1)
+    _checks.check_key(key)
+    t_min = _checks.check_real(t_min, "t_min", low=0.0, high=1.0)
     t = jax.random.uniform(key, x0.shape[:1], x0.dtype, t_min, 1.0)
-    residual = velocity_model(interpolate(x0, x1, t), t) - (x1 - x0)
-    return jnp.sum(residual.reshape(x0.shape[0], -1) ** 2, axis=1)
+    residual = _model_output(velocity_model, _interpolate(x0, x1, t), t,
+                             "velocity_model") - (x1 - x0)
+    per_example = residual.reshape(x0.shape[0], math.prod(x0.shape[1:]))
+    return saturating_cast(jnp.sum(per_example**2, axis=1), dtype)
 
 
 def cfm_loss(velocity_model: Callable, x0, *, key) -> jax.Array:
     r"""Per-example conditional flow matching loss with straight paths and
-    :math:`x_1\sim\mathcal N(0, I)` independent of :math:`x_0`."""
+    :math:`x_1\sim\mathcal N(0, I)` independent of :math:`x_0`.
+
+    Args, Returns, Raises: as :func:`rectified_loss` (``x0`` only).
+    """
+    _checks.check_callable(velocity_model, "velocity_model")
+    x0, dtype = _batch(x0, "x0")
+    _checks.check_key(key)
     key_noise, key_t = jax.random.split(key)
     x1 = jax.random.normal(key_noise, x0.shape, x0.dtype)
-    return rectified_loss(velocity_model, x0, x1, key=key_t)
+    return saturating_cast(rectified_loss(velocity_model, x0, x1, key=key_t), dtype)
+
+
+def _batch(x, name):
+    x, dtype = float_input(x, name)
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have shape (B, ...); got {x.shape}")
+    return x, dtype
 
 
 def reflow_pairs(velocity_fn: Callable, noise, *, solver: str = "tsit5", steps=None,
                  rtol: float = 1e-4, atol: float = 1e-4) -> tuple[jax.Array, jax.Array]:
     r"""One reflow's coupling: :math:`(\hat x_0, x_1)` with :math:`\hat x_0` the ODE image of
-    the noise :math:`x_1` under ``velocity_fn`` (integrated from 1 to 0)."""
+    the noise :math:`x_1` under ``velocity_fn`` (integrated from 1 to 0).
+
+    Args:
+      velocity_fn: ``v(x, t)``; noise: ``(B, ...)`` draws at :math:`t = 1`; solver, steps,
+        rtol, atol: as :func:`diffusionlab.odes.generate`.
+
+    Raises:
+      TypeError, ValueError: as :func:`diffusionlab.odes.generate` (``x_T`` is ``noise``).
+    """
+    noise, _ = float_input(noise, "noise")
     sample = generate(velocity_fn, noise, 1.0, t_end=0.0, solver=solver, steps=steps,
                       rtol=rtol, atol=atol).samples
     return sample, noise
 
 
+def _log_prior_points(log_prior, z):
+    # Evaluate on a (M, d) batch: fits both "(..., d) -> (...)" and "(B, d) -> (B,)" priors.
+    flat = z.reshape(-1, z.shape[-1])
+    out = jnp.asarray(log_prior(flat))
+    if out.shape != flat.shape[:1]:
+        raise ValueError(f"log_prior must map points (M, d) to log-densities (M,); got shape "
+                         f"{out.shape} for input {flat.shape}")
+    return out.astype(z.dtype).reshape(z.shape[:-1])
+
+
 def conditional_log_density(x_t, t, x0, *, log_prior: Callable) -> jax.Array:
-    r""":math:`\log p_t(x_t\mid x_0) = \log p_1((x_t - x_0)/t + x_0) - d\log t` (last axis
-    is :math:`d`; ``log_prior`` maps points to log-densities over the last axis)."""
-    d = jnp.shape(x_t)[-1]
-    t = jnp.asarray(t)
-    t_col = t[..., None] if t.ndim else t
-    return log_prior((x_t - x0) / t_col + x0) - d * jnp.log(t)
+    r""":math:`\log p_t(x_t\mid x_0) = \log p_1((x_t - x_0)/t + x_0) - d\log t`.
+
+    Args:
+      x_t, x0: ``(..., d)`` of the same shape; t: > 0, a scalar or of shape
+        ``x_t.shape[:-1]``; log_prior: log-density of :math:`p_1` over the last axis.
+
+    Returns:
+      Shape ``x_t.shape[:-1]``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
+    """
+    _checks.check_callable(log_prior, "log_prior")
+    x_t, t, x0, dtype = source_points(x_t, t, x0, names=("x_t", "x0"))
+    d = x_t.shape[-1]
+    log_p = _log_prior_points(log_prior, (x_t - x0) / t[..., None] + x0) - d * jnp.log(t)
+    return saturating_cast(log_p, dtype)
+
+
+def _marginal_velocity(x, t, data, log_prior, log_weights):
+    def log_weight(diff, dist_sq, y, t):
+        # -d log t is the same for every atom: it cancels in the normalised weights.
+        return _log_prior_points(log_prior, diff / t[:, None, None] + y[None, :, :])
+
+    sums = weighted_sums(x, t, data, log_weight, log_prior=log_weights)
+    reachable = jnp.isfinite(sums.log_scale)
+    weight = jnp.where(reachable, sums.weight, 1.0)
+    v = sums.displacement / (t * weight)[:, None]
+    return jnp.where(reachable[:, None], v, 0.0)
 
 
 def marginal_velocity(x, t, data, *, log_prior: Callable, weights=None) -> jax.Array:
@@ -84,53 +197,96 @@ def marginal_velocity(x, t, data, *, log_prior: Callable, weights=None) -> jax.A
     .. math:: f(x, t) = \frac{\sum_i w_i\,\frac{x - x_i}{t}\,p_1\big(\frac{x - x_i}{t} + x_i\big)}
                         {\sum_i w_i\,p_1\big(\frac{x - x_i}{t} + x_i\big)}
 
-    in the log domain (so no :math:`10^{-8}` is needed in the denominator); where no atom
+    in the log domain (so no :math:`10^{-8}` is needed in the denominator), blockwise from the
+    direct differences :math:`x - x_i` (full precision as :math:`t\to 0`); where no atom
     is reachable (all terms zero) the velocity is 0.
 
     Args:
-      x: ``(B, d)``; t: scalar in (0, 1]; data: ``(N, d)``;
-      log_prior: ``(..., d) -> (...)`` log-density of :math:`p_1`;
-      weights: ``(N,)`` atom weights (default uniform).
+      x: ``(B, d)``; t: > 0, scalar or ``(B,)``; data: ``(N, d)``;
+      log_prior: log-density of :math:`p_1` over the last axis (``(M, d) -> (M,)``);
+      weights: ``(N,)`` atom weights, ≥ 0 and not all 0 (default uniform).
 
     Returns:
-      ``(B, d)``.
+      ``(B, d)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
     """
+    _checks.check_callable(log_prior, "log_prior")
+    x, data, dtype = points(x, data)
+    t = positive_time(t, x.shape[0], x.dtype)
     n = data.shape[0]
-    log_w = jnp.log(jnp.full((n,), 1.0 / n) if weights is None else jnp.asarray(weights))
-    log_terms = conditional_log_density(x[:, None, :], t, data[None, :, :],
-                                        log_prior=log_prior) + log_w[None, :]
-    reachable = jnp.any(jnp.isfinite(log_terms), axis=1, keepdims=True)
-    post = jax.nn.softmax(jnp.where(reachable, log_terms, 0.0), axis=1)
-    v = (x - post @ data) / t
-    return jnp.where(reachable, v, 0.0)
+    if weights is None:
+        log_weights = jnp.full((n,), -math.log(n), x.dtype)
+    else:
+        weights = _checks.float_array(weights, "weights", shape=(n,))
+        _checks.check_real(weights, "weights", low=0.0, scalar=False)
+        w = _checks.concrete(weights)
+        if w is not None and not w.sum() > 0:
+            raise ValueError("weights must have a positive sum; got all zeros")
+        log_weights = jnp.log(weights.astype(x.dtype))
+    return saturating_cast(_marginal_velocity(x, t, data, log_prior, log_weights), dtype)
 
 
 def uniform_log_density(low: float, high: float) -> Callable:
-    r"""Log-density of :math:`U[\text{low}, \text{high}]^d` (over the last axis)."""
+    r"""Log-density of :math:`U[\text{low}, \text{high}]^d` (over the last axis).
+
+    Raises:
+      TypeError, ValueError: ``low`` or ``high`` not finite real numbers, or ``high ≤ low``.
+    """
+    low = _checks.check_real(low, "low")
+    high = _checks.check_real(high, "high")
     if not high > low:
-        raise ValueError(f"need high > low, got [{low}, {high}]")
+        raise ValueError(f"high must be > low; got [low, high] = [{low}, {high}]")
+    log_volume = math.log(high - low)
 
     def log_prior(x):
         inside = jnp.all((x >= low) & (x <= high), axis=-1)
-        return jnp.where(inside, -x.shape[-1] * math.log(high - low), -jnp.inf)
+        return jnp.where(inside, -x.shape[-1] * log_volume, -jnp.inf)
 
     return log_prior
 
 
 def standard_normal_log_density(x) -> jax.Array:
-    r""":math:`\log\mathcal N(x; 0, I)` over all but the leading axis."""
-    flat = x.reshape(x.shape[0], -1)
-    return -0.5 * jnp.sum(flat * flat, axis=1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+    r""":math:`\log\mathcal N(x; 0, I)` over all but the leading axis.
+
+    Args:
+      x: ``(B, ...)``.
+
+    Returns:
+      ``(B,)``, in ``x``'s dtype (computed in at least float32).
+    """
+    x, dtype = _batch(x, "x")
+    flat = x.reshape(x.shape[0], math.prod(x.shape[1:]))
+    log_p = -0.5 * jnp.sum(flat * flat, axis=1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+    return saturating_cast(log_p, dtype)
 
 
 def atoms_velocity(atoms=None, *, low: float = 0.0, high: float = 2.0) -> Callable:
     r"""Su's 1-D demo: the exact straight-path velocity from :math:`U[\text{low},\text{high}]` at
     :math:`t = 1` onto weighted atoms (default ``diffusionlab.data.ATOMS1D``: 0.5 with double
-    weight, 1.2 and 1.7). Returns ``v(x, t)`` for ``x`` of shape ``(B, 1)``."""
+    weight, 1.2 and 1.7). Returns ``v(x, t)`` for ``x`` of shape ``(B, 1)``.
+
+    Args:
+      atoms: ``(location, weight)`` pairs of real numbers (weights ≥ 0, not all 0).
+      low, high: the prior's interval (``high > low``).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
+    """
     if atoms is None:
         from diffusionlab.data import ATOMS1D as atoms
-    locations = jnp.array([[a] for a, _ in atoms], jnp.float32)
-    weights = jnp.array([w for _, w in atoms], jnp.float32)
+    try:
+        pairs = [(float(a), float(w)) for a, w in atoms]
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"atoms must be a sequence of (location, weight) pairs of real numbers; "
+                        f"got {atoms!r}"[:200]) from error
+    if not pairs or not all(math.isfinite(a) and math.isfinite(w) and w >= 0 for a, w in pairs) \
+            or not sum(w for _, w in pairs) > 0:
+        raise ValueError(f"atoms must be a non-empty sequence of (location, weight) pairs, finite, "
+                         f"with weights ≥ 0 and a positive sum; got {pairs}")
+    locations = jnp.array([[a] for a, _ in pairs], jnp.float32)
+    weights = jnp.array([w for _, w in pairs], jnp.float32)
     log_prior = uniform_log_density(low, high)
 
     def velocity(x, t):

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffusionlab import solve
+from diffusionlab import _checks, solve
+from diffusionlab.odes._checks import float_input, saturating_cast
 
 TIMES = ("linear", "log")
 
@@ -37,28 +38,64 @@ class Generated(NamedTuple):
 
 def as_partial(fn: Callable) -> jax.tree_util.Partial:
     """Wraps ``fn`` as a pytree so that jitted solvers take it as an argument: closures over
-    arrays then compile once per function, not once per array value."""
+    arrays then compile once per function, not once per array value.
+
+    Raises:
+      TypeError: ``fn`` is not callable.
+    """
+    _checks.check_callable(fn, "velocity_fn")
     return fn if isinstance(fn, jax.tree_util.Partial) else jax.tree_util.Partial(fn)
 
 
 def time_change(velocity_fn, time: str):
     """The vector field in the integration variable: ``(s, x) -> dx/ds``."""
+    _checks.check_choice(time, "time", TIMES)
     if time == "linear":
         return lambda s, x: velocity_fn(x, s)
     return lambda s, x: jax.tree.map(lambda v: jnp.exp(s) * v, velocity_fn(x, jnp.exp(s)))
 
 
-def check_times(T, t_end, time: str) -> None:
-    if time not in TIMES:
-        raise ValueError(f"time must be one of {TIMES}, got {time!r}")
+def check_times(T, t_end, time: str, *, end_name: str = "t_end") -> None:
+    """Checks a generation interval: ``T`` finite and > 0, ``t_end`` (called ``end_name`` in
+    the messages) finite in ``[0, T)``, and > 0 with ``time="log"``.
+
+    Raises:
+      TypeError: a non-numeric time or ``time``.
+      ValueError: naming the bad time and its range.
+    """
+    _checks.check_choice(time, "time", TIMES)
+    T = _checks.check_real(T, "T", low=0.0, low_open=True)
+    low_open = time == "log"
+    t_end = _checks.check_real(t_end, end_name, low=0.0, low_open=low_open)
     if isinstance(T, jax.core.Tracer) or isinstance(t_end, jax.core.Tracer):
         return
-    if not float(T) > 0:
-        raise ValueError(f"T must be > 0, got {T}")
-    if time == "log" and not float(t_end) > 0:
-        raise ValueError(f"t_end must be > 0 when time='log', got {t_end}")
-    if not 0 <= float(t_end) < float(T):
-        raise ValueError(f"t_end must lie in [0, T) = [0, {float(T)}), got {t_end}")
+    if not float(t_end) < float(T):
+        raise ValueError(f"{end_name} must lie in {'(' if low_open else '['}0, T) = "
+                         f"{'(' if low_open else '['}0, {float(T)}); got {float(t_end)}")
+
+
+def check_velocity(velocity_fn, x, t, *, name: str = "velocity_fn") -> None:
+    """Raises ValueError naming ``name`` unless ``velocity_fn(x, t)`` returns ``x``'s shape."""
+    out = jax.eval_shape(velocity_fn, jax.ShapeDtypeStruct(x.shape, x.dtype),
+                         jax.ShapeDtypeStruct((), jnp.float32))
+    shape = getattr(out, "shape", None)
+    if shape != x.shape:
+        raise ValueError(f"{name}(x, t) must return an array shaped like x {x.shape}; got "
+                         f"{shape if shape is not None else type(out).__name__}")
+
+
+def check_numerics(solver, steps, rtol, atol, max_steps):
+    """Checks the solver options of :func:`diffusionlab.solve.solve_ode`; returns them as
+    Python numbers (``steps`` may be None for adaptive solvers)."""
+    _checks.check_choice(solver, "solver", solve.SOLVERS)
+    if steps is not None:
+        steps = _checks.check_int(steps, "steps", low=1)
+    elif solver in ("euler", "heun"):
+        raise ValueError(f"solver={solver!r} is fixed-step: steps must be an integer ≥ 1")
+    rtol = _checks.check_real(rtol, "rtol", low=0.0, low_open=True)
+    atol = _checks.check_real(atol, "atol", low=0.0, low_open=True)
+    max_steps = _checks.check_int(max_steps, "max_steps", low=1)
+    return steps, float(rtol), float(atol), max_steps
 
 
 @functools.partial(jax.jit, static_argnames=("solver", "steps", "rtol", "atol", "max_steps",
@@ -79,17 +116,20 @@ def generate(velocity_fn: Callable[[jax.Array, Any], jax.Array], x_T, T, *,
              time: str = "linear", save_trajectory: int = 0) -> Generated:
     r"""Integrates :math:`\mathrm dx/\mathrm dt = v(x, t)` from ``x_T`` at ``T`` to ``t_end``.
 
+    The state and the time are integrated in at least float32; the samples (and snapshots)
+    are returned in ``x_T``'s dtype. An empty batch gives empty samples with NFE 0.
+
     Args:
-      velocity_fn: ``v(x, t)`` for the whole batch ``x`` and a scalar ``t``. Passing a
-        :class:`jax.tree_util.Partial` (see :func:`as_partial`) lets array arguments change
-        between calls without recompiling.
-      x_T: prior samples at ``T``.
-      T: start time (> 0).
+      velocity_fn: ``v(x, t)`` for the whole batch ``x`` and a scalar ``t``, returning an
+        array shaped like ``x``. Passing a :class:`jax.tree_util.Partial` (see
+        :func:`as_partial`) lets array arguments change between calls without recompiling.
+      x_T: prior samples at ``T`` (a float array, finite).
+      T: start time (finite, > 0).
       t_end: end time, in ``[0, T)`` (> 0 for ``time="log"`` or for fields singular at 0).
       solver: ``"tsit5"``/``"dopri5"`` (adaptive) or ``"euler"``/``"heun"`` (fixed step).
       steps: number of steps (fixed-step solvers), in the integration variable.
-      rtol, atol: adaptive tolerances.
-      max_steps: adaptive step budget.
+      rtol, atol: adaptive tolerances (> 0).
+      max_steps: adaptive step budget (≥ 1).
       time: ``"linear"`` (steps equal in :math:`t`) or ``"log"`` (equal in :math:`\log t`).
       save_trajectory: K > 0 also returns K + 1 snapshots.
 
@@ -97,16 +137,21 @@ def generate(velocity_fn: Callable[[jax.Array, Any], jax.Array], x_T, T, *,
       :class:`Generated` (samples, NFE, and the snapshots when asked).
 
     Raises:
-      ValueError: ``T ≤ 0``, ``t_end`` outside ``[0, T)``, ``t_end ≤ 0`` with log time, or
-        the solver options rejected by :func:`diffusionlab.solve.solve_ode`.
+      TypeError: a non-callable ``velocity_fn``, a non-float ``x_T`` (None, a list, an
+        integer, boolean or complex array), non-numeric options.
+      ValueError: ``T ≤ 0``, ``t_end`` outside ``[0, T)``, ``t_end ≤ 0`` with log time, NaN
+        or inf in the times or in ``x_T``, ``velocity_fn`` returning the wrong shape, or the
+        solver options rejected by :func:`diffusionlab.solve.solve_ode`.
     """
+    _checks.check_callable(velocity_fn, "velocity_fn")
     check_times(T, t_end, time)
-    if solver not in solve.SOLVERS:
-        raise ValueError(f"solver must be one of {solve.SOLVERS}, got {solver!r}")
-    if solver in ("euler", "heun") and (steps is None or int(steps) < 1):
-        raise ValueError(f"solver={solver!r} is fixed-step: steps must be an integer ≥ 1")
-    return _generate(as_partial(velocity_fn), x_T, jnp.asarray(T, jnp.float32),
-                     jnp.asarray(t_end, jnp.float32), solver=solver,
-                     steps=None if steps is None else int(steps), rtol=float(rtol),
-                     atol=float(atol), max_steps=int(max_steps),
-                     save_trajectory=int(save_trajectory), time=time)
+    steps, rtol, atol, max_steps = check_numerics(solver, steps, rtol, atol, max_steps)
+    save_trajectory = _checks.check_int(save_trajectory, "save_trajectory", low=0)
+    x_T, dtype = float_input(x_T, "x_T")
+    if x_T.size:
+        check_velocity(velocity_fn, x_T, T)
+    out = _generate(as_partial(velocity_fn), x_T, jnp.asarray(T, jnp.float32),
+                    jnp.asarray(t_end, jnp.float32), solver=solver, steps=steps, rtol=rtol,
+                    atol=atol, max_steps=max_steps, save_trajectory=save_trajectory, time=time)
+    xs = None if out.xs is None else saturating_cast(out.xs, dtype)
+    return Generated(saturating_cast(out.samples, dtype), out.nfe, out.ts, xs)

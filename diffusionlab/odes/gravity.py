@@ -23,10 +23,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
+from diffusionlab.odes._checks import (
+    dimension,
+    float_dtype,
+    float_input,
+    input_dtype,
+    points,
+    positive_time,
+    sample_count,
+    saturating_cast,
+)
 from diffusionlab.odes.pointmass import (
-    check_points,
-    check_positive_time,
     field_from_sums,
+    log_radius_sq,
     point_mass_sums,
     velocity_from_sums,
 )
@@ -36,25 +46,27 @@ PRIOR_METHODS = ("beta", "direct", "ratio")
 
 def log_sphere_area(n: int) -> float:
     r""":math:`\log S_n(1)`, the log-area of the unit sphere in :math:`\mathbb R^n`:
-    :math:`S_n(1) = 2\pi^{n/2}/\Gamma(n/2)`."""
+    :math:`S_n(1) = 2\pi^{n/2}/\Gamma(n/2)`.
+
+    Raises:
+      TypeError, ValueError: ``n`` is not an integer ≥ 1.
+    """
+    n = dimension(n, "n")
     return math.log(2.0) + 0.5 * n * math.log(math.pi) - math.lgamma(0.5 * n)
 
 
 def log_normaliser(dim: int) -> float:
     r""":math:`\log c_d` with :math:`c_d = \Gamma(\tfrac{d+1}{2})/\pi^{(d+1)/2} = 2/S_{d+1}(1)`,
-    the constant of :math:`p_t(x_t\mid x_0)` (and of the prior)."""
-    return math.log(2.0) - log_sphere_area(dim + 1)
+    the constant of :math:`p_t(x_t\mid x_0)` (and of the prior).
+
+    Raises:
+      TypeError, ValueError: ``dim`` is not an integer ≥ 1.
+    """
+    return math.log(2.0) - log_sphere_area(dimension(dim) + 1)
 
 
-def _check_dim(dim) -> int:
-    if int(dim) != dim or int(dim) < 1:
-        raise ValueError(f"dim must be an integer ≥ 1, got {dim}")
-    return int(dim)
-
-
-def _check_T(T) -> None:
-    if not isinstance(T, jax.core.Tracer) and not float(T) > 0:
-        raise ValueError(f"T must be > 0 (the prior lives on the plane t = T), got {T}")
+def _check_T(T):
+    return _checks.check_real(T, "T", low=0.0, low_open=True)
 
 
 @functools.partial(jax.jit, static_argnames="block")
@@ -69,20 +81,28 @@ def potential(x, t, data) -> jax.Array:
               R = \sqrt{\|x - x_0\|^2 + t^2}
 
     (:math:`-\log R` in place of :math:`R^{1-d}/(d-1)` when :math:`d = 1`). It sums
-    directly over the data, so it is meant for checks on small sets, not for sampling.
+    directly over the data (memory :math:`O(BNd)`), so it is meant for checks on small
+    sets, not for sampling.
 
     Args:
       x: ``(B, d)``; t: ``(B,)`` or scalar, > 0; data: ``(N, d)``.
 
     Returns:
-      ``(B,)``.
+      ``(B,)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: as :func:`field`, or when the ``(B, N, d)`` differences cannot
+        fit in memory.
     """
-    x, data = check_points(x, data)
+    x, data, dtype = points(x, data)
     d = data.shape[1]
-    t = check_positive_time(t, x.shape[0], x.dtype)
-    r_sq = jnp.sum((x[:, None, :] - data[None, :, :]) ** 2, axis=-1) + (t * t)[:, None]
-    kernel = -0.5 * jnp.log(r_sq) if d == 1 else r_sq ** (0.5 * (1 - d)) / (d - 1)
-    return jnp.mean(kernel, axis=1) * math.exp(-log_sphere_area(d + 1))
+    t = positive_time(t, x.shape[0], x.dtype)
+    _checks.check_fits_memory("x", x.shape[0] * data.size * x.dtype.itemsize,
+                              "the (B, N, d) differences to the data")
+    diff = x[:, None, :] - data[None, :, :]
+    log_r_sq = log_radius_sq(jnp.sum(diff * diff, axis=-1), t)
+    kernel = -0.5 * log_r_sq if d == 1 else jnp.exp(0.5 * (1 - d) * log_r_sq) / (d - 1)
+    return saturating_cast(jnp.mean(kernel, axis=1) * math.exp(-log_sphere_area(d + 1)), dtype)
 
 
 def field(x, t, data, *, block: int = 512) -> tuple[jax.Array, jax.Array]:
@@ -91,30 +111,37 @@ def field(x, t, data, *, block: int = 512) -> tuple[jax.Array, jax.Array]:
     .. math:: (F_x, F_t) = -\frac{1}{S_{d+1}(1)\,N}\sum_{i=1}^N
               \frac{(x - x_i,\ t)}{(\|x - x_i\|^2 + t^2)^{(d+1)/2}}
 
-    Computed blockwise in matmul form with log-domain weights (see
-    :mod:`diffusionlab.odes.pointmass`): memory :math:`O(B\times\text{block})`, and no NaN at
-    a data point as :math:`t\to 0`. Where the true magnitude exceeds the dtype's range (high
-    :math:`d`, very near a mass) it saturates at the largest finite value; the direction,
-    and so :func:`velocity`, stays exact.
+    Computed blockwise from direct differences with log-domain weights (see
+    :mod:`diffusionlab.odes.pointmass`): memory :math:`O(B\times\text{block}\times d)`, full
+    relative precision for queries close to a mass, and no NaN at a data point as
+    :math:`t\to 0`. The magnitude is exact where it is representable in the result's dtype
+    (to the rounding of its logarithm, below :math:`10^{-5}` relative in float32) and
+    saturates at its largest finite value where it is not (high :math:`d`, very near a
+    mass): it never decreases as a query approaches a mass. The direction, and so
+    :func:`velocity`, stays exact. Heights below the smallest normal float are rejected
+    (XLA flushes them to zero).
 
     Args:
-      x: query positions ``(B, d)``.
+      x: query positions ``(B, d)`` (``B = 0`` gives empty results).
       t: query heights, scalar or ``(B,)``, > 0.
-      data: the masses ``(N, d)``.
-      block: masses per block.
+      data: the masses ``(N, d)``, ``N ≥ 1``.
+      block: masses per block (≥ 1).
 
     Returns:
-      ``(F_x, F_t)`` of shapes ``(B, d)`` and ``(B,)``.
+      ``(F_x, F_t)`` of shapes ``(B, d)`` and ``(B,)``, in the inputs' dtype (computed in at
+      least float32).
 
     Raises:
-      ValueError: a shape or dimension mismatch, or ``t ≤ 0``.
+      TypeError: a non-float array, None or a list, or a non-integer ``block``.
+      ValueError: a shape or dimension mismatch, NaN/inf, ``t ≤ 0``, or ``block < 1``.
     """
-    x, data = check_points(x, data)
-    t = check_positive_time(t, x.shape[0], x.dtype)
-    sums = _gravity_sums(x, t, data, int(block))
+    x, data, dtype = points(x, data)
+    block = _checks.check_int(block, "block", low=1)
+    t = positive_time(t, x.shape[0], x.dtype)
+    sums = _gravity_sums(x, t, data, block)
     log_const = -log_sphere_area(data.shape[1] + 1) - math.log(data.shape[0])
-    f_x, f_t = field_from_sums(x, t, sums, log_const=log_const)
-    return -f_x, -f_t
+    f_x, f_t = field_from_sums(x, t, sums, log_const=log_const, dtype=dtype)
+    return saturating_cast(-f_x, dtype), saturating_cast(-f_t, dtype)
 
 
 def velocity(x, t, data, *, block: int = 512) -> jax.Array:
@@ -129,11 +156,12 @@ def velocity(x, t, data, *, block: int = 512) -> jax.Array:
     Args, Raises: as :func:`field`.
 
     Returns:
-      ``(B, d)``.
+      ``(B, d)``, in the inputs' dtype.
     """
-    x, data = check_points(x, data)
-    t = check_positive_time(t, x.shape[0], x.dtype)
-    return velocity_from_sums(x, t, _gravity_sums(x, t, data, int(block)))
+    x, data, dtype = points(x, data)
+    block = _checks.check_int(block, "block", low=1)
+    t = positive_time(t, x.shape[0], x.dtype)
+    return saturating_cast(velocity_from_sums(x, t, _gravity_sums(x, t, data, block)), dtype)
 
 
 # ----------------------------------------------------------------------------- the prior
@@ -147,24 +175,42 @@ def prior_log_density(x, T) -> jax.Array:
       x: ``(B, d)``; T: > 0.
 
     Returns:
-      ``(B,)``.
+      ``(B,)``, in ``x``'s dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: a bad ``x`` (rank, dtype, NaN/inf) or ``T`` (not finite, ≤ 0).
     """
-    _check_T(T)
-    x = jnp.asarray(x)
+    x, dtype = float_input(x, "x", ndim=2)
+    T = _check_T(T)
     d = x.shape[-1]
-    return (log_normaliser(d) + jnp.log(T)
-            - 0.5 * (d + 1) * jnp.log(jnp.sum(x * x, axis=-1) + T * T))
+    if d < 1:
+        raise ValueError(f"x must have shape (B, d) with d ≥ 1; got {x.shape}")
+    T = jnp.asarray(T, x.dtype)
+    log_p = (log_normaliser(d) + jnp.log(T)
+             - 0.5 * (d + 1) * jnp.log(jnp.sum(x * x, axis=-1) + T * T))
+    return saturating_cast(log_p, dtype)
 
 
 def prior_radial_density(r, dim: int, T) -> jax.Array:
     r"""Density of :math:`r = \|x\|` under the prior:
-    :math:`p(r) = \frac{2T}{B(d/2, 1/2)}\,\frac{r^{d-1}}{(r^2 + T^2)^{(d+1)/2}}`."""
-    dim = _check_dim(dim)
-    _check_T(T)
+    :math:`p(r) = \frac{2T}{B(d/2, 1/2)}\,\frac{r^{d-1}}{(r^2 + T^2)^{(d+1)/2}}`.
+
+    Args:
+      r: radii (any shape), ≥ 0; dim: :math:`d` ≥ 1; T: > 0.
+
+    Returns:
+      Densities shaped like ``r``, in its dtype (computed in at least float32).
+    """
+    dim = dimension(dim)
+    T = _check_T(T)
+    r, dtype = float_input(r, "r")
+    _checks.check_real(r, "r", low=0.0, scalar=False)
     log_beta = math.lgamma(dim / 2) + math.lgamma(0.5) - math.lgamma((dim + 1) / 2)
-    r = jnp.asarray(r)
-    return jnp.exp(math.log(2.0) + jnp.log(T) - log_beta + (dim - 1) * jnp.log(r)
-                   - 0.5 * (dim + 1) * jnp.log(r * r + T * T))
+    T = jnp.asarray(T, r.dtype)
+    log_r = jnp.log(r) if dim > 1 else jnp.zeros_like(r)  # r^0 = 1, also at r = 0
+    density = jnp.exp(math.log(2.0) + jnp.log(T) - log_beta + (dim - 1) * log_r
+                      - 0.5 * (dim + 1) * jnp.log(r * r + T * T))
+    return saturating_cast(density, dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -199,10 +245,13 @@ def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
     * ``"ratio"``: :math:`x = T g/|s|` with :math:`g\sim\mathcal N(0, I_d)`,
       :math:`s\sim\mathcal N(0,1)`: a uniform direction in the upper half-space, projected.
 
-    The direction is uniform on :math:`S^{d-1}` in every case.
+    The direction is uniform on :math:`S^{d-1}` in every case. The draws are made in at least
+    float32 and cast to ``dtype`` at the end; a point beyond a half-precision range (the
+    prior's tail is heavy) is scaled back onto it along its direction rather than becoming
+    ``inf``.
 
     Args:
-      num: number of points; dim: :math:`d`; T: the plane's height (> 0).
+      num: number of points (≥ 1); dim: :math:`d` (≥ 1); T: the plane's height (> 0).
       key: PRNG key.
       method: one of ``PRIOR_METHODS``.
       dtype: float dtype of the result.
@@ -211,32 +260,34 @@ def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
       ``(num, dim)``.
 
     Raises:
-      ValueError: ``T ≤ 0``, ``dim < 1``, ``num < 1`` or an unknown ``method``.
+      TypeError: a non-integer ``num``/``dim``, a bad ``key``, or a non-float ``dtype``.
+      ValueError: ``T ≤ 0`` or not finite, ``dim < 1``, ``num < 1``, ``num`` too large for
+        memory, or an unknown ``method``.
     """
-    dim = _check_dim(dim)
-    _check_T(T)
-    if int(num) < 1:
-        raise ValueError(f"num must be an integer ≥ 1, got {num}")
-    if method not in PRIOR_METHODS:
-        raise ValueError(f"method must be one of {PRIOR_METHODS}, got {method!r}")
-    num = int(num)
+    dim = dimension(dim)
+    T = _check_T(T)
+    _checks.check_key(key)
+    _checks.check_choice(method, "method", PRIOR_METHODS)
+    dtype = float_dtype(dtype)
+    num = sample_count(num, dim, dtype)
+    work = jnp.result_type(dtype, jnp.float32)
     key_r, key_u = jax.random.split(key)
     if method == "ratio":
         g_key, s_key = key_r, key_u
-        g = jax.random.normal(g_key, (num, dim), dtype)
-        s = jax.random.normal(s_key, (num, 1), dtype)
-        return T * g / jnp.abs(s)
+        g = jax.random.normal(g_key, (num, dim), work)
+        s = jax.random.normal(s_key, (num, 1), work)
+        return saturating_cast(T * g / jnp.abs(s), dtype, axis=1)
     if method == "beta":
         # Draw 1 - B ~ Beta(1/2, d/2) rather than B ~ Beta(d/2, 1/2): near B = 1, where r is
         # large, 1 - B in floating point would round to 0 and give r = inf.
-        one_minus_b = jax.random.beta(key_r, 0.5, dim / 2, (num,), dtype)
+        one_minus_b = jax.random.beta(key_r, 0.5, dim / 2, (num,), work)
         r = T * jnp.sqrt((1 - one_minus_b) / one_minus_b)
     else:
         cdf, theta = _polar_angle_table(dim)
         u = jax.random.uniform(key_r, (num,), jnp.float32)
         angle = jnp.interp(u, jnp.asarray(cdf, jnp.float32), jnp.asarray(theta, jnp.float32))
-        r = (T * jnp.tan(angle)).astype(dtype)
-    return r[:, None] * _uniform_directions(key_u, num, dim, dtype)
+        r = (T * jnp.tan(angle)).astype(work)
+    return saturating_cast(r[:, None] * _uniform_directions(key_u, num, dim, work), dtype, axis=1)
 
 
 # -------------------------------------------------------- the exact conditional p_t(x_t|x_0)
@@ -251,15 +302,32 @@ def conditional_log_density(x_t, t, x0) -> jax.Array:
       x_t, x0: ``(B, d)``; t: scalar or ``(B,)``, > 0.
 
     Returns:
-      ``(B,)``.
+      ``(B,)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: a bad array (dtype, rank, NaN/inf), different shapes, ``t ≤ 0``.
     """
-    x_t, x0 = check_points(x_t, x0)
-    if x0.shape != x_t.shape:
-        raise ValueError(f"x_t and x0 must have the same shape, got {x_t.shape}, {x0.shape}")
-    t = check_positive_time(t, x_t.shape[0], x_t.dtype)
+    x_t, x0, dtype = _same_points(x_t, x0, names=("x_t", "x0"))
+    t = positive_time(t, x_t.shape[0], x_t.dtype)
     d = x_t.shape[1]
-    dist_sq = jnp.sum((x_t - x0) ** 2, axis=1)
-    return log_normaliser(d) + jnp.log(t) - 0.5 * (d + 1) * jnp.log(t * t + dist_sq)
+    diff = x_t - x0
+    log_r_sq = log_radius_sq(jnp.sum(diff * diff, axis=1)[:, None], t)[:, 0]
+    return saturating_cast(log_normaliser(d) + jnp.log(t) - 0.5 * (d + 1) * log_r_sq, dtype)
+
+
+def _same_points(a, b, *, names):
+    dtype = input_dtype(a, b)
+    a = _checks.float_array(a, names[0], ndim=2, allow_empty=True)
+    b = _checks.float_array(b, names[1], ndim=2, allow_empty=True)
+    _checks.same_shape(a, b, names=names)
+    if a.shape[1] < 1:
+        raise ValueError(f"{names[0]} must have shape (B, d) with d ≥ 1; got {a.shape}")
+    work = jnp.result_type(a.dtype, b.dtype)
+    return a.astype(work), b.astype(work), dtype
+
+
+def _conditional_sample(x0, t, key) -> jax.Array:
+    return x0 + t[:, None] * _cauchy(key, x0.shape, x0.dtype)
 
 
 def conditional_sample(x0, t, *, key) -> jax.Array:
@@ -273,17 +341,16 @@ def conditional_sample(x0, t, *, key) -> jax.Array:
       key: PRNG key.
 
     Returns:
-      ``(B, d)``.
+      ``(B, d)``, in ``x0``'s dtype (drawn in at least float32; a draw beyond a
+      half-precision range is scaled back onto it along its direction).
 
     Raises:
-      ValueError: ``t ≤ 0`` or a bad shape.
+      TypeError, ValueError: a bad ``x0`` (rank, dtype, NaN/inf), ``t ≤ 0``, a bad ``key``.
     """
-    x0 = jnp.asarray(x0)
-    if x0.ndim != 2:
-        raise ValueError(f"x0 must have shape (B, d), got {x0.shape}")
-    x0 = x0.astype(jnp.result_type(x0.dtype, jnp.float32))
-    t = check_positive_time(t, x0.shape[0], x0.dtype)
-    return x0 + t[:, None] * _cauchy(key, x0.shape, x0.dtype)
+    x0, dtype = float_input(x0, "x0", ndim=2)
+    t = positive_time(t, x0.shape[0], x0.dtype)
+    _checks.check_key(key)
+    return saturating_cast(_conditional_sample(x0, t, key), dtype, axis=1)
 
 
 def _cauchy(key, shape, dtype) -> jax.Array:
@@ -301,12 +368,17 @@ def conditional_target(x0, t, *, key) -> tuple[jax.Array, jax.Array]:
     :math:`x_t = x_0 + t z`, :math:`z` multivariate Cauchy, and regression target
     :math:`z = (x_t - x_0)/t`, whose conditional mean given :math:`x_t` is :math:`F_x/F_t`.
 
+    Args, Raises: as :func:`conditional_sample`.
+
     Returns:
-      ``(x_t, z)``, both ``(B, d)``.
+      ``(x_t, z)``, both ``(B, d)`` in ``x0``'s dtype.
     """
-    x_t = conditional_sample(x0, t, key=key)
-    t = check_positive_time(t, x_t.shape[0], x_t.dtype)
-    return x_t, (x_t - x0) / t[:, None]
+    x0, dtype = float_input(x0, "x0", ndim=2)
+    t = positive_time(t, x0.shape[0], x0.dtype)
+    _checks.check_key(key)
+    x_t = _conditional_sample(x0, t, key)
+    z = (x_t - x0) / t[:, None]
+    return saturating_cast(x_t, dtype, axis=1), saturating_cast(z, dtype, axis=1)
 
 
 def conditional_loss(prediction, x_t, t, x0) -> jax.Array:
@@ -314,12 +386,23 @@ def conditional_loss(prediction, x_t, t, x0) -> jax.Array:
 
     Its minimiser is :math:`\mathbb E[(x_t-x_0)/t\mid x_t] = F_x/F_t`.
 
+    Args:
+      prediction, x_t, x0: ``(B, d)`` each; t: scalar or ``(B,)``, > 0.
+
     Returns:
-      ``(B,)``.
+      ``(B,)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: a bad array, different shapes, ``t ≤ 0``.
     """
-    _check_same_shape(prediction=prediction, x_t=x_t, x0=x0)
-    t = jnp.broadcast_to(jnp.asarray(t, x_t.dtype).reshape(-1), x_t.shape[:1])
-    return jnp.sum((prediction - (x_t - x0) / t[:, None]) ** 2, axis=1)
+    dtype = input_dtype(prediction, x_t, x0)
+    prediction = _checks.float_array(prediction, "prediction", ndim=2, allow_empty=True)
+    x_t, x0, _ = _same_points(x_t, x0, names=("x_t", "x0"))
+    _checks.same_shape(prediction, x_t, names=("prediction", "x_t"))
+    work = jnp.result_type(prediction.dtype, x_t.dtype)
+    t = positive_time(t, x_t.shape[0], work)
+    residual = prediction.astype(work) - (x_t - x0).astype(work) / t[:, None]
+    return saturating_cast(jnp.sum(residual * residual, axis=1), dtype)
 
 
 def pfgm_perturb(x0, *, key, sigma: float = 0.01, tau: float = 0.03,
@@ -332,17 +415,40 @@ def pfgm_perturb(x0, *, key, sigma: float = 0.01, tau: float = 0.03,
     :func:`conditional_sample`; conditionally on :math:`t` it is not (``t`` and ``z`` share
     :math:`|\varepsilon_t|`), which is harmless for :func:`pfgm_target`.
 
+    Args:
+      x0: ``(B, d)``; key: PRNG key; sigma: > 0; tau: > 0; max_exponent: :math:`M \ge 0`,
+        with :math:`\sigma(1+\tau)^M` finite in float32.
+
     Returns:
-      ``(x, t)`` of shapes ``(B, d)`` and ``(B,)``.
+      ``(x, t)`` of shapes ``(B, d)`` and ``(B,)``, in ``x0``'s dtype.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
     """
-    x0 = jnp.asarray(x0)
+    x0, dtype = float_input(x0, "x0", ndim=2)
+    _checks.check_key(key)
+    sigma = _checks.check_real(sigma, "sigma", low=0.0, low_open=True)
+    tau = _checks.check_real(tau, "tau", low=0.0, low_open=True)
+    max_exponent = _checks.check_real(max_exponent, "max_exponent", low=0.0)
+    if not any(isinstance(v, jax.core.Tracer) for v in (sigma, tau, max_exponent)):
+        if math.log(sigma) + max_exponent * math.log1p(tau) > math.log(np.finfo(np.float32).max):
+            raise ValueError(f"max_exponent must keep sigma·(1+tau)^max_exponent finite in "
+                             f"float32; got sigma={sigma}, tau={tau}, max_exponent={max_exponent}")
     b, d = x0.shape
     k_e, k_m, k_u = jax.random.split(key, 3)
     eps = sigma * jax.random.normal(k_e, (b, d + 1), x0.dtype)
     scale = (1 + tau) ** jax.random.uniform(k_m, (b,), x0.dtype, 0.0, max_exponent)
     radius = jnp.linalg.norm(eps[:, :d], axis=1) * scale
     x = x0 + radius[:, None] * _uniform_directions(k_u, b, d, x0.dtype)
-    return x, jnp.abs(eps[:, d]) * scale
+    return saturating_cast(x, dtype, axis=1), saturating_cast(jnp.abs(eps[:, d]) * scale, dtype)
+
+
+def _pfgm_target(x, t, batch, gamma) -> jax.Array:
+    sums = _gravity_sums(x, t, batch, 512)
+    e_x = -sums.displacement / sums.weight[:, None]
+    e = jnp.concatenate([e_x, -t[:, None]], axis=1)
+    norm = jnp.linalg.norm(e, axis=1, keepdims=True)
+    return math.sqrt(x.shape[1] + 1) * e / (norm + gamma)
 
 
 def pfgm_target(x, t, batch, *, gamma: float = 1e-3) -> jax.Array:
@@ -357,30 +463,38 @@ def pfgm_target(x, t, batch, *, gamma: float = 1e-3) -> jax.Array:
 
     Args:
       x: ``(B, d)``; t: ``(B,)`` or scalar, > 0; batch: ``(N, d)``.
-      gamma: keeps the normalisation finite where :math:`E \approx 0`.
+      gamma: ≥ 0; keeps the normalisation finite where :math:`E \approx 0`.
 
     Returns:
-      ``(B, d + 1)``, the ``t`` component last.
+      ``(B, d + 1)``, the ``t`` component last, in the inputs' dtype.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
     """
-    x, batch = check_points(x, batch)
-    t = check_positive_time(t, x.shape[0], x.dtype)
-    sums = _gravity_sums(x, t, batch, 512)
-    e_x = -(x - sums.centre[None, :] - sums.moment / sums.weight[:, None])
-    e = jnp.concatenate([e_x, -t[:, None]], axis=1)
-    norm = jnp.linalg.norm(e, axis=1, keepdims=True)
-    return math.sqrt(x.shape[1] + 1) * e / (norm + gamma)
+    x, batch, dtype = points(x, batch, names=("x", "batch"))
+    t = positive_time(t, x.shape[0], x.dtype)
+    gamma = _checks.check_real(gamma, "gamma", low=0.0)
+    return saturating_cast(_pfgm_target(x, t, batch, gamma), dtype)
 
 
 def pfgm_loss(prediction, x, t, batch, *, gamma: float = 1e-3) -> jax.Array:
     r"""Per-example PFGM loss :math:`\|s_\theta(x, t) - \text{target}\|^2` (prediction
-    ``(B, d+1)``); the learned velocity is :math:`s_x / s_t`."""
-    target = pfgm_target(x, t, batch, gamma=gamma)
+    ``(B, d+1)``); the learned velocity is :math:`s_x / s_t`.
+
+    Returns:
+      ``(B,)``, in the inputs' dtype.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (``prediction`` must be ``(B, d + 1)``).
+    """
+    dtype = input_dtype(prediction, x, batch)
+    prediction = _checks.float_array(prediction, "prediction", ndim=2, allow_empty=True)
+    x, batch, _ = points(x, batch, names=("x", "batch"))
+    t = positive_time(t, x.shape[0], x.dtype)
+    gamma = _checks.check_real(gamma, "gamma", low=0.0)
+    target = _pfgm_target(x, t, batch, gamma)
     if prediction.shape != target.shape:
-        raise ValueError(f"prediction must have shape {target.shape}, got {prediction.shape}")
-    return jnp.sum((prediction - target) ** 2, axis=1)
-
-
-def _check_same_shape(**arrays) -> None:
-    shapes = {name: jnp.shape(a) for name, a in arrays.items()}
-    if len(set(shapes.values())) != 1:
-        raise ValueError(f"shapes must agree, got {shapes}")
+        raise ValueError(f"prediction must have shape {target.shape} (B, d + 1); got "
+                         f"{prediction.shape}")
+    residual = prediction.astype(target.dtype) - target
+    return saturating_cast(jnp.sum(residual * residual, axis=1), dtype)

@@ -35,9 +35,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diffusionlab import nn, train
+from diffusionlab import _checks, nn, train
 from diffusionlab.odes import flows, gravity, vp
-from diffusionlab.odes.generate import Generated, generate
+from diffusionlab.odes._checks import dimension, float_input, sample_count
+from diffusionlab.odes.generate import TIMES, Generated, generate
 
 METHODS = ("gravity", "vp", "cfm", "reflow")
 
@@ -51,6 +52,12 @@ class Budget:
     time_dim: int = 64
     gravity_T: float = 40.0
     gravity_t_min: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("hidden", "depth", "time_dim"):
+            _checks.check_int(getattr(self, name), name, low=1)
+        t_min = _checks.check_real(self.gravity_t_min, "gravity_t_min", low=0.0, low_open=True)
+        _checks.check_real(self.gravity_T, "gravity_T", low=float(t_min), low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +95,8 @@ class LearnedModel:
     def sample_prior(self, num: int, *, key) -> jax.Array:
         if self.method == "gravity":
             return gravity.sample_prior(num, self.dim, self.T, key=key)
-        return jax.random.normal(key, (int(num), self.dim))
+        _checks.check_key(key)
+        return jax.random.normal(key, (sample_count(num, self.dim, jnp.float32), self.dim))
 
     def log_prior(self) -> Callable:
         if self.method == "gravity":
@@ -153,8 +161,27 @@ def _loss(method, apply, budget):
         functools.partial(apply, params), pair[..., 0], pair[..., 1], key=key)
 
 
+def _check_budget(budget):
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a learned.Budget; got {type(budget).__name__}")
+
+
+def _check_model(model):
+    if not isinstance(model, LearnedModel):
+        raise TypeError(f"model must be a LearnedModel (from learned.fit); got "
+                        f"{type(model).__name__}")
+
+
 def init_network(dim: int, budget: Budget, *, key):
-    """The shared MLP ``(apply, params)`` for data of dimension ``dim``."""
+    """The shared MLP ``(apply, params)`` for data of dimension ``dim``.
+
+    Raises:
+      TypeError, ValueError: ``dim`` not an integer ≥ 1, ``budget`` not a :class:`Budget`,
+        a bad ``key``.
+    """
+    dim = dimension(dim)
+    _check_budget(budget)
+    _checks.check_key(key)
     module = nn.MLP(dim, dim, hidden=budget.hidden, depth=budget.depth,
                     time_dim=budget.time_dim, rngs=nnx.Rngs(params=key))
     return nn.pure(module)
@@ -175,9 +202,23 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
 
     Returns:
       A :class:`LearnedModel` holding the EMA parameters.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (``data`` must be finite floats of
+        shape ``(N, d)``, or ``(N, d, 2)`` for reflow, with ``N ≥ 1``; half precision is
+        trained in float32).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _checks.check_choice(method, "method", METHODS)
+    data, _ = float_input(data, "data", ndim=3 if method == "reflow" else 2,
+                          allow_empty=False)
+    if method == "reflow" and data.shape[2] != 2:
+        raise ValueError(f"data must have shape (N, d, 2) (pairs) for reflow; got {data.shape}")
+    _check_budget(budget)
+    if not isinstance(config, train.TrainConfig):
+        raise TypeError(f"config must be a train.TrainConfig; got {type(config).__name__}")
+    _checks.check_key(key)
+    if init is not None:
+        _check_model(init)
     dim = data.shape[1]
     apply, params = init_network(dim, budget, key=key)
     if init is not None:
@@ -208,7 +249,14 @@ def sample(model: LearnedModel, num: int, *, key, solver: str = "tsit5",
     :math:`D_\theta` (stable for any step), while an Euler step of size :math:`\Delta s` in
     :math:`s = \log t` multiplies :math:`x - D_\theta` by :math:`1 + \Delta s`, which
     overshoots once :math:`\Delta s < -2`.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (``num ≥ 1`` and fitting in memory,
+        the solver options as :func:`diffusionlab.odes.generate`).
     """
+    _check_model(model)
+    if time is not None:
+        _checks.check_choice(time, "time", TIMES)
     x_T = model.sample_prior(num, key=key)
     return generate(model.velocity(), x_T, model.T, t_end=model.t_end, solver=solver,
                     steps=steps, rtol=rtol, atol=atol, time=time or model.time)

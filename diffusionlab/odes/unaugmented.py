@@ -17,7 +17,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from diffusionlab.odes.pointmass import check_points
+from diffusionlab import _checks
+from diffusionlab.odes._checks import dimension, points, sample_count, saturating_cast
 
 
 def _direction(x, data, softening):
@@ -58,21 +59,38 @@ def follow_field_lines(x_start, data, *, length, steps: int = 2000,
     Args:
       x_start: ``(B, d)`` starting points (e.g. uniform on a large sphere).
       data: ``(N, d)`` the masses.
-      length: arclength to travel (at least the distance to the data).
-      steps: Euler steps.
-      softening: the smoothing length :math:`\epsilon` (0: point masses).
+      length: arclength to travel (> 0; at least the distance to the data).
+      steps: Euler steps (≥ 1).
+      softening: the smoothing length :math:`\epsilon` (≥ 0; 0: point masses).
 
     Returns:
-      ``(B, d)`` end points.
+      ``(B, d)`` end points, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument, or when the ``(B, N, d)`` differences
+        cannot fit in memory.
     """
-    x_start, data = check_points(x_start, data)
-    if not float(length) > 0 or int(steps) < 1:
-        raise ValueError(f"length must be > 0 and steps ≥ 1, got {length}, {steps}")
-    return _follow(x_start, data, jnp.asarray(length, x_start.dtype),
-                   jnp.asarray(softening, x_start.dtype), int(steps))
+    x_start, data, dtype = points(x_start, data, names=("x_start", "data"))
+    length = _checks.check_real(length, "length", low=0.0, low_open=True)
+    steps = _checks.check_int(steps, "steps", low=1)
+    softening = _checks.check_real(softening, "softening", low=0.0)
+    _checks.check_fits_memory("x_start", x_start.shape[0] * data.size * x_start.dtype.itemsize,
+                              "the (B, N, d) differences to the data")
+    end = _follow(x_start, data, jnp.asarray(length, x_start.dtype),
+                  jnp.asarray(softening, x_start.dtype), steps)
+    return saturating_cast(end, dtype)
 
 
 def sample_sphere(num: int, dim: int, radius, *, key) -> jax.Array:
-    """Uniform points on the sphere of ``radius`` in :math:`\\mathbb R^d`, ``(num, dim)``."""
-    g = jax.random.normal(key, (int(num), int(dim)))
+    """Uniform points on the sphere of ``radius`` in :math:`\\mathbb R^d`, ``(num, dim)``.
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (``num ≥ 1`` and fitting in memory,
+        ``dim ≥ 1``, ``radius`` finite and > 0, a PRNG ``key``).
+    """
+    dim = dimension(dim)
+    radius = _checks.check_real(radius, "radius", low=0.0, low_open=True)
+    _checks.check_key(key)
+    num = sample_count(num, dim, jnp.float32)
+    g = jax.random.normal(key, (num, dim))
     return radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
