@@ -553,7 +553,7 @@ def _entries() -> list[Entry]:
     add(E("lm.generate", lambda **k: lm.generate(*_lm(), **k),
           lambda: dict(prompts_BxP=_prompts(), max_new_tokens=2, eos_id=2, temperature=0.5,
                        key=_key()),
-          dict(prompts_BxP=I(0, 258), max_new_tokens=Int(1), eos_id=Int(0, 258),
+          dict(prompts_BxP=I(0, 258), max_new_tokens=Int(1), eos_id=Int(-1, 258),
                temperature=Real(0, None), key=Key())))
     add(E("lm.uncached_generate", lambda **k: lm.uncached_generate(*_lm(), **k),
           lambda: dict(prompts_BxP=_prompts(), max_new_tokens=2),

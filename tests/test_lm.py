@@ -110,10 +110,23 @@ def test_generate_compiles_once(model):
 
 def test_generate_rejects_bad_arguments(model):
     apply, params = model
+    prompts = np.array([[1, 2]], np.int32)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        lm.generate(apply, params, [[1, 2]], max_new_tokens=0)
+        lm.generate(apply, params, prompts, max_new_tokens=0)
     with pytest.raises(ValueError, match="key"):
-        lm.generate(apply, params, [[1, 2]], max_new_tokens=2, temperature=1.0)
+        lm.generate(apply, params, prompts, max_new_tokens=2, temperature=1.0)
+    with pytest.raises(ValueError, match=r"prompts_BxP must hold integers in \[0, 258\]"):
+        lm.generate(apply, params, np.array([[1, 259]], np.int32), max_new_tokens=2)
+    with pytest.raises(TypeError, match="prompts_BxP"):
+        lm.generate(apply, params, [[1, 2]], max_new_tokens=2)
+
+
+def test_full_cache_is_rejected(model):
+    apply, params = model
+    cache = apply.init_cache(1, 4)
+    _, cache = apply(params, np.array([[5, 6, 7]], np.int32), cache)
+    with pytest.raises(ValueError, match="cache is full"):
+        apply(params, np.array([[8, 9]], np.int32), cache)
 
 
 def test_overfits_a_tiny_corpus():

@@ -91,7 +91,7 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
       params: its parameters.
       prompts_BxP: left-padded prompts (see :func:`left_pad`).
       max_new_tokens: number of decoding steps.
-      eos_id: after it, a row keeps emitting ``eos_id``.
+      eos_id: after it, a row keeps emitting ``eos_id``; -1 never stops.
       temperature: 0 for greedy decoding, > 0 for sampling (needs ``key``).
       key: PRNG key for sampling.
 
@@ -100,7 +100,7 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
     """
     prompts_BxP = check_prompts(apply, prompts_BxP, max_new_tokens)
     max_new_tokens = int(max_new_tokens)
-    eos_id = _checks.check_int(eos_id, "eos_id", low=0, high=_vocab(apply) - 1)
+    eos_id = _checks.check_int(eos_id, "eos_id", low=-1, high=_vocab(apply) - 1)
     _checks.check_real(temperature, "temperature", low=0)
     greedy = temperature == 0
     if not greedy and key is None:

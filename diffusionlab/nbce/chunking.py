@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from diffusionlab import _checks
+
 __all__ = ["split_into_chunks"]
 
 
@@ -29,8 +31,10 @@ def split_into_chunks(sequence: Sequence, *, chunk_length: int, overlap: int = 0
     Raises:
       ValueError: ``chunk_length < 1`` or ``overlap`` outside [0, chunk_length).
     """
-    if chunk_length < 1:
-        raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+    if not hasattr(sequence, "__len__") or not hasattr(sequence, "__getitem__"):
+        raise TypeError(f"sequence must be a list, array or string; got {type(sequence).__name__}")
+    chunk_length = _checks.check_int(chunk_length, "chunk_length", low=1)
+    overlap = _checks.check_int(overlap, "overlap", low=0)
     if not 0 <= overlap < chunk_length:
         raise ValueError(f"overlap must lie in [0, chunk_length={chunk_length}), got {overlap}")
     total = len(sequence)

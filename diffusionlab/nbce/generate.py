@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusionlab.lm.decode import prefill
+from diffusionlab import _checks
+from diffusionlab.lm.decode import check_prompts, prefill
 from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
 
 __all__ = ["NBCEOutput", "nbce_decode", "nbce_generate", "nbce_prefill", "nbce_prompts"]
@@ -58,9 +59,16 @@ def nbce_prompts(contexts: Sequence[Sequence[int]], question: Sequence[int], *,
     Raises:
       ValueError: no contexts, or a row longer than ``max_length`` / ``length``.
     """
+    contexts = _checks.check_sequences(contexts, "contexts")
     if len(contexts) == 0:
         raise ValueError("contexts must be a non-empty list of token sequences (n >= 1)")
-    prefix, question = list(prefix), list(question)
+    question = _checks.check_sequences(question, "question", nested=False)
+    prefix = _checks.check_sequences(prefix, "prefix", nested=False)
+    pad_id = _checks.check_int(pad_id, "pad_id", low=0)
+    if max_length is not None:
+        max_length = _checks.check_int(max_length, "max_length", low=1)
+    if length is not None:
+        length = _checks.check_int(length, "length", low=1)
     rows = [prefix + question] + [prefix + list(c) + question for c in contexts]
     if max_length is not None:
         for k, row in enumerate(rows[1:], start=1):
@@ -80,20 +88,52 @@ def nbce_prompts(contexts: Sequence[Sequence[int]], question: Sequence[int], *,
     return out
 
 
-# Prefilling the n+1 rows is ordinary batched prefill: the rows differ only in their prompt.
-nbce_prefill = prefill
+def nbce_prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
+    """Prefills the ``n+1`` prompt rows (ordinary batched prefill: the rows differ only in
+    their prompt); returns ``(last-position logits (R, V), cache)``.
+
+    Raises:
+      TypeError, ValueError: as :func:`diffusionlab.lm.generate` for the prompts (ids in the
+        vocabulary) and ``max_new_tokens``.
+    """
+    prompts_BxP = check_prompts(apply, prompts_BxP, max_new_tokens)
+    return prefill(apply, params, prompts_BxP, max_new_tokens=int(max_new_tokens))
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("apply", "max_new_tokens", "pooling", "greedy", "eos_id"))
 def nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, beta, eta, top_p,
                 temperature, pooling: str = "min_entropy", greedy: bool = True,
                 eos_id: int = 2) -> NBCEOutput:
     """The NBCE loop from prefilled ``(logits, cache)`` (see :func:`nbce_prefill`).
 
     ``beta``, ``eta``, ``top_p`` and ``temperature`` are traced, so sweeps compile once.
-    No argument checks: :func:`nbce_generate` is the checked entry point.
+
+    Raises:
+      TypeError, ValueError: naming the argument, for logits not ``(R, V)`` real floats with
+        ``R >= 2``, a cache that is not a decode cache of ``R`` rows or has no room for
+        ``max_new_tokens``, a bad key, ``beta < -1``, ``top_p`` outside (0, 1],
+        ``temperature <= 0`` or an unknown pooling.
     """
+    from diffusionlab.lm.model import check_cache_room
+    logits_RxV = _checks.float_array(logits_RxV, "logits_RxV", ndim=2, layout="(R, V)")
+    if logits_RxV.shape[0] < 2:
+        raise ValueError(f"logits_RxV must have R >= 2 rows (the empty context and n >= 1 "
+                         f"contexts); got shape {logits_RxV.shape}")
+    max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
+    check_cache_room(cache, (logits_RxV.shape[0], max_new_tokens))
+    _checks.check_key(key)
+    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
+    _checks.check_real(eta, "eta")
+    _checks.check_real(temperature, "temperature", low=0, low_open=True)
+    eos_id = _checks.check_int(eos_id, "eos_id", low=-1, high=logits_RxV.shape[1] - 1)
+    return _nbce_decode(apply, params, logits_RxV, cache, key, max_new_tokens=max_new_tokens,
+                        beta=beta, eta=eta, top_p=top_p, temperature=temperature,
+                        pooling=pooling, greedy=bool(greedy), eos_id=eos_id)
+
+
+@functools.partial(jax.jit,
+                   static_argnames=("apply", "max_new_tokens", "pooling", "greedy", "eos_id"))
+def _nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, beta, eta,
+                 top_p, temperature, pooling: str, greedy: bool, eos_id: int) -> NBCEOutput:
     rows = logits_RxV.shape[0]
 
     def step(carry, key_t):
@@ -158,13 +198,16 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
         ``top_p`` outside (0, 1]; unknown pooling; ``max_new_tokens < 1``; bad temperature.
     """
     validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    _checks.check_real(eta, "eta")
+    max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
+    _checks.check_real(temperature, "temperature", low=0)
     if temperature > 0 and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
-    if isinstance(contexts, (str, bytes)) or len(contexts) == 0:
+    if key is not None:
+        _checks.check_key(key)
+    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
+        raise TypeError(f"contexts must be a list of contexts; got {type(contexts).__name__}")
+    if len(contexts) == 0:
         raise ValueError("contexts must be a non-empty list of contexts (n >= 1)")
     if tokenizer is not None:
         contexts = [tokenizer.encode(c) if isinstance(c, str) else c for c in contexts]
@@ -173,14 +216,22 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
         eos_id = tokenizer.eos_id if eos_id is None else eos_id
     elif isinstance(question, str) or any(isinstance(c, str) for c in contexts):
         raise TypeError("string contexts or question need a tokenizer=...")
+    from diffusionlab.lm.decode import _vocab
+    high = _vocab(apply) - 1
+    contexts = _checks.check_sequences(contexts, "contexts", high=high)
+    question = _checks.check_sequences(question, "question", high=high, nested=False)
     pad_id = getattr(apply, "pad_id", 0) if pad_id is None else pad_id
     max_length = getattr(apply, "max_length", None) if max_length is None else max_length
     prompts = nbce_prompts(contexts, question, prefix=prefix or (), pad_id=pad_id,
                            max_length=max_length)
-    logits, cache = nbce_prefill(apply, params, jnp.asarray(prompts),
-                                 max_new_tokens=max_new_tokens)
-    return nbce_decode(apply, params, logits, cache,
+    logits, cache = nbce_prefill(apply, params, prompts, max_new_tokens=max_new_tokens)
+    return _nbce_decode(apply, params, logits, cache,
                        jax.random.key(0) if key is None else key,
                        max_new_tokens=max_new_tokens, beta=beta, eta=eta, top_p=top_p,
                        temperature=max(temperature, 1e-6), pooling=pooling,
                        greedy=temperature == 0, eos_id=2 if eos_id is None else eos_id)
+
+
+# The compiled loop's cache, for tests that pin the number of compilations.
+nbce_decode.clear_cache = _nbce_decode.clear_cache
+nbce_decode._cache_size = _nbce_decode._cache_size

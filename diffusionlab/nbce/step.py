@@ -19,11 +19,24 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab import _checks
 
 POOLINGS = ("min_entropy", "average", "max")
 
 # The reference code's stand-in for -inf in the clip and in the merge's finiteness test.
 _LOG_FLOOR = -100.0
+
+
+def _logprobs(logprobs_RxV) -> jax.Array:
+    """``(R, V)`` real log-probabilities: -inf (a removed token) is allowed, NaN and +inf not."""
+    logprobs_RxV = _checks.float_array(logprobs_RxV, "logprobs_RxV", ndim=2, layout="(R, V)",
+                                       finite=False)
+    values = _checks.concrete(logprobs_RxV)
+    if values is not None and np.any(np.isnan(values) | (values == np.inf)):
+        raise ValueError("logprobs_RxV must hold log-probabilities (-inf allowed); got NaN or +inf")
+    return logprobs_RxV
 
 
 def top_p_truncate(logprobs_RxV: jax.Array, top_p: float | jax.Array) -> jax.Array:
@@ -40,6 +53,10 @@ def top_p_truncate(logprobs_RxV: jax.Array, top_p: float | jax.Array) -> jax.Arr
     Returns:
       The same array with the removed entries set to $-\infty$.
     """
+    logprobs_RxV = _logprobs(logprobs_RxV)
+    _checks.check_real(top_p, "top_p", low=0, high=1, low_open=True, scalar=False)
+    _checks.check_fits_memory("logprobs_RxV", 4.0 * logprobs_RxV.shape[0]
+                              * logprobs_RxV.shape[1] ** 2, "the pairwise comparison")
     probs_RxV = jnp.exp(logprobs_RxV)
     vocab = probs_RxV.shape[-1]
     index_V = jnp.arange(vocab)
@@ -61,6 +78,7 @@ def truncated_entropy(logprobs_RxV: jax.Array) -> jax.Array:
     The clip turns $0\cdot(-\infty)$ into $0\cdot(-100) = 0$; the result is the entropy of the
     truncated, un-renormalised distribution.
     """
+    logprobs_RxV = _logprobs(logprobs_RxV)
     return -jnp.sum(jnp.exp(logprobs_RxV) * jnp.clip(logprobs_RxV, _LOG_FLOOR, 0.0), axis=-1)
 
 
@@ -107,13 +125,11 @@ _nbce_step_jit = jax.jit(nbce_step_unchecked, static_argnames=("pooling",))
 
 
 def validate_hyperparameters(*, beta, top_p, pooling) -> None:
-    """Raises ValueError for ``beta < -1``, ``top_p`` outside (0, 1] or an unknown pooling."""
-    if not isinstance(beta, jax.core.Tracer) and float(beta) < -1.0:
-        raise ValueError(f"beta must be >= -1 (Su: any beta >= -1 is reasonable), got {beta}")
-    if not isinstance(top_p, jax.core.Tracer) and not 0.0 < float(top_p) <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1] (1 switches truncation off), got {top_p}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    """Raises ValueError for ``beta < -1``, ``top_p`` outside (0, 1] or an unknown pooling
+    (TypeError for non-numbers), naming the argument."""
+    _checks.check_real(beta, "beta", low=-1)  # Su: any beta >= -1 is reasonable
+    _checks.check_real(top_p, "top_p", low=0, high=1, low_open=True)
+    _checks.check_choice(pooling, "pooling", POOLINGS)
 
 
 def nbce_step(logits, *, beta=0.25, eta=0.1, top_p=0.95, prev_choice=None,
@@ -149,12 +165,18 @@ def nbce_step(logits, *, beta=0.25, eta=0.1, top_p=0.95, prev_choice=None,
     https://kexue.fm/archives/9617; "Supplementary notes and analysis of NBCE",
     https://kexue.fm/archives/9632.
     """
-    logits = jnp.asarray(logits)
-    if logits.ndim != 2 or logits.shape[0] < 2:
+    logits = _checks.float_array(logits, "logits", ndim=2,
+                                 layout="(n+1, V), at least 2 rows")
+    _checks.check_real(eta, "eta")
+    if logits.shape[0] < 2:
         raise ValueError(
             f"logits must have shape (n+1, V) with n >= 1 context rows after the empty-context "
             f"row 0, i.e. at least 2 rows; got shape {logits.shape}")
     validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
-    prev = jnp.asarray(0 if prev_choice is None else prev_choice, jnp.int32)
+    # The previous choice is a context row 1..n (0 on the first step): beyond n it would
+    # silently give the stickiness bonus to no row or wrap around.
+    prev = _checks.check_int(0 if prev_choice is None else prev_choice, "prev_choice", low=0,
+                             high=logits.shape[0] - 1)
+    prev = jnp.asarray(prev, jnp.int32)
     return _nbce_step_jit(logits, beta=beta, eta=eta, top_p=top_p, prev_choice=prev,
                           pooling=pooling)

@@ -18,6 +18,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from diffusionlab import _checks
@@ -80,6 +81,9 @@ def causal_mask(length: int, *, key_length: int | None = None, offset: int = 0) 
 
 def padding_mask(valid_BxL: jax.Array) -> jax.Array:
     """Boolean ``(B, 1, 1, L)`` mask that hides padded keys (``valid`` False)."""
+    if isinstance(valid_BxL, (jax.Array, np.ndarray)) and jnp.issubdtype(valid_BxL.dtype,
+                                                                          jnp.integer):
+        valid_BxL = valid_BxL != 0  # 0/1 flags
     valid_BxL = _checks.bool_array(valid_BxL, "valid_BxL", ndim=2, layout="(B, L)")
     return valid_BxL[:, None, None, :]
 
