@@ -48,11 +48,13 @@ class Floats:
     nonfinite: bool = True  # whether NaN/inf entries are invalid
     half: bool = True  # whether half precision must work (False for PRNG-free exact tests)
     ints: bool = False  # whether integer arrays are valid (graded labels, integer times)
+    lists: bool = False  # whether Python lists are valid (host-side metrics)
 
     def bad(self, v):
         v = np.asarray(v)
-        out = [("none", None), ("list", v.tolist()), ("bool", v > 0),
-               ("complex", v.astype(np.complex64))]
+        out = [("none", None), ("bool", v > 0), ("complex", v.astype(np.complex64))]
+        if not self.lists:
+            out.insert(1, ("list", v.tolist()))
         if not self.ints:
             out.append(("int", v.astype(np.int32)))
         if self.nonfinite:
@@ -465,13 +467,13 @@ def _entries() -> list[Entry]:
           dict(u_BxD=F(mismatch=True), v_BxD=F(mismatch=True))))
     add(E("cosent.spearman", cosent.spearman,
           lambda: dict(scores=scores(), labels=np.arange(6, dtype=np.float32)),
-          dict(scores=F(ints=True), labels=F(ints=True))))
+          dict(scores=F(ints=True, lists=True), labels=F(ints=True, lists=True))))
     add(E("cosent.accuracy", cosent.accuracy,
           lambda: dict(scores=scores(), labels=labels(), threshold=0.0),
-          dict(scores=F(ints=True), labels=F(ints=True), threshold=Real())))
+          dict(scores=F(ints=True, lists=True), labels=F(ints=True, lists=True), threshold=Real())))
     add(E("cosent.search_threshold", cosent.search_threshold,
           lambda: dict(scores=scores(), labels=labels(), grid=16),
-          dict(scores=F(ints=True), labels=F(ints=True), grid=Int(1, 10**6))))
+          dict(scores=F(ints=True, lists=True), labels=F(ints=True, lists=True), grid=Int(1, 10**6))))
     add(E("cosent.synthetic_task",
           lambda **k: cosent.synthetic_task(**k).train.labels,
           lambda: dict(name="sts", num_train=20, num_valid=10, num_test=10, seed=0),

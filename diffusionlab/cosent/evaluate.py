@@ -23,6 +23,9 @@ __all__ = ["accuracy", "search_threshold", "spearman"]
 
 
 def _pair(scores, labels, name="scores"):
+    # Host-side metrics: Python lists of numbers are fine here.
+    scores = np.asarray(scores) if isinstance(scores, (list, tuple)) else scores
+    labels = np.asarray(labels) if isinstance(labels, (list, tuple)) else labels
     scores = np.asarray(_checks.float_array(scores, name, ndim=1, layout="(N,)", finite=False,
                                             allow_int=True), np.float64)
     labels = np.asarray(_checks.float_array(labels, "labels", ndim=1, layout="(N,)",

@@ -38,8 +38,8 @@ def _validate(scores, labels, scale):
     if not (np.isfinite(scale_value) and scale_value > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     # Labels may be graded integers; scores must be real floats (half precision is upcast).
-    scores = _checks.float_array(scores, "scores", ndim=1, layout="(B,)")
-    labels = _checks.float_array(labels, "labels", ndim=1, layout="(B,)", allow_int=True)
+    scores = _checks.float_array(scores, "scores", ndim=1, layout="(B,) (1-D)")
+    labels = _checks.float_array(labels, "labels", ndim=1, layout="(B,) (1-D)", allow_int=True)
     if scores.shape != labels.shape:
         raise ValueError(
             f"scores and labels must have the same length, got {scores.shape[0]} and "
