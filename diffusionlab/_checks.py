@@ -96,8 +96,8 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
       ValueError: naming ``name`` and the range for NaN, ±inf or an out-of-range value.
     """
     if value is None or isinstance(value, (str, bytes, bool, np.bool_, complex, list, tuple, dict)):
-        raise TypeError(f"{name} must be a real number{_range(low, high, low_open=low_open, high_open=high_open)}; "
-                        f"got {_describe(value)}")
+        bounds = _range(low, high, low_open=low_open, high_open=high_open)
+        raise TypeError(f"{name} must be a real number{bounds}; got {_describe(value)}")
     if isinstance(value, jax.core.Tracer):
         dtype = value.dtype
         v = None
@@ -108,8 +108,8 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
             raise TypeError(f"{name} must be a real number; got {_describe(value)}") from None
         dtype = v.dtype
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise TypeError(f"{name} must be a real number{_range(low, high, low_open=low_open, high_open=high_open)}; "
-                        f"got {_describe(value)}")
+        bounds = _range(low, high, low_open=low_open, high_open=high_open)
+        raise TypeError(f"{name} must be a real number{bounds}; got {_describe(value)}")
     if scalar and jnp.ndim(value) != 0:
         raise ValueError(f"{name} must be a scalar; got shape {jnp.shape(value)}")
     if v is None or v.size == 0:
@@ -208,7 +208,7 @@ def _shape_checks(x, name: str, ndim, shape, allow_empty: bool, layout: str | No
                              else f"{name} must have {want}; got shape {x.shape}")
     if shape is not None:
         shape = tuple(shape)
-        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape, strict=True)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}; got {x.shape}")
     if not allow_empty and x.size == 0:

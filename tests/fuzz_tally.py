@@ -186,15 +186,18 @@ def main(argv=None) -> int:
     for category in test_fuzz.CATEGORIES:
         share = 100 * counts[category] / max(bad_calls, 1)
         print(f"  {category:<12} {counts[category]:>6}  {share:5.1f}%")
-    print(f"valid calls: {valid[('valid', 'ok')]}/{sum(v for (l, _), v in valid.items() if l == 'valid')} ok;"
-          f" float16: {valid[('float16', 'ok')]}/{sum(v for (l, _), v in valid.items() if l == 'float16')} ok")
+    totals = {kind: sum(v for (k, _), v in valid.items() if k == kind)
+              for kind in ("valid", "float16")}
+    print(f"valid calls: {valid[('valid', 'ok')]}/{totals['valid']} ok; "
+          f"float16: {valid[('float16', 'ok')]}/{totals['float16']} ok")
     print("by module (named / all):")
     for module, c in sorted(by_module.items()):
         rest = ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k != "named")
         print(f"  {module:<14} {c['named']:>5}/{sum(c.values()):<5} {rest}")
     if args.details:
         with open(args.details, "w") as f:
-            json.dump([dict(zip(("function", "arg", "label", "category", "detail"), row))
+            json.dump([dict(zip(("function", "arg", "label", "category", "detail"), row,
+                                strict=True))
                        for row in failures], f, indent=1)
     return 0
 

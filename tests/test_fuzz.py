@@ -873,8 +873,16 @@ def _entries() -> list[Entry]:
 
     # ---------------------------------------------------------------- odes (not ours to fix)
     if odes is not None and train is not None:
-        from diffusionlab.odes import flows, gravity, isotropic, learned, memorisation, powerlaw
-        from diffusionlab.odes import unaugmented, vp
+        from diffusionlab.odes import (
+            flows,
+            gravity,
+            isotropic,
+            learned,
+            memorisation,
+            powerlaw,
+            unaugmented,
+            vp,
+        )
         xs, ts = lambda: _x(4, 2), lambda: np.array([0.5, 1.0, 1.5, 2.0], np.float32)  # noqa: E731
         dat = lambda: _x(5, 2, 1)  # noqa: E731
         path = isotropic.GaussianCDF()
@@ -970,7 +978,7 @@ def _entries() -> list[Entry]:
               dict(x_t=F(mismatch=True), t=Real(0, None, low_open=True), x0=F(mismatch=True))))
         for fname in ("conditional_log_density", "conditional_velocity"):
             add(E(f"odes.isotropic.{fname}",
-                  lambda fn=getattr(isotropic, fname), **k: fn(path, **k),
+                  functools.partial(_isotropic_call, getattr(isotropic, fname), path),
                   lambda: dict(x_t=xs(), t=ts(), x0=dat()[:4]),
                   dict(x_t=F(mismatch=True), t=F(), x0=F(mismatch=True))))
         add(E("odes.isotropic.conditional_sample",
@@ -1093,6 +1101,10 @@ def _entries() -> list[Entry]:
               dict(mesh=Obj())))
         add(E("train.to_host", train.to_host, lambda: dict(tree={"w": jnp.ones(2)}), {}))
     return out
+
+
+def _isotropic_call(fn, path, **kwargs):
+    return fn(path, **kwargs)
 
 
 def _try_import(name):

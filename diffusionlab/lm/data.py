@@ -30,7 +30,6 @@ import string
 import numpy as np
 
 from diffusionlab import _checks
-
 from diffusionlab.lm.tokenizer import ByteTokenizer
 
 __all__ = ["QACorpus", "QAExample", "training_set"]

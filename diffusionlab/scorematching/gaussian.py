@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
 

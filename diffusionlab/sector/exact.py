@@ -10,7 +10,6 @@ from fractions import Fraction
 from diffusionlab import _checks
 from diffusionlab.sector.checks import check_n, check_turns
 
-
 MAX_EXACT_WORK = 10**11
 """Terms times bits per term above which the exact sum is refused (about a minute of work)."""
 

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffusionlab import _checks
-
 from diffusionlab.sector.checks import check_n, check_num_samples, check_theta
 
 METHODS = ("sector", "gap")
