@@ -477,7 +477,8 @@ def _entries() -> list[Entry]:
     add(E("cosent.synthetic_task",
           lambda **k: cosent.synthetic_task(**k).train.labels,
           lambda: dict(name="sts", num_train=20, num_valid=10, num_test=10, seed=0),
-          dict(name=Choice(), num_train=Int(1), num_valid=Int(1), num_test=Int(1), seed=Int(0))))
+          dict(name=Choice(), num_train=Int(1), num_valid=Int(1), num_test=Int(1),
+               seed=Int(0, None, huge=False))))
     add(E("cosent.EncoderConfig", cosent.EncoderConfig,
           lambda: dict(vocab_size=50, dim=8, depth=1, num_heads=2, mlp_dim=16, pooling="mean"),
           dict(vocab_size=Int(1), dim=Int(1), depth=Int(1), num_heads=Int(1), mlp_dim=Int(1),
@@ -489,7 +490,7 @@ def _entries() -> list[Entry]:
           dict(config=Obj()), check_output=False))
     add(E("cosent.Tokenizer.fit", lambda **k: len(cosent.Tokenizer.fit(**k).vocab),
           lambda: dict(texts=["a b c", "b c d"], max_vocab=6, min_count=1),
-          dict(texts=Obj(), max_vocab=Int(5), min_count=Int(1))))
+          dict(texts=Obj(), max_vocab=Int(5, none_ok=True), min_count=Int(1))))
     add(E("cosent.TrainSettings", cosent.TrainSettings,
           lambda: dict(steps=2, batch_size=4, learning_rate=1e-3, eval_every=1, scale=20.0),
           dict(steps=Int(1), batch_size=Int(1), learning_rate=Real(0, None, low_open=True),
@@ -576,7 +577,7 @@ def _entries() -> list[Entry]:
           dict(config=Obj()), check_output=False))
     add(E("lm.lm_loss", lambda apply, lm_weight: lm.lm_loss(apply, lm_weight=lm_weight),
           lambda: dict(apply=_lm()[0], lm_weight=0.1),
-          dict(apply=Obj(), lm_weight=Real(0, 1)), check_output=False))
+          dict(apply=Obj(), lm_weight=Real(0, None)), check_output=False))
     add(E("lm.save_lm", lambda **k: lm.save_lm(**k),
           lambda: dict(directory=_tmpdir(), config=_lm()[0].config, params=_lm()[1]),
           dict(directory=Text(), config=Obj())))
@@ -1087,7 +1088,7 @@ def _entries() -> list[Entry]:
               dict(loss_fn=Fn(), optimizer=Obj(), num_examples=Int(1), batch_size=Int(1)),
               check_output=False))
         add(E("train.fit", lambda **k: train.fit(**k).params,
-              lambda: dict(loss_fn=lambda p, b, k: jnp.sum((p["w"][None, :] - b) ** 2),
+              lambda: dict(loss_fn=lambda p, b, k: jnp.sum((p["w"][None, :] - b) ** 2, axis=-1),
                            params={"w": jnp.ones(2)}, data=_x(10, 2),
                            config=train.TrainConfig(steps=2, batch_size=4)),
               dict(loss_fn=Fn(), data=F(rank=False), config=Obj())))

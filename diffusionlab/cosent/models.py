@@ -92,6 +92,8 @@ class BiEncoder(nnx.Module):
     """
 
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, EncoderConfig):
+            raise TypeError(f"config must be an EncoderConfig; got {type(config).__name__}")
         self.pooling = config.pooling
         self.trunk = config.trunk(rngs=rngs)
         self.classifier = nnx.Linear(3 * config.dim, 2, rngs=rngs)
@@ -123,6 +125,8 @@ class CrossEncoder(nnx.Module):
     """
 
     def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+        if not isinstance(config, EncoderConfig):
+            raise TypeError(f"config must be an EncoderConfig; got {type(config).__name__}")
         self.trunk = config.trunk(rngs=rngs)
         self.segment = nnx.Embed(2, config.dim, rngs=rngs)
         self.head = nnx.Linear(config.dim, 1, rngs=rngs)

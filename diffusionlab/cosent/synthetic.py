@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffusionlab import _checks
 from diffusionlab.cosent.tasks import PairSplit, PairTask
 
 __all__ = ["SYNTHETIC_TASKS", "synthetic_task"]
@@ -181,12 +182,16 @@ def synthetic_task(name: str, *, num_train: int = 2000, num_valid: int = 500,
     Raises:
       ValueError: unknown ``name`` or a split size < 1.
     """
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown synthetic task {name!r}; valid names: {SYNTHETIC_TASKS}")
+    if not isinstance(name, str) or name not in _BUILDERS:
+        raise (ValueError if isinstance(name, str) else TypeError)(
+            f"name must name a synthetic task; unknown synthetic task {name!r}; valid names: "
+            f"{SYNTHETIC_TASKS}")
     for arg, value in (("num_train", num_train), ("num_valid", num_valid),
                        ("num_test", num_test)):
-        if value < 1:
-            raise ValueError(f"{arg} must be >= 1, got {value}")
+        # Host-side strings of ~100 bytes per pair: cap the sizes by this machine's memory.
+        _checks.check_int(value, arg, low=1)
+        _checks.check_fits_memory(arg, 400.0 * value, f"{value} sentence pairs")
+    seed = _checks.check_int(seed, "seed", low=0, high=2**63)
     build, positive_above, max_label, description = _BUILDERS[name]
     rng = np.random.default_rng([seed, SYNTHETIC_TASKS.index(name)])
     splits = [PairSplit.from_rows(build(rng, n)) for n in (num_train, num_valid, num_test)]

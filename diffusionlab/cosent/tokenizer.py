@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from diffusionlab import _checks
+
 __all__ = ["PAD", "CLS", "SEP", "UNK", "Tokenizer"]
 
 PAD, CLS, SEP, UNK = 0, 1, 2, 3
@@ -58,10 +60,12 @@ class Tokenizer:
         Raises:
           ValueError: ``max_vocab < 5`` or ``min_count < 1``.
         """
-        if max_vocab is not None and max_vocab < len(_SPECIALS) + 1:
-            raise ValueError(f"max_vocab must be >= {len(_SPECIALS) + 1}, got {max_vocab}")
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+            raise TypeError(f"texts must be an iterable of strings; got {type(texts).__name__}")
+        if max_vocab is not None:
+            max_vocab = _checks.check_int(max_vocab, "max_vocab", low=len(_SPECIALS) + 1,
+                                          high=2**24)
+        min_count = _checks.check_int(min_count, "min_count", low=1)
         counts = collections.Counter(u for t in texts for u in split_units(t))
         # Ties broken alphabetically, so the vocabulary does not depend on the text order.
         ranked = sorted((u for u, c in counts.items() if c >= min_count),

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from diffusionlab import _checks
 from diffusionlab.cosent.baselines import (
     binary_cross_entropy_loss,
     cosine_mse_loss,
@@ -64,13 +65,12 @@ class TrainSettings:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            _checks.check_int(getattr(self, name), name, low=1, high=10**9)
         if self.steps % self.eval_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of eval_every "
                              f"({self.eval_every})")
-        if not self.learning_rate > 0 or not self.scale > 0:
-            raise ValueError("learning_rate and scale must be > 0")
+        _checks.check_real(self.learning_rate, "learning_rate", low=0, low_open=True)
+        _checks.check_real(self.scale, "scale", low=0, low_open=True)
 
 
 @jax.tree_util.register_dataclass
@@ -94,8 +94,12 @@ def encode_task(task: PairTask, tokenizer: Tokenizer, *, kind: str,
 
     ``max_length`` is per sentence; a cross-encoder's pair input gets twice that.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
+    _checks.check_choice(kind, "kind", tuple(KINDS))
+    if not isinstance(task, PairTask):
+        raise TypeError(f"task must be a PairTask; got {type(task).__name__}")
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a Tokenizer; got {type(tokenizer).__name__}")
+    max_length = _checks.check_int(max_length, "max_length", low=1, high=2**16)
 
     def arrays(split: PairSplit) -> PairArrays:
         if kind == "bi":
@@ -280,8 +284,20 @@ def train_pair_models(kind: str, losses: tuple[str, ...], config: EncoderConfig,
     Raises:
       ValueError: unknown kind or loss name, or no seeds.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
+    _checks.check_choice(kind, "kind", tuple(KINDS))
+    if isinstance(losses, str) or not isinstance(losses, (tuple, list)):
+        raise TypeError(f"losses must be a tuple of loss names; got {losses!r}")
+    if not isinstance(config, EncoderConfig):
+        raise TypeError(f"config must be an EncoderConfig; got {type(config).__name__}")
+    if not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings; got {type(settings).__name__}")
+    if not isinstance(arrays, dict) or not all(
+            isinstance(arrays.get(s), PairArrays) for s in ("train", "valid", "test")):
+        raise TypeError("arrays must be the dict of PairArrays made by encode_task")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        raise TypeError(f"seeds must be a tuple of ints; got {seeds!r}")
+    for seed in seeds:
+        _checks.check_int(seed, "seeds", low=0, high=2**32 - 1)
     unknown = [name for name in losses if name not in KINDS[kind]]
     if unknown or not losses:
         raise ValueError(f"losses for a {kind}-encoder must be a non-empty subset of "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pathlib
 
+from diffusionlab import _checks
 from diffusionlab.cosent.tasks import PairSplit, PairTask
 
 __all__ = ["load_pair_tsv", "load_pair_task"]
@@ -46,6 +47,7 @@ def load_pair_tsv(path: str | pathlib.Path) -> PairSplit:
       ValueError: an empty file, a row with too few columns, or a label that is not a finite
         number (the message names the line).
     """
+    _checks.check_path(path, "path")
     path = pathlib.Path(path)
     lines = [ln.rstrip("\r\n") for ln in path.read_text(encoding="utf-8").splitlines()]
     lines = [ln for ln in lines if ln.strip()]
@@ -98,6 +100,9 @@ def load_pair_task(directory: str | pathlib.Path, name: str, *,
     Raises:
       FileNotFoundError: a split file is missing (the message lists the names tried).
     """
+    _checks.check_path(directory, "directory")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the file prefix); got {name!r}")
     directory = pathlib.Path(directory)
     splits = {}
     for split, aliases in _SPLIT_NAMES.items():

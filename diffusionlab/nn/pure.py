@@ -15,6 +15,8 @@ def pure(module: nnx.Module) -> tuple[Callable[..., Any], nnx.State]:
     differentiated, sharded and checkpointed like any JAX function; the module's structure
     (the ``GraphDef``) is closed over as static data.
     """
+    if not isinstance(module, nnx.Module):
+        raise TypeError(f"module must be a flax nnx.Module; got {type(module).__name__}")
     graphdef, params = nnx.split(module)
 
     def apply(params: nnx.State, *args: Any, **kwargs: Any) -> Any:
