@@ -1357,7 +1357,7 @@ ENTRY_NAMES = sorted(entries())
 
 
 # Our modules whose validation is not finished yet (xfail until it is).
-PENDING = {"cosent", "lm", "nn", "udm", "weakform"}
+PENDING = {"udm", "weakform"}
 
 
 def _marks(name: str):
