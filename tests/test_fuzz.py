@@ -6,8 +6,10 @@ The table :data:`ENTRIES` holds, per public function, a valid call and the kind 
 data arguments; every kind knows its bad values (wrong rank or shape, bool/int/complex where
 floats are needed, empty arrays, NaN/inf, out-of-range scalars, huge sizes, Python lists,
 None). The tests draw bad calls with hypothesis at a fixed seed; ``DIFFUSIONLAB_FUZZ_EXAMPLES``
-sets the examples per function (default 3). ``python tests/fuzz_tally.py`` runs the whole
-table and counts the outcomes by kind.
+sets the examples per function. By default the suite draws one bad call per function and
+skips the valid-call and half-precision checks (each compiles every function again);
+``DIFFUSIONLAB_FUZZ_LONG=1`` runs them all with 3 examples per function.
+``python tests/fuzz_tally.py`` runs the whole table and counts the outcomes by kind.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("DIFFUSIONLAB_FUZZ_EXAMPLES", "3"))
+LONG = os.environ.get("DIFFUSIONLAB_FUZZ_LONG", "") == "1"
+EXAMPLES = int(os.environ.get("DIFFUSIONLAB_FUZZ_EXAMPLES", "3" if LONG else "1"))
+_LONG_ONLY = pytest.mark.skipif(not LONG, reason="compiles every function again: "
+                                "DIFFUSIONLAB_FUZZ_LONG=1 runs it")
 CALL_TIMEOUT = float(os.environ.get("DIFFUSIONLAB_FUZZ_TIMEOUT", "60"))
 HUGE = 10**12
 
@@ -1110,10 +1115,7 @@ def _isotropic_call(fn, path, **kwargs):
 
 def _try_import(name):
     import importlib
-    try:
-        return importlib.import_module(f"diffusionlab.{name}")
-    except Exception:  # noqa: BLE001 - another developer's module mid-edit
-        return None
+    return importlib.import_module(f"diffusionlab.{name}")
 
 
 def _tmpdir():
@@ -1338,10 +1340,12 @@ def check_valid(entry: Entry, *, half: str | None = None) -> str | None:
 
 # --------------------------------------------------------------------------- known failures
 
+# Modules that compute and return at least float32 for half-precision inputs. odes, solve,
+# metrics and train compute in float32 internally and cast results back to the caller's
+# dtype by design, which an output-dtype check cannot see: their own tests cover them.
 OURS = {"cosent", "data", "lm", "nbce", "nn", "scorematching", "sector", "udm", "weakform"}
 
-# Failures left in modules developed elsewhere (odes, solve, metrics, train): marked xfail.
-# Filled from the tally (``python tests/fuzz_tally.py --xfail``).
+# Entries whose checks are known to fail, by (argument, case): marked xfail.
 KNOWN_FAILURES: dict[str, set[tuple[str, str]]] = {}
 KNOWN_VALID_FAILURES: set[str] = set()
 CRASHES: set[tuple[str, str, str]] = set()
@@ -1356,17 +1360,20 @@ def _expected(entry: Entry, arg: str, label: str) -> bool:
 ENTRY_NAMES = sorted(entries())
 
 
-# Our modules whose validation is not finished yet (xfail until it is).
+# Modules whose argument checks are not finished: every bad-input case is expected to fail.
 PENDING = {"udm", "weakform"}
+# Entries elsewhere whose checks are not finished (the tally lists their outcomes).
+PENDING_ENTRIES = {
+    "metrics.energy_distance", "metrics.fd_digits", "metrics.mmd", "metrics.sliced_wasserstein",
+    "train.batch_indices", "train.data_mesh", "train.make_train_step", "train.init_state",
+    "train.make_optimizer",
+}
 
 
 def _marks(name: str):
-    module = entries()[name].module
-    if module in OURS and module not in PENDING:
-        return []
-    reason = ("validation of this module is another developer's work in progress"
-              if module not in OURS else "validation in progress")
-    return [pytest.mark.xfail(strict=False, reason=reason)]
+    if entries()[name].module in PENDING or name in PENDING_ENTRIES:
+        return [pytest.mark.xfail(strict=False, reason="argument checks not finished")]
+    return []
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in ENTRY_NAMES])
@@ -1390,11 +1397,9 @@ def test_bad_inputs_raise_errors_naming_the_argument(name):
 
 
 def _valid_marks(name: str):
-    module = entries()[name].module
-    if name in KNOWN_VALID_FAILURES or module in PENDING or module not in OURS:
-        return [pytest.mark.xfail(strict=False, reason="validation in progress" if module in OURS
-                                  else "another developer's module")]
-    return []
+    if name in KNOWN_VALID_FAILURES or entries()[name].module in PENDING:
+        return [pytest.mark.xfail(strict=False, reason="argument checks not finished"), _LONG_ONLY]
+    return [_LONG_ONLY]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_valid_marks(n)) for n in ENTRY_NAMES])
