@@ -7,11 +7,18 @@ import dataclasses
 import jax
 import numpy as np
 
-from diffusionlab import data, metrics
+from diffusionlab import data, metrics, stats
 from diffusionlab.odes import generate, gravity, memorisation, plots, powerlaw, unaugmented
 
 TITLE = "Power-law fields (x-y)/R^k: only k = d+1 reproduces the data; d-dim gravity collapses"
 SOURCE = "《生成扩散模型漫谈（十三）：从万有引力到扩散模型》, https://kexue.fm/archives/9305"
+
+# "Uniform hits": the per-point hit probabilities vary by a coefficient of variation below
+# 0.25. With c_i hits on point i out of H, (χ² − dof)/H estimates that squared coefficient of
+# variation without bias under multinomial sampling (0 for a uniform sampler, whatever H).
+MAX_HIT_CV2 = 0.25**2
+# "Collapse": coverage below half of the augmented (k = d + 1) field's.
+COLLAPSE_RATIO = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +34,7 @@ class Config:
     flat_radius: float = 8.0
     flat_steps: int = 4000
     softening: float = 0.1
+    groups: int = 4  # replicates: the prior (start) draws split into independent groups
     seed: int = 0
 
     @classmethod
@@ -51,6 +59,22 @@ def _outer_share(samples_index, points):
     return float(np.mean(radius[samples_index] > np.median(radius)))
 
 
+def hit_cv2(report: memorisation.HitReport) -> float:
+    """Unbiased estimate of the squared coefficient of variation of the per-point hit rates."""
+    hits = int(report.counts.sum())
+    return float((report.chi_square - report.dof) / hits) if hits else float("nan")
+
+
+def _scores(samples, points, ref, *, tolerance, key):
+    report = memorisation.hit_report(samples, points, tolerance=tolerance)
+    return report, {
+        "SW2 to data": float(metrics.sliced_wasserstein(samples, ref, key=key)),
+        "hit fraction": report.hit_fraction, "chi-square": report.chi_square,
+        "p (uniform hits)": report.p_value, "hit CV²": hit_cv2(report),
+        "outer-half share": _outer_share(report.nearest, np.asarray(points)),
+        "coverage": _coverage(samples, points)}
+
+
 def run(config: Config, out) -> None:
     key = jax.random.key(config.seed)
     k_data, k_prior, k_sw, k_flat = jax.random.split(key, 4)
@@ -58,21 +82,29 @@ def run(config: Config, out) -> None:
     d = points.shape[1]
     x_T = gravity.sample_prior(config.num_samples, d, config.T, key=k_prior) + points.mean(0, keepdims=True)
     ref = np.asarray(points)[np.arange(config.num_samples) % config.num_data]
-    rows, panels, counts = [], {}, {}
+    size = config.num_samples // config.groups
+    rows, group_rows, panels, counts = [], [], {}, {}
+
+    def record(field, samples, *, tolerance, nfe):
+        report, scores = _scores(samples, points, ref, tolerance=tolerance, key=k_sw)
+        rows.append({"field": field, **scores, "NFE": nfe})
+        panels[field] = np.asarray(samples)
+        # The start points are independent draws, so disjoint groups of them (and of where
+        # they land) are independent replicates of the same field.
+        for g in range(config.groups):
+            part = slice(g * size, (g + 1) * size)
+            _, scores = _scores(samples[part], points, ref[part], tolerance=tolerance,
+                                key=jax.random.fold_in(k_sw, g))
+            group_rows.append({"field": field, "group": g, **scores})
+        return report
+
     for k in config.exponents:
         velocity = jax.tree_util.Partial(_power_velocity, points=points, k=k)
         sol = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
                        rtol=config.rtol, atol=config.rtol)
-        report = memorisation.hit_report(sol.samples, points, tolerance=config.tolerance)
-        rows.append({"field": f"k = {k:g}" + (" (gravity, d+1)" if k == d + 1 else ""),
-                     "SW2 to data": float(metrics.sliced_wasserstein(sol.samples, ref,
-                                                                     key=k_sw)),
-                     "hit fraction": report.hit_fraction, "chi-square": report.chi_square,
-                     "p (uniform hits)": report.p_value,
-                     "outer-half share": _outer_share(report.nearest, np.asarray(points)),
-                     "coverage": _coverage(sol.samples, points), "NFE": int(sol.nfe)})
-        panels[rows[-1]["field"]] = np.asarray(sol.samples)
-        counts[rows[-1]["field"]] = report.counts
+        field = f"k = {k:g}" + (" (gravity, d+1)" if k == d + 1 else "")
+        counts[field] = record(field, sol.samples, tolerance=config.tolerance,
+                               nfe=int(sol.nfe)).counts
     # Unaugmented gravity in R^d: start on a large circle and follow F/|F|, for point masses
     # and for the smooth density obtained by softening each mass.
     start = unaugmented.sample_sphere(config.num_samples, d, config.flat_radius, key=k_flat)
@@ -80,19 +112,18 @@ def run(config: Config, out) -> None:
         flat = unaugmented.follow_field_lines(start + points.mean(0, keepdims=True), points,
                                               length=config.flat_radius * 1.5,
                                               steps=config.flat_steps, softening=eps)
-        report = memorisation.hit_report(flat, points, tolerance=config.tolerance * 5)
-        label = f"unaugmented {d}-D gravity, " + ("point masses" if eps == 0
+        field = f"unaugmented {d}-D gravity, " + ("point masses" if eps == 0
                                                    else f"smooth (softening {eps:g})")
-        rows.append({"field": label, "SW2 to data": float(
-            metrics.sliced_wasserstein(flat, ref, key=k_sw)), "hit fraction": report.hit_fraction,
-            "chi-square": report.chi_square, "p (uniform hits)": report.p_value,
-            "outer-half share": _outer_share(report.nearest, np.asarray(points)),
-            "coverage": _coverage(flat, points), "NFE": 0})
-        panels[label] = np.asarray(flat)
+        record(field, flat, tolerance=config.tolerance * 5, nfe=0)
     out.table(rows, stem="exponents", caption=f"{config.dataset}, N = {config.num_data} "
               f"training points, d = {d}. A hit is a sample within {config.tolerance} of a "
-              "training point; a faithful sampler hits each point equally often (χ² test) and "
-              "lands on the outer half of the data half the time.")
+              "training point; a faithful sampler hits each point equally often (χ² test; hit "
+              "CV² = (χ² − dof)/hits estimates the squared coefficient of variation of the "
+              "per-point hit rates, 0 if uniform) and lands on the outer half of the data half "
+              "the time.")
+    out.table(group_rows, stem="groups", caption=f"The replicates behind the claims: the "
+              f"{config.num_samples} start points split into {config.groups} independent groups "
+              f"of {size}, each scored against its own slice of the reference.")
     out.figure(plots.scatter_panels(panels, reference=np.asarray(points), lim=2.5,
                                     marker_size=4.0, title="Samples of the exact power-law "
                                     "fields (augmented, R^{d+1}) and of d-dim gravity"),
@@ -100,22 +131,50 @@ def run(config: Config, out) -> None:
     out.figure(plots.hit_bars(counts, title="Hits per training point, by exponent k"), "hits",
                caption="Sorted hit counts of the augmented power-law samplers; only k = d+1 "
                "stays near the uniform level.")
-    out.metric(rows=rows)
-    gravity_row = next(r for r in rows if "gravity, d+1" in r["field"])
-    others = [r for r in rows if r is not gravity_row and "unaugmented" not in r["field"]]
+    out.metric(rows=rows, groups=group_rows)
+
+    def per_group(field, column):
+        return np.array([r[column] for r in group_rows if r["field"] == field])
+
+    fields = [r["field"] for r in rows]
+    gravity_field = next(f for f in fields if "gravity, d+1" in f)
+    others = [f for f in fields if f != gravity_field and "unaugmented" not in f]
+    point_field, smooth_field = fields[-2], fields[-1]
+    gravity_row, point_row, smooth_row = rows[fields.index(gravity_field)], rows[-2], rows[-1]
+    sw_gravity = per_group(gravity_field, "SW2 to data")
     out.claim("only k = d + 1 is source-free and reproduces the data", source=SOURCE,
               expected="k = d+1 has the smallest SW2 and uniform hits",
-              measured={r["field"]: round(r["SW2 to data"], 4) for r in rows},
-              holds=all(gravity_row["SW2 to data"] <= r["SW2 to data"] for r in others))
-    point_row, smooth_row = rows[-2], rows[-1]
+              verdict=stats.all_of(
+                  *(stats.compare(sw_gravity, per_group(f, "SW2 to data"), alternative="less",
+                                  paired=True) for f in others),
+                  stats.exceeds(per_group(gravity_field, "hit CV²"), MAX_HIT_CV2,
+                                alternative="less"),
+                  names=[f"SW2 below {f}" for f in others]
+                  + [f"uniform hits (hit CV² < {MAX_HIT_CV2:.3g})"],
+                  claim="over the groups: paired t 95% CI of SW2(k = d+1) − SW2(k) < 0 for "
+                  f"every other k, and t 95% CI of the hit CV² of k = d+1 < {MAX_HIT_CV2:.3g}"),
+              measured={"SW2 (all samples)": {r["field"]: round(r["SW2 to data"], 4)
+                                              for r in rows if r["field"] in others
+                                              or r["field"] == gravity_field},
+                        "hit CV² of k = d+1 (all samples)": round(gravity_row["hit CV²"], 4)},
+              # the earlier rule, ties included
+              previous=all(gravity_row["SW2 to data"] <= r["SW2 to data"]
+                           for r in rows if r["field"] in others))
+    coverage_ratio = per_group(smooth_field, "coverage") / per_group(gravity_field, "coverage")
     out.claim("without the extra dimension, gravity collapses (smooth density)",
               source=SOURCE, expected="samples pile up on a few points; low coverage",
+              verdict=stats.exceeds(coverage_ratio, COLLAPSE_RATIO, alternative="less"),
               measured={"coverage": round(smooth_row["coverage"], 3),
-                        "augmented coverage": round(gravity_row["coverage"], 3)},
-              holds=smooth_row["coverage"] < 0.5 * gravity_row["coverage"])
+                        "augmented coverage": round(gravity_row["coverage"], 3),
+                        f"rule: t 95% CI of the coverage ratio over the groups < "
+                        f"{COLLAPSE_RATIO}": [round(float(v), 3) for v in coverage_ratio]},
+              previous=smooth_row["coverage"] < COLLAPSE_RATIO * gravity_row["coverage"])
     out.claim("…but with point masses (an empirical distribution) d-dim gravity does not "
               "collapse: each mass absorbs an equal flux (Gauss)", source="derived here",
               expected="not stated in the essay",
+              verdict=stats.exceeds(per_group(point_field, "hit CV²"), MAX_HIT_CV2,
+                                    alternative="less"),
               measured={"p (uniform hits)": round(point_row["p (uniform hits)"], 4),
-                        "hit fraction": round(point_row["hit fraction"], 3)},
-              holds=None)
+                        "hit fraction": round(point_row["hit fraction"], 3),
+                        f"rule: t 95% CI of the hit CV² over the groups < {MAX_HIT_CV2:.3g}":
+                        [round(float(v), 4) for v in per_group(point_field, "hit CV²")]})

@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
+from scipy import stats as scipy_stats
 
-from diffusionlab import nn, train
+from diffusionlab import nn, stats, train
 from diffusionlab import scorematching as sm
 
 TITLE = "Score matching = conditional score matching: a constant gap and equal gradients"
@@ -42,7 +43,9 @@ class Config:
     gaussian_thetas: int = 8
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     num_batches: int = 2_000
+    seeds: int = 3  # replicates: evaluation pairs, θ draws and batches per seed
     seed: int = 0
+    family_alpha: float = 1e-3  # family-wise level of each max |z| check, Bonferroni-split
 
     @classmethod
     def quick(cls) -> Config:
@@ -51,10 +54,10 @@ class Config:
                    batch_sizes=(2, 64), num_batches=100)
 
 
-def train_with_snapshots(config: Config, data_x0: jax.Array):
+def train_with_snapshots(config: Config, data_x0: jax.Array, *, seed: int):
     """Trains a score MLP with the CSM loss; returns ``apply`` and stacked parameter snapshots."""
     model = nn.MLP(2, 2, hidden=config.hidden, depth=2, time_dim=16,
-                   rngs=nnx.Rngs(config.seed))
+                   rngs=nnx.Rngs(seed))
     module_apply, params = nn.pure(model)
 
     def apply(p, x):
@@ -66,11 +69,11 @@ def train_with_snapshots(config: Config, data_x0: jax.Array):
                                                   sigma=config.sigma)
 
     tc = train.TrainConfig(steps=config.steps, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, seed=config.seed)
+                           learning_rate=config.learning_rate, seed=seed)
     optimizer = train.make_optimizer(tc)
     step = train.make_train_step(loss_fn, optimizer, num_examples=data_x0.shape[0],
                                  batch_size=config.batch_size, ema_decay=tc.ema_decay,
-                                 seed=config.seed)
+                                 seed=seed)
     per_snapshot = config.steps // config.num_snapshots
 
     @jax.jit
@@ -122,20 +125,25 @@ def plot_bias(ax, sizes, bias, bias_se):
     ax.grid(alpha=0.3, which="both")
 
 
-def run(config: Config, out) -> None:
-    key = jax.random.key(config.seed)
+def run_seed(config: Config, seed: int, *, trained=None, batch_sizes=None) -> dict:
+    """One replicate, drawn from ``seed``: SM and CSM along a training run (``trained``, the
+    ``(apply, snapshots, steps)`` of :func:`train_with_snapshots`, or a new run when None) on
+    fresh evaluation pairs, the Gaussian closed form, and the batch-ratio bias at
+    ``batch_sizes`` (default ``config.batch_sizes``)."""
+    key = jax.random.key(seed)
     k_data, k_eval0, k_eval1, k_gauss, k_bias, k_points = jax.random.split(key, 6)
     data = sm.GaussianMixture.ring(8, radius=2.0, std=0.3)
-    x0_train = data.sample(config.num_data, key=k_data)
 
     # --- along a training run --------------------------------------------------------------
-    apply, snapshots, steps = train_with_snapshots(config, x0_train)
+    if trained is None:
+        trained = train_with_snapshots(config, data.sample(config.num_data, key=k_data),
+                                       seed=seed)
+    apply, snapshots, steps = trained
     x0 = data.sample(config.num_eval, key=k_eval0)
     x_t = config.alpha * x0 + config.sigma * jax.random.normal(k_eval1, x0.shape)
     true_score = data.perturb(alpha=config.alpha, sigma=config.sigma).score(x_t)
 
-    @jax.jit
-    def evaluate(p):
+    def evaluate(p, x_t, x0, true_score):
         comparison = sm.compare_losses(apply(p, x_t), x_t, x0, alpha=config.alpha,
                                        sigma=config.sigma, true_score=true_score)
         g_sm, g_csm = sm.loss_gradients(apply, p, x_t, x0, alpha=config.alpha,
@@ -146,21 +154,18 @@ def run(config: Config, out) -> None:
         relative = jnp.linalg.norm(flat_csm - flat_sm) / jnp.linalg.norm(flat_sm)
         return comparison, cosine, relative
 
-    comparisons, cosines, relatives = jax.lax.map(evaluate, snapshots)
+    # The evaluation pairs are arguments, not constants baked into the program.
+    comparisons, cosines, relatives = jax.jit(
+        lambda snaps, *pairs: jax.lax.map(lambda p: evaluate(p, *pairs), snaps)
+    )(snapshots, x_t, x0, true_score)
     comparisons, cosines, relatives = jax.device_get((comparisons, cosines, relatives))
     rows = [{"step": int(s), "sm": float(comparisons.sm[i]), "csm": float(comparisons.csm[i]),
              "gap": float(comparisons.gap[i]), "gap_se": float(comparisons.gap_se[i]),
              "grad_cosine": float(cosines[i]), "grad_relative_difference": float(relatives[i])}
             for i, s in enumerate(steps)]
     constant, constant_se = float(comparisons.constant[0]), float(comparisons.constant_se[0])
-    out.table(rows, stem="training_run", caption=(
-        f"SM and CSM at parameter snapshots (α = {config.alpha}, σ = {config.sigma}, "
-        f"{config.num_eval} evaluation pairs). θ-free constant C = {constant:.4f} ± "
-        f"{constant_se:.4f}."))
     gaps = np.array([r["gap"] for r in rows])
     gap_ses = np.array([r["gap_se"] for r in rows])
-    spread = float(np.std(gaps))
-    max_z = float(np.max(np.abs(gaps - constant) / np.hypot(gap_ses, constant_se)))
 
     # --- Gaussian data: the closed form ----------------------------------------------------
     @jax.jit
@@ -183,15 +188,11 @@ def run(config: Config, out) -> None:
                                "sm": float(c.sm), "csm": float(c.csm), "gap": float(c.gap),
                                "gap_se": float(c.gap_se), "closed_form": closed,
                                "z": (float(c.gap) - closed) / float(c.gap_se)})
-    out.table(gauss_rows, stem="gaussian_closed_form", caption=(
-        "Gaussian data x₀ ~ N(0, s²I₂), random linear s_θ(x) = Wx + b: the measured gap against "
-        "C = d(1/σ² − 1/(α²s² + σ²))."))
-    gauss_z = float(np.max(np.abs([r["z"] for r in gauss_rows])))
 
     # --- batch-ratio bias -------------------------------------------------------------------
     points = data.perturb(alpha=config.alpha, sigma=config.sigma).sample(64, key=k_points)
     bias_rows = []
-    for b in config.batch_sizes:
+    for b in config.batch_sizes if batch_sizes is None else batch_sizes:
         bias, se = sm.batch_ratio_score_bias(data, points, alpha=config.alpha,
                                              sigma=config.sigma, batch_size=b,
                                              num_batches=config.num_batches,
@@ -201,45 +202,115 @@ def run(config: Config, out) -> None:
         bias_rows.append({"batch_size": b, "mean_bias_norm": float(norm.mean()),
                           "bias_se": float(norm_se.mean() / np.sqrt(len(points))),
                           "mean_standard_error": float(norm_se.mean())})
+    return {
+        "seed": seed, "trained": trained, "steps": steps, "rows": rows, "gauss_rows": gauss_rows,
+        "bias_rows": bias_rows, "constant": constant, "constant_se": constant_se,
+        "gap_spread": float(np.std(gaps)),
+        "gap_max_z": float(np.max(np.abs(gaps - constant) / np.hypot(gap_ses, constant_se))),
+        "gaussian_max_z": float(np.max(np.abs([r["z"] for r in gauss_rows]))),
+        "grad_cosine_min": float(np.min(cosines)),
+        "grad_relative_difference_max": float(np.max(relatives)),
+        "sm_drop": rows[0]["sm"] / rows[-1]["sm"],
+        "bias_ratio": bias_rows[0]["mean_bias_norm"] / bias_rows[-1]["mean_bias_norm"],
+        # the smallest batch's bias in units of its Monte Carlo standard error (≈ 1 if unbiased)
+        "bias_z_smallest_batch": bias_rows[0]["mean_bias_norm"] / bias_rows[0]["mean_standard_error"],
+    }
+
+
+def bonferroni_bound(checks: int, family_alpha: float) -> float:
+    """The two-sided |z| bound that keeps ``checks`` tests at family-wise ``family_alpha``."""
+    return float(scipy_stats.norm.isf(family_alpha / (2 * checks)))
+
+
+def run(config: Config, out) -> None:
+    # Replicate r draws from seed config.seed + r: fresh evaluation pairs, θ draws and batches.
+    # The identities hold for every θ, so all replicates reuse replicate 0's training run;
+    # they score only the ends of the bias curve, which the claim uses.
+    first = run_seed(config, config.seed)
+    ends = (config.batch_sizes[0], config.batch_sizes[-1])
+    replicates = [first] + [run_seed(config, config.seed + r, trained=first["trained"],
+                                     batch_sizes=ends) for r in range(1, config.seeds)]
+    rows, gauss_rows, bias_rows = first["rows"], first["gauss_rows"], first["bias_rows"]
+    constant, constant_se = first["constant"], first["constant_se"]
+    out.table(rows, stem="training_run", caption=(
+        f"SM and CSM at parameter snapshots of seed {config.seed} (α = {config.alpha}, "
+        f"σ = {config.sigma}, {config.num_eval} evaluation pairs). θ-free constant C = "
+        f"{constant:.4f} ± {constant_se:.4f}."))
+    out.table(gauss_rows, stem="gaussian_closed_form", caption=(
+        f"Seed {config.seed}: Gaussian data x₀ ~ N(0, s²I₂), random linear s_θ(x) = Wx + b: the "
+        "measured gap against C = d(1/σ² − 1/(α²s² + σ²))."))
     out.table(bias_rows, stem="batch_ratio_bias", caption=(
-        f"Norm of the batch-ratio estimator's bias, averaged over 64 points of p_t, "
-        f"{config.num_batches} batches per size."))
+        f"Seed {config.seed}: norm of the batch-ratio estimator's bias, averaged over 64 points "
+        f"of p_t, {config.num_batches} batches per size."))
+    summary_keys = ("gap_max_z", "gaussian_max_z", "grad_cosine_min",
+                    "grad_relative_difference_max", "sm_drop", "bias_ratio",
+                    "bias_z_smallest_batch")
+    out.table([{"seed": rep["seed"], **{k: rep[k] for k in summary_keys}} for rep in replicates],
+              stem="replicates", caption=(
+                  "Per seed (each its own evaluation pairs, θ draws and batches, on the same "
+                  "training run): the statistics the claims are decided on."))
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    plot_losses(axes[0], steps, rows, constant, constant_se)
+    plot_losses(axes[0], first["steps"], rows, constant, constant_se)
     plot_bias(axes[1], [r["batch_size"] for r in bias_rows],
               np.array([r["mean_bias_norm"] for r in bias_rows]),
               np.array([r["bias_se"] for r in bias_rows]))
     out.figure(fig, "sm_vs_csm", caption=(
-        "Left: SM and CSM fall together during training while CSM − SM stays on the θ-free "
-        "constant C. Right: the batch-ratio target's bias shrinks with the batch size."))
+        f"Seed {config.seed}. Left: SM and CSM fall together during training while CSM − SM "
+        "stays on the θ-free constant C. Right: the batch-ratio target's bias shrinks with the "
+        "batch size."))
+
+    def per_seed(name):
+        return np.array([rep[name] for rep in replicates])
 
     out.metric(
-        constant=constant, constant_se=constant_se, gap_mean=float(gaps.mean()),
-        gap_spread_over_snapshots=spread, gap_max_z_vs_constant=max_z,
-        sm_drop=rows[0]["sm"] / rows[-1]["sm"],
-        grad_cosine_min=float(np.min(cosines)),
-        grad_relative_difference_max=float(np.max(relatives)),
-        gaussian_max_z=gauss_z,
+        constant=constant, constant_se=constant_se,
+        gap_mean=float(np.mean([r["gap"] for r in rows])),
+        gap_spread_over_snapshots=first["gap_spread"],
         batch_ratio_bias={r["batch_size"]: r["mean_bias_norm"] for r in bias_rows},
+        **{f"{k}_per_seed": per_seed(k) for k in summary_keys},
     )
+
+    def listed(name, digits=2):
+        return ", ".join(f"{v:.{digits}f}" for v in per_seed(name))
+
+    snapshot_bound = bonferroni_bound(len(rows), config.family_alpha)
     out.claim("CSM − SM is a constant independent of θ", source=SOURCE,
               expected="constant over training",
-              measured=f"gap {gaps.mean():.4f} (spread {spread:.1e}) vs θ-free C = "
-                       f"{constant:.4f} ± {constant_se:.4f}; max |z| {max_z:.2f} over "
-                       f"{len(rows)} snapshots while SM fell ×{rows[0]['sm'] / rows[-1]['sm']:.1f}",
-              holds=max_z < 4.0)
+              verdict=stats.exceeds(per_seed("gap_max_z"), snapshot_bound, alternative="less"),
+              measured=f"per-seed max |z| of the gap against the θ-free C over {len(rows)} "
+                       f"snapshots: {listed('gap_max_z')} (Bonferroni bound {snapshot_bound:.2f}, "
+                       f"family-wise {config.family_alpha}); SM fell ×{first['sm_drop']:.1f} "
+                       f"(seed {config.seed})",
+              previous=first["gap_max_z"] < 4.0)
+    gauss_bound = bonferroni_bound(len(gauss_rows), config.family_alpha)
     out.claim("for Gaussian data C = d(1/b² − 1/(a²s² + b²))", source=SOURCE + " (brief §6)",
-              expected="closed form", measured=f"max |z| = {gauss_z:.2f} over "
-                                               f"{len(gauss_rows)} (level, θ) pairs",
-              holds=gauss_z < 4.0)
+              expected="closed form",
+              verdict=stats.exceeds(per_seed("gaussian_max_z"), gauss_bound, alternative="less"),
+              measured=f"per-seed max |z| over {len(gauss_rows)} (level, θ) pairs: "
+                       f"{listed('gaussian_max_z')} (Bonferroni bound {gauss_bound:.2f}, "
+                       f"family-wise {config.family_alpha})",
+              previous=first["gaussian_max_z"] < 4.0)
     out.claim("the gradients of SM and CSM are equal (in expectation)", source=SOURCE,
-              expected="cosine 1", measured=f"min cosine {np.min(cosines):.4f}, max relative "
-                                            f"difference {np.max(relatives):.3f}",
-              holds=bool(np.min(cosines) > 0.95))
+              expected="cosine 1",
+              verdict=stats.exceeds(per_seed("grad_cosine_min"), 0.95),
+              measured=f"per-seed min cosine over the snapshots {listed('grad_cosine_min', 4)} "
+                       f"(tolerance: above 0.95); max relative difference "
+                       f"{listed('grad_relative_difference_max', 3)}",
+              previous=first["grad_cosine_min"] > 0.95)
     small, large = bias_rows[0], bias_rows[-1]
     out.claim("the batch-ratio SM estimator is biased, the bias shrinking with batch size",
               source=SOURCE + " (statistical caveat)", expected="bias → 0 as B → ∞",
-              measured=f"‖bias‖ {small['mean_bias_norm']:.3f} at B = {small['batch_size']} → "
-                       f"{large['mean_bias_norm']:.4f} at B = {large['batch_size']}",
-              holds=small["mean_bias_norm"] > 3 * large["mean_bias_norm"])
+              verdict=stats.all_of(
+                  stats.exceeds(per_seed("bias_z_smallest_batch"), 3.0),
+                  stats.exceeds(per_seed("bias_ratio"), 3.0),
+                  names=[f"biased at B = {small['batch_size']}",
+                         f"shrinking from B = {small['batch_size']} to {large['batch_size']}"],
+                  claim="t 95% CIs over the seeds: ‖bias‖ at the smallest B above 3 standard "
+                        "errors, and ‖bias‖ ratio smallest/largest B above 3"),
+              measured=f"per seed, ‖bias‖ at B = {small['batch_size']} in standard errors "
+                       f"{listed('bias_z_smallest_batch', 1)}; ‖bias‖ ratio B = "
+                       f"{small['batch_size']} to B = {large['batch_size']}: "
+                       f"{listed('bias_ratio', 1)}; seed {config.seed}: "
+                       f"{small['mean_bias_norm']:.3f} → {large['mean_bias_norm']:.4f}",
+              previous=small["mean_bias_norm"] > 3 * large["mean_bias_norm"])

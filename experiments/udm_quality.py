@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import numpy as np
 
+from diffusionlab import stats
 from diffusionlab.udm import evaluation, plots
 
 TITLE = "UDM: FD-digits and sliced W2 against reverse steps, every process"
@@ -17,14 +19,16 @@ class Config:
     recipe: evaluation.Recipe = evaluation.Recipe()
     domains: tuple[str, ...] = ("digits", "toy")
     fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
-    seeds: int = 3
+    seeds: int = 3  # sampling seeds per trained model
+    training_seeds: int = 3  # the claims: models trained from this many seeds, each scored
     num_eval: int = 500
     seed: int = 0
 
     @classmethod
     def quick(cls) -> Config:
         return cls(
-            recipe=evaluation.Recipe.quick(), domains=("digits",), fractions=(1.0,), seeds=2, num_eval=64
+            recipe=evaluation.Recipe.quick(), domains=("digits",), fractions=(1.0,), seeds=2,
+            training_seeds=2, num_eval=64,
         )
 
 
@@ -39,6 +43,34 @@ def _row(rows, sampler, steps=None):
 
 def _pm(mean, std):
     return f"{mean:.3g} ± {std:.2g}"
+
+
+def _claim_samplers(setting, domain: str) -> tuple[list[str], list[str]]:
+    """The samplers the claims compare: at the most reverse steps, and at the fewest."""
+    s = setting.cold_sigma
+    most = ["cold blur improved", "cold blur naive", f"cold blur+noise({s}) improved",
+            f"cold blur+noise({s}) naive"]
+    if domain == "digits":
+        most += ["edit", "edit (baseline kernel)", "mask", "mask (baseline kernel)"]
+    return most, ["hot DDIM", "hot DDPM"]
+
+
+def replicate_rows(config: Config, domain: str, training_seed: int, *, key) -> list[dict]:
+    """The claims' samplers, scored over ``config.seeds`` sampling seeds, for the models
+    trained from ``training_seed`` (the recipe's seed replaced)."""
+    recipe = dataclasses.replace(config.recipe, seed=training_seed)
+    setting = recipe.setting
+    table = evaluation.samplers(setting, domain=domain)
+    groups = _claim_samplers(setting, domain)
+    # only the models these samplers use (not the encoder)
+    models = recipe.models(domain, names=sorted({table[n].model for g in groups for n in g}))
+    rows = []
+    for names, fraction in zip(groups, (max(config.fractions), min(config.fractions)), strict=True):
+        rows += evaluation.quality_rows(
+            models, {n: table[n] for n in names}, setting, domain=domain, fractions=(fraction,),
+            seeds=config.seeds, num=config.num_eval, toy=recipe.toy, key=key,
+        )
+    return rows
 
 
 def run(config: Config, out) -> None:
@@ -76,7 +108,7 @@ def run(config: Config, out) -> None:
         stem="quality",
         caption=(
             f"Mean ± std over {config.seeds} sampling seeds ({config.num_eval} samples each; one trained "
-            "model per forward process). "
+            f"model per forward process, training seed {recipe.seed}). "
             "Diversity: mean pairwise distance of the samples (in pixels for digits)."
         ),
     )
@@ -97,63 +129,98 @@ def run(config: Config, out) -> None:
             fig, f"quality_{domain}", caption=f"{metric} against reverse steps, mean ± std over seeds."
         )
 
-    # the essays' claims without numbers, measured on digits (or the first domain)
+    # The essays' claims without numbers, measured on digits (or the first domain), over
+    # models trained from several seeds: replicate r is the recipe's seed + r (r = 0 is the
+    # model of the table above), each scored as in the table.
     domain = "digits" if "digits" in config.domains else config.domains[0]
+    d = config.domains.index(domain)
     rd = [r for r in rows if r["domain"] == domain]
+    most, few_names = _claim_samplers(setting, domain)
+    few = min(r["steps"] for r in rd if r["sampler"] == "hot DDIM")
+    first = [_row(rd, n) for n in most] + [_row(rd, n, few) for n in few_names]
+    replicates = [first] + [
+        replicate_rows(config, domain, recipe.seed + r, key=jax.random.fold_in(key, 100 + d))
+        for r in range(1, config.training_seeds)
+    ]
+    out.table(
+        [{"training seed": recipe.seed + i, "sampler": r["sampler"], "steps": r["steps"],
+          "metric": r["metric"], "score": r["score_mean"], "diversity": r["diversity_mean"]}
+         for i, rep in enumerate(replicates) for r in rep],
+        stem="replicates",
+        caption=(
+            f"{domain}: the samplers the claims compare, for models trained from "
+            f"{config.training_seeds} seeds; each value is the mean over {config.seeds} sampling "
+            f"seeds of {config.num_eval} samples."
+        ),
+    )
+
+    def per_seed(sampler, column="score_mean"):
+        return np.array([next(r[column] for r in rep if r["sampler"] == sampler)
+                         for rep in replicates])
+
+    def shown_pm(values):
+        return _pm(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
+
+    n = config.training_seeds
     real = evaluation.reference_data(setting, domain=domain, toy=recipe.toy, num=config.num_eval)
     real_div = evaluation.diversity(real)
     s = recipe.cold_sigma
-    det = _row(rd, "cold blur improved")
-    noisy = _row(rd, f"cold blur+noise({s}) improved")
-    naive = _row(rd, "cold blur naive")
-    noisy_naive = _row(rd, f"cold blur+noise({s}) naive")
+    det, noisy = per_seed("cold blur improved", "diversity_mean"), per_seed(
+        f"cold blur+noise({s}) improved", "diversity_mean")
     out.metric(
         real_diversity=real_div,
         **{f"{r['domain']}|{r['sampler']}|{r['steps']}": r["score_mean"] for r in rows},
+        claim_replicates={f"{r['sampler']}|{r['steps']}": per_seed(r["sampler"]).tolist()
+                          for r in first},
     )
+    spread = f"mean ± sd over {n} training seeds"
     out.claim(
         "Deterministic cold sampling loses diversity",
         source=SOURCE + " (cold diffusion critique)",
         expected="diversity below the data's",
-        measured=f"diversity {det['diversity_mean']:.3g} vs real {real_div:.3g} "
-        f"(ratio {det['diversity_mean'] / real_div:.2f})",
-        holds=det["diversity_mean"] < 0.9 * real_div,
+        verdict=stats.exceeds(det, real_div, alternative="less"),
+        measured=f"diversity {shown_pm(det)} ({spread}) vs real {real_div:.3g} "
+        f"(ratio {det.mean() / real_div:.2f})",
+        previous=first[0]["diversity_mean"] < 0.9 * real_div,
     )
+    det_row, noisy_row = _row(rd, "cold blur improved"), _row(rd, f"cold blur+noise({s}) improved")
     out.claim(
         "Adding noise (σ > 0) restores diversity",
         source=SOURCE,
         expected="σ>0 diversity > σ=0 diversity",
-        measured=f"{noisy['diversity_mean']:.3g} (σ={s}) vs {det['diversity_mean']:.3g} (σ=0); "
-        f"FD {noisy['score_mean']:.3g} vs {det['score_mean']:.3g}",
-        holds=noisy["diversity_mean"] > det["diversity_mean"],
+        verdict=stats.compare(noisy, det, alternative="greater", paired=True),
+        measured=f"{shown_pm(noisy)} (σ={s}) vs {shown_pm(det)} (σ=0), {spread}",
+        previous=noisy_row["diversity_mean"] > det_row["diversity_mean"],
     )
-    for label, better, worse in (("σ=0", det, naive), (f"σ={s}", noisy, noisy_naive)):
+    for label, better, worse in (("σ=0", "cold blur improved", "cold blur naive"),
+                                 (f"σ={s}", f"cold blur+noise({s}) improved",
+                                  f"cold blur+noise({s}) naive")):
         out.claim(
             f"The improved cold sampler beats the naive one ({label})",
             source=SOURCE + "; Bansal et al.",
             expected="lower FD",
-            measured=f"{_pm(better['score_mean'], better['score_std'])} vs "
-            f"{_pm(worse['score_mean'], worse['score_std'])}",
-            holds=better["score_mean"] < worse["score_mean"],
+            verdict=stats.compare(per_seed(better), per_seed(worse), alternative="less",
+                                  paired=True),
+            measured=f"{shown_pm(per_seed(better))} vs {shown_pm(per_seed(worse))}, {spread}",
+            previous=_row(rd, better)["score_mean"] < _row(rd, worse)["score_mean"],
         )
     if domain == "digits":
         for proc in ("edit", "mask"):
-            good, base = _row(rd, proc), _row(rd, f"{proc} (baseline kernel)")
+            good, base = per_seed(proc), per_seed(f"{proc} (baseline kernel)")
             out.claim(
                 f"The deterministic kernel beats the baseline (fresh-noise) kernel ({proc})",
                 source="苏剑林, 统一扩散模型（理论篇）, https://kexue.fm/archives/9262 §6",
                 expected="lower FD",
-                measured=f"{_pm(good['score_mean'], good['score_std'])} vs "
-                f"{_pm(base['score_mean'], base['score_std'])}",
-                holds=good["score_mean"] < base["score_mean"],
+                verdict=stats.compare(good, base, alternative="less", paired=True),
+                measured=f"{shown_pm(good)} vs {shown_pm(base)}, {spread}",
+                previous=_row(rd, proc)["score_mean"] < _row(rd, f"{proc} (baseline kernel)")["score_mean"],
             )
-    few = min(r["steps"] for r in rd if r["sampler"] == "hot DDIM")
-    ddim, ddpm = _row(rd, "hot DDIM", few), _row(rd, "hot DDPM", few)
+    ddim, ddpm = per_seed("hot DDIM"), per_seed("hot DDPM")
     out.claim(
         f"DDIM (σ_t = 0) beats DDPM at few steps ({few})",
         source=SOURCE + "; Song et al. (DDIM)",
         expected="lower FD",
-        measured=f"{_pm(ddim['score_mean'], ddim['score_std'])} vs "
-        f"{_pm(ddpm['score_mean'], ddpm['score_std'])}",
-        holds=ddim["score_mean"] < ddpm["score_mean"],
+        verdict=stats.compare(ddim, ddpm, alternative="less", paired=True),
+        measured=f"{shown_pm(ddim)} vs {shown_pm(ddpm)}, {spread}",
+        previous=_row(rd, "hot DDIM", few)["score_mean"] < _row(rd, "hot DDPM", few)["score_mean"],
     )

@@ -122,14 +122,19 @@ def train_models(
     toy: str = "8gaussians",
     key,
 ) -> dict[str, TrainedModel]:
-    """Trains the named models (default: all of :func:`model_processes`)."""
+    """Trains the named models (default: all of :func:`model_processes`).
+
+    Each model's key folds in its position in :func:`model_processes`, so training a subset
+    gives the same models as training them all.
+    """
     processes = model_processes(setting, domain=domain)
-    names = list(processes) if names is None else list(names)
+    order = list(processes)
+    names = order if names is None else list(names)
     models = {}
-    for i, name in enumerate(names):
+    for name in names:
         x = training_data(name, setting, domain=domain, toy=toy)
         models[name] = fit_process(
-            processes[name], x, config=config, network=network, key=jax.random.fold_in(key, i)
+            processes[name], x, config=config, network=network, key=jax.random.fold_in(key, order.index(name))
         )
     return models
 
@@ -270,9 +275,9 @@ class Recipe:
     def setting(self) -> Setting:
         return Setting(T_hot=self.T_hot, T_cold=self.T_cold, cold_sigma=self.cold_sigma, levels=self.levels)
 
-    def models(self, domain: str) -> dict[str, TrainedModel]:
-        """The trained models of ``domain`` (memoised)."""
-        config = train.TrainConfig(
+    @property
+    def train_config(self) -> train.TrainConfig:
+        return train.TrainConfig(
             steps=self.train_steps,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -280,12 +285,30 @@ class Recipe:
             log_every=max(1, min(250, self.train_steps)),
             seed=self.seed,
         )
-        network = NetworkConfig(hidden=self.hidden, depth=self.depth)
+
+    @property
+    def network(self) -> NetworkConfig:
+        return NetworkConfig(hidden=self.hidden, depth=self.depth)
+
+    def models(self, domain: str, *, names=None) -> dict[str, TrainedModel]:
+        """The trained models of ``domain``: all of them (memoised), or only ``names``
+        (trained on each call; the same models as in the full set)."""
+        seed = self.seed + (domain == "toy")
+        if names is not None:
+            return train_models(
+                self.setting,
+                domain=domain,
+                config=self.train_config,
+                network=self.network,
+                names=names,
+                toy=self.toy,
+                key=jax.random.key(seed),
+            )
         return trained_models(
             self.setting,
             domain=domain,
-            config=config,
-            network=network,
+            config=self.train_config,
+            network=self.network,
             toy=self.toy,
-            seed=self.seed + (domain == "toy"),
+            seed=seed,
         )

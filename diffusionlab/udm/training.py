@@ -11,6 +11,7 @@ Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（�
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from diffusionlab import train
 from diffusionlab.udm.encoder import EncoderDiffusion
 from diffusionlab.udm.networks import NetworkConfig, make_encoder, make_network, predict, predictor
+from diffusionlab.udm.sampler import _combine, _partition
 
 DEFAULT_NETWORK = NetworkConfig()
 
@@ -109,15 +111,20 @@ def fit_process(
     return TrainedModel(process, predictor(process, apply, final["net"], kind=network.kind), result.history)
 
 
+@functools.partial(jax.jit, static_argnames=("static",))
+def _expected_loss(dynamic, x0, key, *, static):
+    process, predict_x0 = _combine(dynamic, static)
+    k_time, k_noise = jax.random.split(key)
+    t = jax.random.randint(k_time, x0.shape[:1], 1, process.T + 1)
+    x_t = process.forward(x0, t, key=k_noise)
+    return jnp.mean(process.loss(x0, predict_x0(x_t, t), t))
+
+
 def expected_loss(model: TrainedModel, x0, *, key) -> float:
-    """Monte Carlo estimate of the training objective on ``x0`` (e.g. held-out data), uniform ``t``."""
-    process, predict_x0 = model.process, model.predict_x0
+    """Monte Carlo estimate of the training objective on ``x0`` (e.g. held-out data), uniform ``t``.
 
-    @jax.jit
-    def estimate(x0, key):
-        k_time, k_noise = jax.random.split(key)
-        t = jax.random.randint(k_time, x0.shape[:1], 1, process.T + 1)
-        x_t = process.forward(x0, t, key=k_noise)
-        return jnp.mean(process.loss(x0, predict_x0(x_t, t), t))
-
-    return float(estimate(jnp.asarray(x0), key))
+    The parameters are traced, not baked into the program as constants: XLA's CPU compiler
+    (jax 0.10.2) returned garbage for the untrained networks' zero head folded as a constant.
+    """
+    dynamic, static = _partition((model.process, model.predict_x0))
+    return float(_expected_loss(dynamic, jnp.asarray(x0), key, static=static))
