@@ -156,9 +156,8 @@ class Output:
         *,
         source: str,
         expected: Any,
-        verdict: Any = None,
+        verdict: Any,
         measured: Any = None,
-        holds: Any = None,
         previous: Any = None,
     ) -> None:
         """Sets an essay's claim next to what we measured, with a decided verdict.
@@ -171,8 +170,6 @@ class Output:
             ``growth_exponent``, ``exceeds``, ``within``, ``all_of`` or ``undecided``: the
             estimate, its interval over the replicates, the rule and the three-way verdict.
           measured: optional context for the reader (other figures behind the estimate).
-          holds: deprecated boolean form; recorded as ``undecided`` since a bool carries no
-            interval.
           previous: what the experiment's earlier boolean rule gave on these same numbers
             (True/False/None). Kept in ``metrics.json`` only, so that a change of verdict
             between the old rule and the decided one can be listed; never shown as a verdict.
@@ -180,11 +177,6 @@ class Output:
         Raises:
           TypeError: if ``verdict`` is not a Verdict (a bool is refused: decide it instead).
         """
-        if verdict is None:
-            from diffusionlab import stats
-
-            verdict = stats.undecided("verdict not yet decided from replicates (boolean rule "
-                                      f"gave {holds})")
         if isinstance(verdict, (bool, np.bool_)) or not hasattr(verdict, "verdict"):
             raise TypeError(f"verdict must be a diffusionlab.stats.Verdict, got "
                             f"{type(verdict).__name__}; decide it from the replicates")
