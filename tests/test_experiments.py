@@ -1,8 +1,9 @@
 """``python -m experiments --all --quick`` end to end, through the real entry point.
 
-One run of the whole path: every experiment in its own process, a deliberately failing and a
-deliberately crashing experiment beside them, the report written regardless, and a second
-run that resumes (skips everything current, reruns what failed).
+One run of the whole path, as one test so that it runs once: every experiment in its own
+process, a deliberately failing and a deliberately crashing experiment beside them, the report
+written regardless, and a second run that resumes (skips everything current, reruns what
+failed).
 """
 
 import ast
@@ -13,8 +14,6 @@ import re
 import subprocess
 import sys
 import textwrap
-
-import pytest
 
 import experiments
 
@@ -56,22 +55,18 @@ def _run_all(results: pathlib.Path, extra: pathlib.Path) -> subprocess.Completed
     )
 
 
-@pytest.fixture(scope="module")
-def quick_all(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reproduce")
-    extra = root / "extra"
+def test_all_quick_end_to_end(tmp_path):
+    """One test, so that the whole --all path runs once whatever the xdist scheduling."""
+    extra = tmp_path / "extra"
     _write_broken_experiments(extra)
-    results = root / "results"
+    results = tmp_path / "results"
     first = _run_all(results, extra)
-    return results, extra, first
+    _check_every_experiment_ran_and_reported(results, first)
+    _check_failures_are_reported(results)
+    _check_second_run_resumes(results, extra)
 
 
-# One worker runs the module's --all fixture once; the other tests spread as usual.
-pytestmark = pytest.mark.xdist_group("reproduce")
-
-
-def test_all_quick_runs_every_experiment_and_reports(quick_all):
-    results, _, first = quick_all
+def _check_every_experiment_ran_and_reported(results, first):
     assert first.returncode == 1, first.stdout + first.stderr  # two broken experiments
     for name in experiments.names():
         out = results / name
@@ -92,8 +87,7 @@ def test_all_quick_runs_every_experiment_and_reports(quick_all):
     assert "## Wall time" in text
 
 
-def test_failed_experiments_are_reported_with_error_and_log(quick_all):
-    results, _, _ = quick_all
+def _check_failures_are_reported(results):
     text = (results / "REPORT.md").read_text()
     assert "failed: [zz_crashes](#zz_crashes), [zz_raises](#zz_raises)" in text
     raised = json.loads((results / "zz_raises" / "run.json").read_text())
@@ -105,8 +99,7 @@ def test_failed_experiments_are_reported_with_error_and_log(quick_all):
     assert "Log: [zz_raises/log.txt](zz_raises/log.txt)" in text
 
 
-def test_second_run_resumes(quick_all):
-    results, extra, _ = quick_all
+def _check_second_run_resumes(results, extra):
     second = _run_all(results, extra)
     assert second.returncode == 1
     for name in experiments.names():
