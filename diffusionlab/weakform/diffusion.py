@@ -18,6 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
+from diffusionlab.weakform._args import output_shape
+
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionMatrix:
@@ -31,9 +34,15 @@ class DiffusionMatrix:
 
     Attributes:
       matrix: ``matrix(x_D, t) -> (d, m)``.
+
+    Raises:
+      TypeError: if ``matrix`` is not callable.
     """
 
     matrix: Callable[[jax.Array, jax.Array], jax.Array]
+
+    def __post_init__(self):
+        _checks.check_callable(self.matrix, "matrix")
 
 
 Diffusion = Callable[[jax.Array], jax.Array] | DiffusionMatrix | None
@@ -43,28 +52,36 @@ def as_diffusion(g, dim: int) -> Diffusion:
     """Validates ``g`` and returns ``None`` (no noise), a scalar ``g(t)``, or a DiffusionMatrix.
 
     Raises:
-      ValueError: if ``g`` (or ``g(t)``) is not a scalar, or a DiffusionMatrix returns a
+      ValueError: if ``g`` (or ``g(t)``) is not a finite scalar, or a DiffusionMatrix returns a
         matrix whose first axis is not ``dim``.
-      TypeError: if ``g`` is neither a number, a callable nor a DiffusionMatrix.
+      TypeError: if ``g`` is neither a real number, a callable nor a DiffusionMatrix, or
+        ``g(t)`` (``g.matrix(x, t)``) does not return one real array.
     """
     if g is None:
         return None
     if isinstance(g, DiffusionMatrix):
-        shape = jax.eval_shape(g.matrix, jax.ShapeDtypeStruct((dim,), jnp.float32),
-                               jax.ShapeDtypeStruct((), jnp.float32)).shape
+        shape = output_shape(g.matrix, "g.matrix(x, t)", jax.ShapeDtypeStruct((dim,), jnp.float32),
+                             jax.ShapeDtypeStruct((), jnp.float32))
         if len(shape) != 2 or shape[0] != dim:
             raise ValueError(f"g.matrix(x, t) must return a ({dim}, m) matrix, got shape {shape}")
         return g
     if callable(g):
-        shape = jax.eval_shape(g, jax.ShapeDtypeStruct((), jnp.float32)).shape
+        shape = output_shape(g, "g(t)", jax.ShapeDtypeStruct((), jnp.float32))
         if shape != ():
             raise ValueError(
                 f"g(t) must return a scalar (only scalar g_t is supported; wrap a state-dependent "
                 f"matrix in DiffusionMatrix), got shape {shape}"
             )
         return g
-    if isinstance(g, (int, float, np.ndarray, jax.Array, np.generic)):
-        value = np.asarray(g)
+    if isinstance(g, (int, float, np.ndarray, jax.Array, np.generic)) and not isinstance(
+            g, (bool, np.bool_)):
+        value = _checks.concrete(g)
+        if value is None:
+            raise TypeError("g must be a concrete number (not traced) or a callable g(t); wrap "
+                            "a traced g_t in a callable")
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise TypeError(f"g must be a real number (or a callable t -> scalar, or a "
+                            f"DiffusionMatrix), got dtype {value.dtype}")
         if value.shape != ():
             raise ValueError(
                 f"g must be a scalar g_t (or a callable t -> scalar, or a DiffusionMatrix), "
@@ -76,7 +93,8 @@ def as_diffusion(g, dim: int) -> Diffusion:
         if constant == 0.0:
             return None
         return _Constant(constant)
-    raise TypeError(f"g must be a number, a callable g(t) or a DiffusionMatrix, got {type(g)}")
+    raise TypeError(f"g must be a real number, a callable g(t), None or a DiffusionMatrix, "
+                    f"got {type(g).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)

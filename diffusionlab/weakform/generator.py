@@ -18,6 +18,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+from diffusionlab.weakform._args import check_bool, single_key
 from diffusionlab.weakform.diffusion import Diffusion, DiffusionMatrix
 from diffusionlab.weakform.laplacian import quadratic_form
 
@@ -50,8 +52,33 @@ def generator(
 
     Returns:
       ``(K,)`` values of :math:`\mathcal L_t\phi_k(x)`.
+
+    Raises:
+      TypeError: if ``phi`` or ``drift`` is not callable, ``diffusion`` is not None, a
+        callable or a :class:`DiffusionMatrix`, ``x_D`` is not a real floating array, ``t``
+        not a real number, ``key`` not a PRNG key, ``hutchinson`` not a bool or
+        ``num_probes`` not an integer.
+      ValueError: if ``x_D`` is not one non-empty point ``(d,)``, ``x_D`` or ``t`` is NaN/inf,
+        ``t`` is not a scalar, ``num_probes`` < 1, ``key`` is a batch of keys, or ``drift``
+        (``diffusion.matrix``) returns the wrong shape.
     """
+    _checks.check_callable(phi, "phi")
+    _checks.check_callable(drift, "drift")
+    if diffusion is not None and not callable(diffusion) \
+            and not isinstance(diffusion, DiffusionMatrix):
+        raise TypeError(f"diffusion must be None, a callable g(t) or a DiffusionMatrix; got "
+                        f"{type(diffusion).__name__}")
+    x_D = _checks.float_array(x_D, "x_D", ndim=1, layout="(d,)")
+    _checks.check_real(t, "t")
+    if jnp.issubdtype(jnp.result_type(t), jnp.floating) and jnp.finfo(jnp.result_type(t)).bits < 32:
+        t = jnp.asarray(t, jnp.float32)  # half precision: compute in float32
+    key = single_key(key)
+    hutchinson = check_bool(hutchinson, "hutchinson")
+    num_probes = _checks.check_int(num_probes, "num_probes", low=1)
     f_D = drift(x_D, t)
+    if jnp.shape(f_D) != x_D.shape:
+        raise ValueError(f"drift(x_D, t) must return shape {x_D.shape} for x_D of that shape; "
+                         f"got {jnp.shape(f_D)}")
     # f·∇φ is one directional derivative along f: forward mode, no K-row Jacobian needed.
     first_K = jax.jvp(phi, (x_D,), (f_D,))[1]
     if diffusion is None:
@@ -59,6 +86,9 @@ def generator(
     dim = x_D.shape[0]
     if isinstance(diffusion, DiffusionMatrix):
         g_DxM = diffusion.matrix(x_D, t)
+        if jnp.ndim(g_DxM) != 2 or jnp.shape(g_DxM)[0] != dim:
+            raise ValueError(f"diffusion.matrix(x_D, t) must return a ({dim}, m) matrix; got "
+                             f"shape {jnp.shape(g_DxM)}")
         noise_dim = g_DxM.shape[1]
     else:
         g_DxM = None

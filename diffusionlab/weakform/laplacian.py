@@ -23,6 +23,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+from diffusionlab.weakform._args import single_key
+
 
 def directional_derivatives(phi: Callable, x_D: jax.Array,
                             v_D: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -43,7 +46,13 @@ def exact_laplacian(phi: Callable, x_D: jax.Array) -> jax.Array:
 
     Returns:
       ``(K,)`` Laplacians.
+
+    Raises:
+      TypeError: if ``phi`` is not callable or ``x_D`` is not a real floating array.
+      ValueError: if ``x_D`` is not one non-empty point ``(d,)`` or holds NaN/inf.
     """
+    _checks.check_callable(phi, "phi")
+    x_D = _checks.float_array(x_D, "x_D", ndim=1, layout="(d,)")
     basis_DxD = jnp.eye(x_D.shape[0], dtype=x_D.dtype)
     return jnp.sum(jax.vmap(lambda e: quadratic_form(phi, x_D, e))(basis_DxD), axis=0)
 
@@ -66,10 +75,17 @@ def hutchinson_laplacian(
       ``(K,)`` estimates; their mean over keys is the exact Laplacian.
 
     Raises:
-      ValueError: if ``num_probes`` < 1.
+      TypeError: if ``phi`` is not callable, ``x_D`` is not a real floating array, ``key`` is
+        not a PRNG key or ``num_probes`` is not an integer.
+      ValueError: if ``x_D`` is not one non-empty point ``(d,)`` or holds NaN/inf,
+        ``num_probes`` < 1 (or too large for memory), or ``key`` is a batch of keys.
     """
-    if num_probes < 1:
-        raise ValueError(f"num_probes must be ≥ 1, got {num_probes}")
+    _checks.check_callable(phi, "phi")
+    x_D = _checks.float_array(x_D, "x_D", ndim=1, layout="(d,)")
+    key = single_key(key)
+    num_probes = _checks.check_int(num_probes, "num_probes", low=1)
+    _checks.check_fits_memory("num_probes", 4.0 * 4 * num_probes * x_D.shape[0],
+                              f"{num_probes} probes")
     probes_PxD = jax.random.rademacher(key, (num_probes, x_D.shape[0]), dtype=x_D.dtype)
     return jnp.mean(jax.vmap(lambda v: quadratic_form(phi, x_D, v))(probes_PxD), axis=0)
 

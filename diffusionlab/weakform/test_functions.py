@@ -16,6 +16,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks
+from diffusionlab.weakform._args import single_key
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +54,16 @@ class TestFunctions:
         return self.centers.shape[0] + self.frequencies.shape[0]
 
     def __call__(self, x_D: jax.Array) -> jax.Array:
-        """All test functions at one point ``x_D``; returns ``(B + F,)``."""
+        """All test functions at one point ``x_D``; returns ``(B + F,)``.
+
+        Raises:
+          TypeError: if ``x_D`` is not a real floating array (half precision is computed in
+            float32).
+          ValueError: if ``x_D`` is not one point ``(d,)`` of the functions' dimension, or
+            holds NaN/inf.
+        """
+        dim = self.frequencies.shape[-1]
+        x_D = _checks.float_array(x_D, "x_D", shape=(dim,))
         sq_B = jnp.sum((x_D[None, :] - self.centers) ** 2, axis=-1)
         bumps_B = jnp.exp(-0.5 * sq_B / self.widths**2)
         fourier_F = jnp.cos(self.frequencies @ x_D + self.phases)
@@ -88,20 +100,24 @@ def default_test_functions(
       A :class:`TestFunctions`.
 
     Raises:
-      ValueError: if ``dim`` or ``num`` is < 1, ``scale`` is not positive, or ``centers``
-        has the wrong shape.
+      TypeError: if ``dim`` or ``num`` is not an integer, ``key`` is not a PRNG key, ``scale``
+        is not a real number or ``centers`` is not a real floating array.
+      ValueError: if ``dim`` or ``num`` is < 1 (or too large for memory), ``scale`` is not a
+        finite positive scalar, ``key`` is a batch of keys, or ``centers`` has the wrong shape
+        or holds NaN/inf.
     """
-    if dim < 1:
-        raise ValueError(f"dim must be ≥ 1, got {dim}")
-    if num < 1:
-        raise ValueError(f"num must be ≥ 1, got {num}")
+    dim = _checks.check_int(dim, "dim", low=1)
+    num = _checks.check_int(num, "num", low=1)
+    key = single_key(key)
+    _checks.check_real(scale, "scale", low=0, low_open=True)
     scale = jnp.asarray(scale, jnp.float32)
-    if scale.shape != () or not bool(scale > 0):
-        raise ValueError(f"scale must be a positive scalar, got {scale}")
+    _checks.check_fits_memory("dim" if dim >= num else "num", 4.0 * 4 * num * dim,
+                              f"{num} test functions in dimension {dim}")
     num_bumps = num // 2
     if centers is not None:
-        centers = jnp.asarray(centers, jnp.float32)
-        if centers.ndim != 2 or centers.shape[1] != dim or centers.shape[0] < num_bumps:
+        centers = jnp.asarray(_checks.float_array(centers, "centers", ndim=2, allow_empty=True),
+                              jnp.float32)
+        if centers.shape[1] != dim or centers.shape[0] < num_bumps:
             raise ValueError(
                 f"centers must have shape (≥ {num_bumps}, {dim}), got {centers.shape}"
             )

@@ -26,6 +26,8 @@ import numpy as np
 from jax.scipy.special import gammaln
 from scipy.stats import norm
 
+from diffusionlab import _checks
+from diffusionlab.weakform._args import output_shape, single_key
 from diffusionlab.weakform.diffusion import Diffusion, as_diffusion
 from diffusionlab.weakform.generator import generator
 from diffusionlab.weakform.report import WeakFormReport
@@ -126,38 +128,49 @@ def verify_fokker_planck(
 
     Raises:
       ValueError: on neither or both of ``log_density``/``sampler``, a non-scalar ``g``,
-        times that are not strictly increasing, shape mismatches, or non-finite moments.
-      TypeError: on a ``g`` of unsupported type.
+        times that are not a non-empty, finite, strictly increasing 1-D array, shape
+        mismatches, a number or hyperparameter out of its range (``num_samples`` ≥ 2,
+        ``dt`` > 0, ``num_probes`` ≥ 1, ``alpha`` in (0, 1), ``proposal_scale`` > 0,
+        ``chunk_size`` ≥ 1, ``dim`` ≥ 1), a sample too large for memory, a batch of keys,
+        an unknown ``time_derivative``/``laplacian``, or non-finite moments.
+      TypeError: on a ``g`` of unsupported type, a function argument that is not callable
+        (or returns something other than one array), ``times`` that are not a real (float or
+        integer) array, a non-integer count, a non-real hyperparameter, or a ``key`` that is not a
+        PRNG key.
     """
+    _checks.check_callable(drift, "drift")
     if (log_density is None) == (sampler is None):
         raise ValueError("give exactly one of log_density=... or sampler=... (the density path)")
+    if sampler is not None:
+        _checks.check_callable(sampler, "sampler")
+    else:
+        _checks.check_callable(log_density, "log_density")
+    if test_functions is not None:
+        _checks.check_callable(test_functions, "test_functions")
+    times = _checks.float_array(times, "times", allow_empty=True, finite=False, allow_int=True)
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or times.size == 0:
         raise ValueError(f"times must be a non-empty 1-D array, got shape {times.shape}")
     if not np.all(np.isfinite(times)):
-        raise ValueError("times must be finite")
+        raise ValueError(f"times must be finite, got {times}")
     if np.any(np.diff(times) <= 0):
         raise ValueError(f"times must be strictly increasing, got {times}")
-    if int(num_samples) != num_samples or num_samples < 2:
-        raise ValueError(f"num_samples must be an integer ≥ 2, got {num_samples}")
-    if time_derivative not in ("central", "autodiff"):
-        raise ValueError(f"time_derivative must be 'central' or 'autodiff', got {time_derivative!r}")
-    if not dt > 0:
-        raise ValueError(f"dt must be > 0, got {dt}")
-    if laplacian not in ("auto", "exact", "hutchinson"):
-        raise ValueError(f"laplacian must be 'auto', 'exact' or 'hutchinson', got {laplacian!r}")
-    if num_probes < 1:
-        raise ValueError(f"num_probes must be ≥ 1, got {num_probes}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not proposal_scale > 0:
-        raise ValueError(f"proposal_scale must be > 0, got {proposal_scale}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
+    key = single_key(key)
+    num_samples = _checks.check_int(num_samples, "num_samples", low=2)
+    if dim is not None:
+        dim = _checks.check_int(dim, "dim", low=1)
+    _checks.check_choice(time_derivative, "time_derivative", ("central", "autodiff"))
+    _checks.check_real(dt, "dt", low=0, low_open=True)
+    _checks.check_choice(laplacian, "laplacian", ("auto", "exact", "hutchinson"))
+    num_probes = _checks.check_int(num_probes, "num_probes", low=1)
+    _checks.check_real(alpha, "alpha", low=0, high=1, low_open=True, high_open=True)
+    _checks.check_real(proposal_scale, "proposal_scale", low=0, low_open=True)
+    chunk_size = _checks.check_int(chunk_size, "chunk_size", low=1)
+    alpha = float(alpha)
 
     t_spec = jax.ShapeDtypeStruct((), jnp.float32)
     if sampler is not None:
-        shape = jax.eval_shape(sampler, t_spec, key).shape
+        shape = output_shape(sampler, "sampler(t, key)", t_spec, key)
         if len(shape) != 2 or shape[0] != num_samples:
             raise ValueError(
                 f"sampler(t, key) must return (num_samples, d) = ({num_samples}, d), got {shape}"
@@ -165,14 +178,20 @@ def verify_fokker_planck(
         if dim is not None and dim != shape[1]:
             raise ValueError(f"dim={dim} does not match the sampler's dimension {shape[1]}")
         dim = shape[1]
+        if dim < 1:
+            raise ValueError(f"sampler(t, key) must return (num_samples, d) with d ≥ 1, got {shape}")
     else:
-        if dim is None or dim < 1:
+        if dim is None:
             raise ValueError(f"dim (≥ 1) is required with log_density, got {dim}")
-        shape = jax.eval_shape(log_density, jax.ShapeDtypeStruct((dim,), jnp.float32), t_spec)
-        if shape.shape != ():
-            raise ValueError(f"log_density(x, t) must return a scalar, got shape {shape.shape}")
+    # Per time: the sample, and a few (N, K) tables of the LHS, the RHS and their residual.
+    _checks.check_fits_memory("num_samples", 4.0 * num_samples * (4 * dim + 64),
+                              f"{num_samples} samples in dimension {dim}")
     x_spec = jax.ShapeDtypeStruct((dim,), jnp.float32)
-    drift_shape = jax.eval_shape(drift, x_spec, t_spec).shape
+    if log_density is not None:
+        shape = output_shape(log_density, "log_density(x, t)", x_spec, t_spec)
+        if shape != ():
+            raise ValueError(f"log_density(x, t) must return a scalar, got shape {shape}")
+    drift_shape = output_shape(drift, "drift(x, t)", x_spec, t_spec)
     if drift_shape != (dim,):
         raise ValueError(f"drift(x, t) must return shape ({dim},) for x of shape ({dim},), "
                          f"got {drift_shape}")
@@ -183,7 +202,7 @@ def verify_fokker_planck(
         test_functions = _pilot_test_functions(
             sampler, log_density, jnp.asarray(times[len(times) // 2], jnp.float32), dim,
             int(num_samples), float(proposal_scale), key_pilot)
-    phi_shape = jax.eval_shape(test_functions, x_spec).shape
+    phi_shape = output_shape(test_functions, "test_functions(x)", x_spec)
     if len(phi_shape) != 1 or phi_shape[0] < 1:
         raise ValueError(f"test_functions(x) must return a 1-D vector (K,), got {phi_shape}")
     names = getattr(test_functions, "names", None) or tuple(f"phi{k}" for k in range(phi_shape[0]))
@@ -230,7 +249,15 @@ def verify_continuity(velocity: Callable, **kwargs) -> WeakFormReport:
 
     Returns:
       A :class:`WeakFormReport`.
+
+    Raises:
+      TypeError, ValueError: as for :func:`verify_fokker_planck` (``velocity`` is named where
+        that function names ``drift``).
     """
+    _checks.check_callable(velocity, "velocity")
+    if "g" in kwargs:
+        raise TypeError("verify_continuity takes no g (it is the g = 0 case); use "
+                        "verify_fokker_planck for a diffusion")
     return verify_fokker_planck(velocity, None, **kwargs)
 
 
