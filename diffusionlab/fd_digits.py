@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from diffusionlab.cache import cache_dir
 from diffusionlab.data.digits import digits
 
 _VERSION = "v2"  # bump when the architecture, the training recipe or the storage changes
@@ -49,10 +50,6 @@ _CHECKSUM_DECIMALS = 3
 Params = dict[str, dict[str, jax.Array]]
 
 
-def cache_dir() -> pathlib.Path:
-    """Where trained helper models are cached (``$DIFFUSIONLAB_CACHE``)."""
-    root = os.environ.get("DIFFUSIONLAB_CACHE") or pathlib.Path.home() / ".cache" / "diffusionlab"
-    return pathlib.Path(root)
 
 
 def _features(params: Params, x_Bx64):

@@ -121,7 +121,11 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
     directory whose ``run.json`` says ``ok`` always holds complete results.
     """
     import experiments
+    from diffusionlab.cache import enable_compilation_cache
 
+    # Each experiment is its own process: without a shared cache each would compile the same
+    # kernels again, and a resumed run would compile everything again.
+    enable_compilation_cache()
     directory = results / name
     start = time.perf_counter()
     record: dict = {"name": name, "quick": quick}

@@ -1,17 +1,32 @@
-"""Makes JAX strict and gives the suite 8 virtual CPU devices.
+"""Makes JAX strict, gives the suite 8 virtual CPU devices and one compiled-program cache.
 
-XLA reads the device count once, at backend start, so it is set before jax is imported.
+XLA reads the device count once, at backend start, so it is set before jax is imported. The
+compiled-program cache is shared by the xdist workers and the experiment processes that the
+end-to-end test starts (they inherit the environment); it is a fresh folder per session
+unless ``JAX_COMPILATION_CACHE_DIR`` is already set, so nothing depends on an earlier run.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # The xdist controller creates the folder; its workers inherit the variable.
+    _folder = tempfile.mkdtemp(prefix="diffusionlab-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _folder
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
 import jax  # noqa: E402
+
+from diffusionlab.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 # Implicit rank promotion hides shape bugs: make it an error in the suite.
 jax.config.update("jax_numpy_rank_promotion", "raise")
