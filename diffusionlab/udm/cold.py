@@ -18,9 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
-from diffusionlab.udm.degradations import DEGRADATIONS, degrade
+from diffusionlab.udm.degradations import DEGRADATIONS, check_pool_shape, degrade
 from diffusionlab.udm.kernels import baseline_kernel, deterministic_kernel
 
 COLD_SAMPLERS = ("naive", "improved")
@@ -44,7 +45,11 @@ class ColdDiffusion:
       event_shape: shape of one example, ``(H, W, C)`` images or ``(D,)`` vectors.
 
     Raises:
-      ValueError: for an unknown degradation or sampler, ``sigma < 0`` or ``T < 1``.
+      TypeError: for a non-string degradation or sampler, a non-real ``sigma``, a non-integer
+        ``T`` or an ``event_shape`` that is not a tuple of integers.
+      ValueError: for an unknown degradation or sampler, ``sigma`` negative or not finite,
+        ``T`` outside ``[1, 2**31 - 1]``, an ``event_shape`` dimension < 1, or ``pool`` on
+        spatial sizes that are not equal powers of two.
     """
 
     degradation: str = "blur"
@@ -54,18 +59,27 @@ class ColdDiffusion:
     event_shape: tuple[int, ...] = (8, 8, 1)
 
     def __post_init__(self):
-        if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}; got {self.degradation!r}")
-        if self.sampler not in COLD_SAMPLERS:
-            raise ValueError(f"sampler must be one of {COLD_SAMPLERS}; got {self.sampler!r}")
-        if not float(self.sigma) >= 0.0:
-            raise ValueError(f"sigma must be ≥ 0; got {self.sigma}")
-        if int(self.T) != self.T or self.T < 1:
-            raise ValueError(f"T must be an integer ≥ 1; got {self.T}")
-        object.__setattr__(self, "event_shape", tuple(int(d) for d in self.event_shape))
+        base.check_choice(self.degradation, "degradation", DEGRADATIONS)
+        base.check_real(self.sigma, "sigma", low=0.0)
+        base.check_choice(self.sampler, "sampler", COLD_SAMPLERS)
+        object.__setattr__(self, "T", _checks.check_steps(self.T))
+        object.__setattr__(self, "event_shape", _checks.check_event_shape(self.event_shape))
+        if self.degradation == "pool":
+            check_pool_shape(self.event_shape)
 
     def degrade(self, x0, t):
-        """:math:`D_t(x_0)` at level ``t / T`` (``t`` has the batch shape)."""
+        """:math:`D_t(x_0)` at level ``t / T`` (``t``: integer time(s) in ``[0, T]``, a scalar or
+        the batch shape).
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[0, T]``, a shape that does not match or (when
+            concrete) NaN/inf in ``x0``.
+        """
+        x0, t, batch = _checks.forward_inputs(self, x0, t)
+        return self._degrade(x0, jnp.broadcast_to(t, batch))
+
+    def _degrade(self, x0, t):
         x0 = jnp.asarray(x0)
         level = jnp.asarray(t, x0.dtype) / self.T
         return degrade(self.degradation, x0, level, self.event_shape)
@@ -74,12 +88,12 @@ class ColdDiffusion:
 
     def apply(self, x0, t, noise):
         r""":math:`\mathcal F_t(x_0,e)=D_t(x_0)+e`."""
-        return self.degrade(x0, t) + noise
+        return self._degrade(x0, t) + noise
 
     def invert(self, x0, x_t, t, *, key=None):
         r""":math:`\mathcal F_t^{-1}(x_0,x_t)=x_t-D_t(x_0)` (the noise :math:`e=\sigma\varepsilon`)."""
         del key
-        return x_t - self.degrade(x0, t)
+        return x_t - self._degrade(x0, t)
 
     def draw_noise(self, x0, *, key):
         r""":math:`e=\sigma\varepsilon`, :math:`\varepsilon\sim\mathcal N(0,I)`."""
@@ -88,14 +102,15 @@ class ColdDiffusion:
     # --- public API ---------------------------------------------------------------------------
 
     def forward(self, x0, t, *, key):
-        r"""Draws :math:`x_t=D_t(x_0)+\sigma\varepsilon`.
+        r"""Draws :math:`x_t=D_t(x_0)+\sigma\varepsilon` (in float32 for half-precision ``x0``).
 
         Raises:
-          ValueError: if ``t`` is outside ``[0, T]`` or ``x0``'s shape does not match.
+          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
+            a PRNG key.
+          ValueError: if ``t`` is outside ``[0, T]``, ``x0``'s shape does not match or (when
+            concrete) ``x0`` holds NaN/inf.
         """
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
@@ -105,18 +120,27 @@ class ColdDiffusion:
         ``naive``: :math:`x_s=D_s(\hat x_0)+\sigma\varepsilon'`.
 
         Raises:
-          ValueError: for times out of range or mismatched shapes.
+          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
+            integers or ``key`` not a PRNG key (checked for both samplers).
+          ValueError: for times out of range, mismatched shapes or (when concrete) NaN/inf.
         """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
+                                                   T=self.T, key=key)
         kernel = deterministic_kernel if self.sampler == "improved" else baseline_kernel
         return kernel(self, x_t, x0_hat, t, s, key=key)
 
     def loss(self, x0, prediction, t):
-        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|_1` / dimension (``prediction``: :math:`\hat x_0`)."""
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|_1` / dimension (``prediction``: :math:`\hat x_0`).
+
+        ``t`` (integer time(s) in ``[1, T]``, the training range) is checked, not used.
+
+        Raises:
+          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete) NaN/inf.
+        """
+        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
+        prediction = _checks.data(prediction, "prediction")
         _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        _checks.check_time(t, low=0, high=self.T)
         return jnp.mean(jnp.abs(x0 - prediction), axis=tuple(range(len(batch), x0.ndim)))
 
     # --- what the generic sampler needs -------------------------------------------------------
@@ -130,8 +154,12 @@ class ColdDiffusion:
         r"""The terminal law is the degraded data: :math:`x_T=D_T(x_0)+\sigma\varepsilon` for data ``x0``.
 
         Pass data the model did not see at test time (e.g. a shuffled training batch).
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array or ``key`` not a PRNG key.
+          ValueError: if ``x0``'s shape does not match ``event_shape`` or it holds NaN/inf.
         """
-        x0 = jnp.asarray(x0)
+        x0 = _checks.data(x0, "x0")
         batch = _checks.batch_shape(x0, self.event_shape, name="x0")
         return self.forward(x0, jnp.full(batch, self.T), key=key)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
 from diffusionlab.udm.kernels import KERNELS, kernel
@@ -38,7 +39,11 @@ class CustomDiffusion:
     the sample is the last :math:`\hat x_0`; the terminal law is :math:`\mathcal F_T` of data.
 
     Raises:
-      ValueError: for an unknown kernel, a missing ``F_inverse`` or ``sigma_tilde`` outside [0, 1].
+      TypeError: for a non-callable ``F`` (or ``F_inverse``), a non-string kernel, a non-real
+        ``sigma_tilde``, a non-integer ``T`` or an ``event_shape`` that is not a tuple of
+        integers (or None).
+      ValueError: for an unknown kernel, a missing ``F_inverse``, ``sigma_tilde`` outside
+        [0, 1], ``T`` outside ``[1, 2**31 - 1]`` or an ``event_shape`` dimension < 1.
     """
 
     F: Callable[[Array, Array, Array], Array]
@@ -49,13 +54,16 @@ class CustomDiffusion:
     event_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        kernel(self.kernel)  # validates the name
-        if self.kernel != "baseline" and self.F_inverse is None:
+        base.check_callable(self.F, "F")
+        base.check_choice(self.kernel, "kernel", KERNELS)
+        if self.F_inverse is not None:
+            base.check_callable(self.F_inverse, "F_inverse")
+        elif self.kernel != "baseline":
             raise ValueError(f"F_inverse is needed by the {self.kernel!r} kernel (one of {KERNELS})")
-        if not 0.0 <= float(self.sigma_tilde) <= 1.0:
-            raise ValueError(f"sigma_tilde must lie in [0, 1]; got {self.sigma_tilde}")
-        if int(self.T) != self.T or self.T < 1:
-            raise ValueError(f"T must be an integer ≥ 1; got {self.T}")
+        base.check_real(self.sigma_tilde, "sigma_tilde", low=0.0, high=1.0)
+        object.__setattr__(self, "T", _checks.check_steps(self.T))
+        object.__setattr__(self, "event_shape",
+                           _checks.check_event_shape(self.event_shape, optional=True))
 
     def _t(self, t, x):
         return _checks.expand_time(jnp.asarray(t, jnp.asarray(x).dtype), x)
@@ -71,24 +79,40 @@ class CustomDiffusion:
         return jax.random.normal(key, jnp.shape(x0), jnp.asarray(x0).dtype)
 
     def forward(self, x0, t, *, key):
-        """Draws :math:`x_t=\\mathcal F_t(x_0,\\varepsilon)`; ValueError for a bad ``t`` or shape."""
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        """Draws :math:`x_t=\\mathcal F_t(x_0,\\varepsilon)`.
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
+            a PRNG key.
+          ValueError: for ``t`` outside ``[0, T]``, a shape that does not match or (when
+            concrete) NaN/inf in ``x0``.
+        """
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
-        """One reverse step ``t -> s`` (default ``t - 1``) with the chosen kernel."""
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
+        """One reverse step ``t -> s`` (default ``t - 1``) with the chosen kernel.
+
+        Raises:
+          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
+            integers or ``key`` not a PRNG key.
+          ValueError: for times out of range, mismatched shapes or (when concrete) NaN/inf.
+        """
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
+                                                   T=self.T, key=key)
         extra = {"sigma_tilde": self.sigma_tilde} if self.kernel == "gaussian_interpolation" else {}
         return kernel(self.kernel)(self, x_t, x0_hat, t, s, key=key, **extra)
 
     def loss(self, x0, prediction, t):
-        """Per-example :math:`\\|x_0-\\hat x_0\\|^2`, mean over the event axes."""
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        """Per-example :math:`\\|x_0-\\hat x_0\\|^2`, mean over the event axes (``t`` in ``[1, T]``).
+
+        Raises:
+          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete) NaN/inf.
+        """
+        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
+        prediction = _checks.data(prediction, "prediction")
         _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        _checks.check_time(t, low=0, high=self.T)
         return jnp.mean((x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
 
     def draw_x0(self, prediction, x_t, t, *, key):
@@ -97,8 +121,18 @@ class CustomDiffusion:
 
     def prior(self, x0, *, key):
         """:math:`x_T=\\mathcal F_T(x_0,\\varepsilon)` for data ``x0`` (only the shape matters when
-        :math:`\\mathcal F_T` forgets :math:`x_0`)."""
-        x0 = jnp.asarray(x0)
+        :math:`\\mathcal F_T` forgets :math:`x_0`).
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array or ``key`` not a PRNG key.
+          ValueError: if ``x0`` has no batch axis, its shape does not match ``event_shape`` or
+            it holds NaN/inf.
+        """
+        x0 = _checks.data(x0, "x0")
+        if x0.ndim < 1:
+            raise ValueError(f"x0 must be a batch (B, ...); got shape {x0.shape}")
+        _checks.batch_shape(x0, self.event_shape, jnp.zeros(x0.shape[:1], jnp.int32), name="x0")
+        base.check_key(key)
         return self.apply(x0, jnp.full(x0.shape[:1], self.T), self.draw_noise(x0, key=key))
 
     def finish(self, x_last, x0_hat):

@@ -101,6 +101,14 @@ def mask(x, level, event_shape):
     return x * _per_example(m, x, event_shape)
 
 
+def check_pool_shape(event_shape) -> None:
+    """Raises ValueError naming ``event_shape`` unless its spatial sizes are equal powers of two."""
+    shape = spatial_shape(tuple(event_shape))
+    n = shape[0] if shape else 0
+    if not shape or any(m != n for m in shape) or n < 1 or n & (n - 1):
+        raise ValueError(f"pool needs equal power-of-two spatial sizes; got event_shape {event_shape}")
+
+
 @functools.lru_cache(maxsize=16)
 def _pool_matrix(n: int, block: int) -> np.ndarray:
     """Averages (then repeats) over consecutive blocks of ``block`` entries of an axis of size ``n``."""
@@ -118,9 +126,8 @@ def pool(x, level, event_shape):
       ValueError: if the spatial sizes are not equal powers of two.
     """
     shape = spatial_shape(event_shape)
+    check_pool_shape(event_shape)
     n = shape[0]
-    if any(m != n for m in shape) or n & (n - 1):
-        raise ValueError(f"pool needs equal power-of-two spatial sizes; got event_shape {event_shape}")
     depth = n.bit_length() - 1
     axes = _spatial_axes(x, event_shape)
     pooled = []

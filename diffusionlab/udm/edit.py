@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._positions import as_logits, first_positions, priorities_putting_first
 from diffusionlab.udm._pytree import process_dataclass
@@ -45,7 +46,9 @@ class EditDiffusion:
         fresh positions of :math:`\hat x_0`: Su's first version).
 
     Raises:
-      ValueError: for ``length < 1``, ``vocab < 2`` or an unknown kernel.
+      TypeError: for a non-integer ``length`` or ``vocab`` or a non-string kernel.
+      ValueError: for ``length`` outside ``[1, 2**31 - 1]``, ``vocab`` outside
+        ``[2, 2**31 - 1]`` or an unknown kernel.
     """
 
     length: int = 64
@@ -96,34 +99,40 @@ class EditDiffusion:
         """Edits ``t`` distinct uniformly chosen positions, each to a uniformly drawn different token.
 
         Raises:
+          TypeError: if ``x0`` does not hold integer token ids, ``t`` is not integer(s) or
+            ``key`` not a PRNG key.
           ValueError: for ``t`` outside ``[0, length]``, a wrong shape, or ids outside ``[0, vocab)``.
         """
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_tokens(x0, vocab=self.vocab, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key, tokens_of=self.vocab)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
         """One reverse step ``t -> s``; for ``s = t - 1`` the deterministic kernel changes exactly one token.
 
         Raises:
+          TypeError: if ``x_t`` or ``x0_hat`` do not hold integer token ids, the times are not
+            integers or ``key`` is not a PRNG key.
           ValueError: for times out of range, mismatched shapes, or ids outside ``[0, vocab)``.
         """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
-        _checks.check_tokens(x_t, vocab=self.vocab, name="x_t")
-        _checks.check_tokens(x0_hat, vocab=self.vocab, name="x0_hat")
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
+                                                   T=self.T, key=key, process=self)
         kernel = deterministic_kernel if self.kernel == "deterministic" else baseline_kernel
         return kernel(self, x_t, x0_hat, t, s, key=key)
 
     def loss(self, x0, prediction, t):
         r"""Per-example cross-entropy :math:`-\frac1l\sum_i\log q(x_0^i\mid x_t)`; ``prediction``: logits.
 
-        ``prediction`` has shape ``x0.shape + (vocab,)``."""
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_tokens(x0, vocab=self.vocab, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        ``prediction`` has shape ``x0.shape + (vocab,)``; ``t`` (in ``[1, length]``) is checked,
+        not used.
+
+        Raises:
+          TypeError: if ``x0`` does not hold integer token ids, ``prediction`` is not a real
+            float array or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, length]``, ids outside ``[0, vocab)``, shapes that
+            do not match or (when concrete) NaN/inf logits.
+        """
+        x0, t, _ = _checks.forward_inputs(self, x0, t, t_low=1, tokens_of=self.vocab)
+        prediction = _checks.data(prediction, "prediction")
         if prediction.shape != x0.shape + (self.vocab,):
             raise ValueError(
                 f"prediction must be logits of shape {x0.shape + (self.vocab,)}; got {prediction.shape}"
@@ -151,7 +160,16 @@ class EditDiffusion:
         return jnp.where(chosen, tokens, x_t)
 
     def prior(self, x0, *, key):
-        """Uniformly random tokens shaped like ``x0`` (the terminal law, up to the 'different' constraint)."""
+        """Uniformly random tokens shaped like ``x0`` (the terminal law, up to the 'different' constraint).
+
+        Raises:
+          TypeError: if ``x0`` does not hold integer token ids or ``key`` is not a PRNG key.
+          ValueError: if ``x0``'s shape is not ``(..., length)`` or it holds ids outside
+            ``[0, vocab)``.
+        """
+        x0 = _checks.tokens(x0, vocab=self.vocab, name="x0")
+        _checks.batch_shape(x0, self.event_shape, name="x0")
+        base.check_key(key)
         return jax.random.randint(key, jnp.shape(x0), 0, self.vocab, dtype=jnp.int32)
 
     def finish(self, x_last, x0_hat):

@@ -17,12 +17,14 @@ Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型�
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
 from diffusionlab.udm.hot import HotDiffusion
@@ -31,7 +33,7 @@ from diffusionlab.udm.hot import HotDiffusion
 def identity_encoder(params, x0):
     """The untrained default: the flattened data itself (``params`` unused)."""
     del params
-    return x0.reshape(x0.shape[0], -1)
+    return x0.reshape(x0.shape[0], math.prod(x0.shape[1:]))
 
 
 @process_dataclass(data_fields=("encoder_params",))
@@ -46,7 +48,10 @@ class EncoderDiffusion:
       T, eta, sigma, schedule: the latent hot diffusion (see :class:`HotDiffusion`).
 
     Raises:
-      ValueError: as :class:`HotDiffusion` for the schedule arguments.
+      TypeError: for a non-callable ``encode``, an ``event_shape`` that is not a tuple of
+        integers, and as :class:`HotDiffusion` for the schedule arguments.
+      ValueError: for an ``event_shape`` dimension < 1, and as :class:`HotDiffusion` for the
+        schedule arguments.
     """
 
     encode: Callable[[Any, jax.Array], jax.Array] = identity_encoder
@@ -58,7 +63,8 @@ class EncoderDiffusion:
     schedule: str = "linear"
 
     def __post_init__(self):
-        object.__setattr__(self, "event_shape", tuple(int(d) for d in self.event_shape))
+        base.check_callable(self.encode, "encode")
+        object.__setattr__(self, "event_shape", _checks.check_event_shape(self.event_shape))
         _ = self.latent  # builds, and so validates, the latent process
 
     @property
@@ -71,11 +77,20 @@ class EncoderDiffusion:
         return dataclasses.replace(self, encoder_params=encoder_params)
 
     def encoding(self, x0):
-        r""":math:`\mathcal F_\phi(x_0)=z\sqrt d/\|z\|`, :math:`z` = ``encode(params, x0)``."""
+        r""":math:`\mathcal F_\phi(x_0)=z\sqrt d/\|z\|`, :math:`z` = ``encode(params, x0)``.
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array.
+          ValueError: if ``x0``'s shape is not ``batch + event_shape`` or (when concrete) it
+            holds NaN/inf.
+        """
+        return self._encoding(_checks.data(x0, "x0"))
+
+    def _encoding(self, x0):
         x0 = jnp.asarray(x0)
         batch = _checks.batch_shape(x0, self.event_shape, name="x0")
         z = self.encode(self.encoder_params, x0.reshape((-1,) + self.event_shape))
-        z = z.reshape(z.shape[0], -1)
+        z = z.reshape(z.shape[0], math.prod(z.shape[1:]))
         # eps guards the all-zero encoding; it is far below any trained encoding's norm
         z = z * jax.lax.rsqrt(jnp.mean(z**2, axis=-1, keepdims=True) + 1e-12)
         return z.reshape(batch + z.shape[1:])
@@ -83,13 +98,13 @@ class EncoderDiffusion:
     # --- the reparameterised forward map ------------------------------------------------------
 
     def apply(self, x0, t, noise):
-        return self.latent.apply(self.encoding(x0), t, noise)
+        return self.latent.apply(self._encoding(x0), t, noise)
 
     def invert(self, x0, x_t, t, *, key=None):
-        return self.latent.invert(self.encoding(x0), x_t, t, key=key)
+        return self.latent.invert(self._encoding(x0), x_t, t, key=key)
 
     def draw_noise(self, x0, *, key):
-        z = jax.eval_shape(self.encoding, x0)
+        z = jax.eval_shape(self._encoding, x0)
         return jax.random.normal(key, z.shape, z.dtype)
 
     # --- public API ---------------------------------------------------------------------------
@@ -98,33 +113,47 @@ class EncoderDiffusion:
         r"""Draws the latent :math:`x_t=\bar\alpha_t\mathcal F_\phi(x_0)+\bar\beta_t\varepsilon`.
 
         Raises:
-          ValueError: if ``t`` is outside ``[0, T]`` or ``x0``'s shape does not match.
+          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
+            a PRNG key.
+          ValueError: if ``t`` is outside ``[0, T]``, ``x0``'s shape does not match or (when
+            concrete) ``x0`` holds NaN/inf.
         """
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
         r"""One latent reverse step :math:`x_t\to x_s`, using :math:`\mathcal F_\phi(\hat x_0)`.
 
         Raises:
-          ValueError: for times out of range or shapes that do not match the process.
+          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
+            integers or ``key`` not a PRNG key.
+          ValueError: for times out of range, shapes that do not match the process or (when
+            concrete) NaN/inf.
         """
-        x_t, x0_hat = jnp.asarray(x_t), jnp.asarray(x0_hat)
-        batch = _checks.batch_shape(x0_hat, self.event_shape, t, name="x0_hat")
-        latent = self.encoding(x0_hat)
-        _checks.check_same_shape(x_t, latent, names=("x_t", "encoding of x0_hat"))
+        x_t, x0_hat = _checks.data(x_t, "x_t"), _checks.data(x0_hat, "x0_hat")
         t, s = _checks.check_step(t, s, T=self.T)
+        batch = _checks.batch_shape(x0_hat, self.event_shape, t, name="x0_hat")
+        if jnp.shape(s) not in ((), batch):
+            raise ValueError(f"s must be a scalar or have the batch shape {batch} of x0_hat; "
+                             f"got shape {jnp.shape(s)}")
+        base.check_key(key)
+        latent = self._encoding(x0_hat)
+        _checks.check_same_shape(x_t, latent, names=("x_t", "encoding of x0_hat"))
         t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
         return self.latent.reverse_step(x_t, latent, t, key=key, s=s)
 
     def loss(self, x0, prediction, t):
-        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|^2` (mean over the event): a Gaussian decoder."""
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|^2` (mean over the event): a Gaussian decoder.
+
+        ``t`` (in ``[1, T]``) is checked, not used.
+
+        Raises:
+          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete) NaN/inf.
+        """
+        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
+        prediction = _checks.data(prediction, "prediction")
         _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        _checks.check_time(t, low=0, high=self.T)
         return jnp.mean((x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
 
     # --- what the generic sampler needs -------------------------------------------------------
@@ -135,8 +164,16 @@ class EncoderDiffusion:
         return prediction
 
     def prior(self, x0, *, key):
-        r""":math:`\mathcal N(0,I)` latents, one per example of the data batch ``x0``."""
-        return self.draw_noise(jnp.asarray(x0), key=key)
+        r""":math:`\mathcal N(0,I)` latents, one per example of the data batch ``x0``.
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array or ``key`` not a PRNG key.
+          ValueError: if ``x0``'s shape is not ``batch + event_shape`` or it holds NaN/inf.
+        """
+        x0 = _checks.data(x0, "x0")
+        _checks.batch_shape(x0, self.event_shape, name="x0")
+        base.check_key(key)
+        return self.draw_noise(x0, key=key)
 
     def finish(self, x_last, x0_hat):
         r"""The sample is the last decoded :math:`\hat x_0`."""

@@ -20,15 +20,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
 from diffusionlab.udm.kernels import gaussian_interpolation_kernel
-from diffusionlab.udm.schedule import Schedule, schedule
+from diffusionlab.udm.schedule import SCHEDULES, Schedule, _schedule, schedule
 
 
 def _float_dtype(x):
     x = jnp.asarray(x)
     return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _sigma_values(sigma, T: int) -> np.ndarray:
+    """An explicit ``sigma`` as a flat float64 array; TypeError naming ``sigma`` unless real."""
+    if isinstance(sigma, (str, bytes)) or not hasattr(sigma, "__len__"):
+        raise TypeError(f"sigma must be None or a tuple of T={T} real values sigma_1..sigma_T; "
+                        f"got {base._describe(sigma)}")
+    try:
+        values = np.asarray(sigma)
+    except (TypeError, ValueError):
+        values = np.asarray([None])
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"sigma must be None or a tuple of T={T} real values sigma_1..sigma_T; "
+                        f"got {base._describe(sigma)}")
+    return values.astype(np.float64).reshape(-1)
 
 
 @process_dataclass
@@ -62,8 +78,12 @@ class HotDiffusion:
       event_shape: shape of one example, or ``None`` for any (the batch shape is then ``t``'s).
 
     Raises:
-      ValueError: for ``T < 1``, an unknown schedule, ``eta`` outside [0, 1], or a
-        ``sigma`` entry outside :math:`[0,\bar\beta_{t-1}]`.
+      TypeError: for a non-integer ``T``, a non-string ``schedule``, a non-real ``eta`` or
+        ``sigma`` entry, or an ``event_shape`` that is not a tuple of integers (or None).
+      ValueError: for ``T`` outside ``[1, 2**31 - 1]`` (or too large for memory), an unknown
+        schedule, ``eta`` outside [0, 1], ``sigma`` of another length than ``T`` or with an
+        entry outside :math:`[0,\bar\beta_{t-1}]` (NaN included), or an ``event_shape``
+        dimension < 1.
     """
 
     T: int = 100
@@ -73,17 +93,18 @@ class HotDiffusion:
     event_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "T", _checks.check_steps(self.T))
+        base.check_choice(self.schedule, "schedule", SCHEDULES)
         coefficients = schedule(self.T, self.schedule)
-        if self.event_shape is not None:
-            object.__setattr__(self, "event_shape", tuple(int(d) for d in self.event_shape))
-        if not 0.0 <= float(self.eta) <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1]; got {self.eta}")
+        object.__setattr__(self, "event_shape",
+                           _checks.check_event_shape(self.event_shape, optional=True))
+        base.check_real(self.eta, "eta", low=0.0, high=1.0)
         if self.sigma is not None:
-            sigma = np.asarray(self.sigma, np.float64).reshape(-1)
+            sigma = _sigma_values(self.sigma, self.T)
             if sigma.shape != (self.T,):
                 raise ValueError(f"sigma must hold T={self.T} values sigma_1..sigma_T; got {sigma.shape}")
             bound = coefficients.beta_bar[:-1]
-            bad = np.flatnonzero((sigma < 0) | (sigma > bound * (1 + 1e-9)))
+            bad = np.flatnonzero(~((sigma >= 0) & (sigma <= bound * (1 + 1e-9))))
             if bad.size:
                 t = int(bad[0]) + 1
                 raise ValueError(
@@ -105,7 +126,7 @@ class HotDiffusion:
     @property
     def coefficients(self) -> Schedule:
         """Su's :math:`\\alpha_t,\\beta_t,\\bar\\alpha_t,\\bar\\beta_t` as float64 arrays (index ``t``)."""
-        return schedule(self.T, self.schedule)
+        return _schedule(self.T, self.schedule)
 
     def _at(self, name: str, t, like) -> jax.Array:
         table = jnp.asarray(getattr(self.coefficients, name), _float_dtype(like))
@@ -138,18 +159,26 @@ class HotDiffusion:
           t: integer time(s) in ``[0, T]``: a scalar or the batch shape.
           key: PRNG key for :math:`\varepsilon`.
 
+        Returns:
+          :math:`x_t`, in float32 for half-precision ``x0`` (else in ``x0``'s dtype).
+
         Raises:
-          ValueError: if ``t`` is outside ``[0, T]`` or ``x0``'s shape does not match.
+          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
+            a PRNG key.
+          ValueError: if ``t`` is outside ``[0, T]``, ``x0``'s shape does not match or (when
+            concrete) ``x0`` holds NaN/inf.
         """
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_sigma(self, t, s=None, *, dtype=None) -> jax.Array:
-        r""":math:`\sigma_{t\to s}` of the kernel (``s = t - 1`` by default), in :math:`[0,\bar\beta_s]`."""
-        t = jnp.asarray(t)
-        s = t - 1 if s is None else jnp.asarray(s)
+        r""":math:`\sigma_{t\to s}` of the kernel (``s = t - 1`` by default), in :math:`[0,\bar\beta_s]`.
+
+        Raises:
+          TypeError: if ``t`` or ``s`` are not integer(s).
+          ValueError: unless ``1 ≤ t ≤ T`` and ``0 ≤ s < t``.
+        """
+        t, s = _checks.check_step(t, s, T=self.T)
         dtype = jnp.result_type(float) if dtype is None else dtype
         c = self.coefficients
         beta_bar = jnp.asarray(c.beta_bar, dtype)
@@ -174,13 +203,22 @@ class HotDiffusion:
           key: PRNG key for the fresh part of the noise.
           s: target time(s) in ``[0, t)``; default ``t - 1``.
 
+        Returns:
+          :math:`x_s`, in float32 for half-precision inputs.
+
         Raises:
-          ValueError: for times out of range or mismatched shapes.
+          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
+            integers or ``key`` not a PRNG key.
+          ValueError: for times out of range, mismatched shapes or (when concrete) NaN/inf in
+            ``x_t`` or ``x0_hat``.
         """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
+                                                   T=self.T, key=key)
         sigma = self.reverse_sigma(t, s, dtype=_float_dtype(x_t))
         beta_bar_s = jnp.asarray(self.coefficients.beta_bar, sigma.dtype)[s]
         sigma_tilde = jnp.where(beta_bar_s > 0, sigma / jnp.where(beta_bar_s > 0, beta_bar_s, 1.0), 0.0)
+        # an explicit sigma may exceed beta_bar_(t-1) by rounding (1e-9 relative): clip to [0, 1]
+        sigma_tilde = jnp.clip(sigma_tilde, 0.0, 1.0)
         return gaussian_interpolation_kernel(self, x_t, x0_hat, t, s, sigma_tilde=sigma_tilde, key=key)
 
     def loss(self, x0, prediction, t):
@@ -188,17 +226,30 @@ class HotDiffusion:
 
         Written in :math:`\hat x_0` = ``prediction``:
         :math:`(\bar\alpha_t/\bar\beta_t)^2\,\|x_0-\hat x_0\|^2`. ``t`` must lie in ``[1, T]``.
+
+        Raises:
+          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete)
+            NaN/inf in ``x0`` or ``prediction``.
         """
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
+        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
+        prediction = _checks.data(prediction, "prediction")
         _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        _checks.check_time(t, low=1, high=self.T)
         t = jnp.broadcast_to(t, batch)
         snr = (self._at("alpha_bar", t, x0) / self._at("beta_bar", t, x0)) ** 2
         return jnp.mean(snr * (x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
 
     def x0_from_eps(self, x_t, eps, t):
-        r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` (``t`` has the batch shape)."""
+        r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` (``t`` has the batch shape).
+
+        Raises:
+          TypeError: if ``x_t`` or ``eps`` are not real float arrays or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[0, T]``, mismatched shapes or (when concrete) NaN/inf.
+        """
+        x_t, eps = _checks.data(x_t, "x_t"), _checks.data(eps, "eps")
+        t = _checks.times(t, low=0, high=self.T)
+        _checks.batch_shape(x_t, self.event_shape, t, name="x_t")
+        _checks.check_same_shape(x_t, eps, names=("x_t", "eps"))
         return (x_t - self._at("beta_bar", t, x_t) * eps) / self._at("alpha_bar", t, x_t)
 
     # --- what the generic sampler needs -------------------------------------------------------
@@ -209,8 +260,16 @@ class HotDiffusion:
         return prediction
 
     def prior(self, x0, *, key):
-        r"""A draw from the terminal law :math:`\mathcal N(0,I)`, shaped like ``x0``."""
-        return self.draw_noise(jnp.asarray(x0), key=key)
+        r"""A draw from the terminal law :math:`\mathcal N(0,I)`, shaped like ``x0``.
+
+        Raises:
+          TypeError: if ``x0`` is not a real float array or ``key`` not a PRNG key.
+          ValueError: if ``x0``'s shape does not match ``event_shape`` or it holds NaN/inf.
+        """
+        x0 = _checks.data(x0, "x0")
+        _checks.batch_shape(x0, self.event_shape, name="x0")
+        base.check_key(key)
+        return self.draw_noise(x0, key=key)
 
     def finish(self, x_last, x0_hat):
         """The sample: the state after the last step (which equals :math:`\\hat x_0`)."""

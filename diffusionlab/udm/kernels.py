@@ -21,7 +21,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from diffusionlab.udm._checks import expand_time
+from diffusionlab import _checks as base
+from diffusionlab.udm._checks import expand_time, kernel_inputs
 
 KERNELS = ("baseline", "deterministic", "gaussian_interpolation")
 
@@ -30,7 +31,19 @@ def baseline_kernel(process, x_t, x0_hat, t, s, *, key):
     r"""Fresh noise: :math:`x_s=\mathcal F_s(\hat x_0,\varepsilon')`, :math:`\varepsilon'\sim q`.
 
     Always valid; ignores ``x_t`` (so errors in :math:`\hat x_0` are not corrected by it).
+    Float states in half precision are computed (and returned) in float32.
+
+    Raises:
+      TypeError: naming the argument for a ``process`` without the forward map, states of the
+        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
+        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
+      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
+        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
+        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
+        ``[0, t)``.
     """
+    x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key,
+                                      needs=("T", "apply", "draw_noise"))
     del x_t, t
     return process.apply(x0_hat, s, process.draw_noise(x0_hat, key=key))
 
@@ -39,8 +52,18 @@ def deterministic_kernel(process, x_t, x0_hat, t, s, *, key):
     r"""Reuses the noise in :math:`x_t`: :math:`x_s=\mathcal F_s(\hat x_0,\mathcal F_t^{-1}(\hat x_0,x_t))`.
 
     Needs a forward map invertible in :math:`\varepsilon`. ``key`` only breaks the symmetries
-    the inverse leaves (it is unused by the continuous processes).
+    the inverse leaves (it is unused by the continuous processes, but checked all the same).
+
+    Raises:
+      TypeError: naming the argument for a ``process`` without the forward map, states of the
+        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
+        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
+      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
+        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
+        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
+        ``[0, t)``.
     """
+    x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key)
     return process.apply(x0_hat, s, process.invert(x0_hat, x_t, t, key=key))
 
 
@@ -54,8 +77,23 @@ def gaussian_interpolation_kernel(process, x_t, x0_hat, t, s, *, sigma_tilde, ke
     :math:`\tilde\sigma=0` is the deterministic kernel, :math:`\tilde\sigma=1` the baseline.
 
     Args:
-      sigma_tilde: :math:`\tilde\sigma`, a scalar or an array with the batch shape.
+      sigma_tilde: :math:`\tilde\sigma\in[0,1]`, a scalar or an array with the batch shape.
+
+    Raises:
+      TypeError: naming the argument for a ``process`` without the forward map, states of the
+        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
+        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
+      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
+        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
+        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
+        ``[0, t)``, and for ``sigma_tilde`` outside [0, 1] or of another shape (TypeError if
+        it is not a real number or array).
     """
+    x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key)
+    base.check_real(sigma_tilde, "sigma_tilde", low=0.0, high=1.0, scalar=False)
+    if jnp.shape(sigma_tilde) not in ((), jnp.shape(s)):
+        raise ValueError(f"sigma_tilde must be a scalar or have the batch shape {jnp.shape(s)}; "
+                         f"got shape {jnp.shape(sigma_tilde)}")
     k_inverse, k_fresh = jax.random.split(key)
     recovered = process.invert(x0_hat, x_t, t, key=k_inverse)
     fresh = process.draw_noise(x0_hat, key=k_fresh)
@@ -66,12 +104,16 @@ def gaussian_interpolation_kernel(process, x_t, x0_hat, t, s, *, sigma_tilde, ke
 
 
 def kernel(name: str):
-    """The kernel function called ``name`` (one of :data:`KERNELS`); ValueError otherwise."""
+    """The kernel function called ``name`` (one of :data:`KERNELS`).
+
+    Raises:
+      TypeError: if ``name`` is not a string.
+      ValueError: if ``name`` is not one of :data:`KERNELS`.
+    """
+    base.check_choice(name, "name", KERNELS)
     table = {
         "baseline": baseline_kernel,
         "deterministic": deterministic_kernel,
         "gaussian_interpolation": gaussian_interpolation_kernel,
     }
-    if name not in table:
-        raise ValueError(f"kernel must be one of {KERNELS}; got {name!r}")
     return table[name]

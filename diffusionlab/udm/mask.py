@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._positions import as_logits, first_positions, priorities_putting_first
 from diffusionlab.udm._pytree import process_dataclass
@@ -31,7 +32,9 @@ class MaskDiffusion:
         ``"baseline"`` (re-mask ``t - 1`` fresh positions of :math:`\hat x_0`).
 
     Raises:
-      ValueError: for ``length < 1``, ``vocab < 1`` or an unknown kernel.
+      TypeError: for a non-integer ``length`` or ``vocab`` or a non-string kernel.
+      ValueError: for ``length`` outside ``[1, 2**31 - 1]``, ``vocab`` outside
+        ``[1, 2**31 - 2]`` (the mask id ``vocab`` is an int32) or an unknown kernel.
     """
 
     length: int = 64
@@ -40,7 +43,7 @@ class MaskDiffusion:
 
     def __post_init__(self):
         _checks.check_discrete_config(length=self.length, vocab=self.vocab, kernel=self.kernel,
-                                      min_vocab=1, kernels=DISCRETE_KERNELS)
+                                      min_vocab=1, kernels=DISCRETE_KERNELS, max_vocab=2**31 - 2)
 
     @property
     def T(self) -> int:
@@ -75,23 +78,24 @@ class MaskDiffusion:
         """Masks ``t`` distinct uniformly chosen positions.
 
         Raises:
+          TypeError: if ``x0`` does not hold integer token ids, ``t`` is not integer(s) or
+            ``key`` not a PRNG key.
           ValueError: for ``t`` outside ``[0, length]``, a wrong shape, or ids outside ``[0, vocab)``.
         """
-        x0 = jnp.asarray(x0)
-        batch = _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_tokens(x0, vocab=self.vocab, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, batch = _checks.forward_inputs(self, x0, t, key, tokens_of=self.vocab)
         return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
         """One reverse step ``t -> s`` (``s = t - 1``: exactly one position is unmasked).
 
         Raises:
-          ValueError: for times out of range, mismatched shapes, or ids outside the vocabulary.
+          TypeError: if ``x_t`` or ``x0_hat`` do not hold integer token ids, the times are not
+            integers or ``key`` is not a PRNG key.
+          ValueError: for times out of range, mismatched shapes, or ids outside the vocabulary
+            (``x_t`` may hold the mask id).
         """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape, T=self.T)
-        _checks.check_tokens(x_t, vocab=self.vocab, name="x_t", allow_mask=True)
-        _checks.check_tokens(x0_hat, vocab=self.vocab, name="x0_hat")
+        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
+                                                   T=self.T, key=key, process=self)
         kernel = deterministic_kernel if self.kernel == "deterministic" else baseline_kernel
         return kernel(self, x_t, x0_hat, t, s, key=key)
 
@@ -101,12 +105,17 @@ class MaskDiffusion:
         ``prediction`` has shape ``x0.shape + (vocab,)``.
 
         A predictor that copies the visible tokens (see :mod:`.networks`) makes the unmasked
-        positions contribute ~0, so this is the masked-LM loss.
+        positions contribute ~0, so this is the masked-LM loss. ``t`` (in ``[1, length]``) is
+        checked, not used.
+
+        Raises:
+          TypeError: if ``x0`` does not hold integer token ids, ``prediction`` is not a real
+            float array or ``t`` not integer(s).
+          ValueError: for ``t`` outside ``[1, length]``, ids outside ``[0, vocab)``, shapes that
+            do not match or (when concrete) NaN/inf logits.
         """
-        x0, prediction = jnp.asarray(x0), jnp.asarray(prediction)
-        _checks.batch_shape(x0, self.event_shape, t, name="x0")
-        _checks.check_tokens(x0, vocab=self.vocab, name="x0")
-        _checks.check_time(t, low=0, high=self.T)
+        x0, t, _ = _checks.forward_inputs(self, x0, t, t_low=1, tokens_of=self.vocab)
+        prediction = _checks.data(prediction, "prediction")
         if prediction.shape != x0.shape + (self.vocab,):
             raise ValueError(
                 f"prediction must be logits of shape {x0.shape + (self.vocab,)}; got {prediction.shape}"
@@ -122,8 +131,16 @@ class MaskDiffusion:
         return jnp.where(x_t == self.mask_id, tokens.astype(x_t.dtype), x_t)
 
     def prior(self, x0, *, key):
-        """All ``[MASK]``, shaped like ``x0``."""
-        del key
+        """All ``[MASK]``, shaped like ``x0``.
+
+        Raises:
+          TypeError: if ``x0`` does not hold integer token ids or ``key`` is not a PRNG key.
+          ValueError: if ``x0``'s shape is not ``(..., length)`` or it holds ids outside
+            ``[0, vocab)``.
+        """
+        x0 = _checks.tokens(x0, vocab=self.vocab, name="x0")
+        _checks.batch_shape(x0, self.event_shape, name="x0")
+        base.check_key(key)
         return jnp.full(jnp.shape(x0), self.mask_id, jnp.int32)
 
     def finish(self, x_last, x0_hat):

@@ -20,11 +20,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 
 
 def reverse_times(T: int, steps: int) -> np.ndarray:
-    """The ``steps + 1`` strictly decreasing integer times from ``T`` to ``0`` (evenly spaced)."""
+    """The ``steps + 1`` strictly decreasing integer times from ``T`` to ``0`` (evenly spaced).
+
+    Raises:
+      TypeError: if ``T`` or ``steps`` is not an integer.
+      ValueError: unless ``1 ≤ steps ≤ T ≤ 2**31 - 1`` (and the times fit in memory).
+    """
+    T = base.check_int(T, "T", low=1)
+    steps = base.check_int(steps, "steps", low=1, high=T)
+    base.check_fits_memory("steps", 3 * 8.0 * (steps + 1), "the reverse times")
     return np.round(np.linspace(T, 0, steps + 1)).astype(np.int32)
 
 
@@ -107,7 +116,10 @@ def sample(
         the discrete processes. Any callable (network, oracle). A pytree callable such as
         ``jax.tree_util.Partial(apply, params)`` has its arrays traced, so new parameters do
         not recompile; a plain function is static (a new closure recompiles).
-      x_T: a batch ``(B, ...)`` from the terminal law (``process.prior``).
+      x_T: a batch ``(B, ...)`` from the terminal law (``process.prior``): ``(B,) + event_shape``
+        floats (token ids for the discrete processes, latents ``(B, D)`` for
+        ``EncoderDiffusion``). An empty batch gives empty samples; half-precision floats are
+        sampled in float32.
       key: PRNG key.
       steps: number of reverse steps, ``1 <= steps <= T``; default ``T``. Fewer steps jump
         ``t -> s`` along evenly spaced integer times.
@@ -117,16 +129,31 @@ def sample(
       The samples (and the trajectory if asked).
 
     Raises:
-      ValueError: if ``steps`` is outside ``[1, T]`` or ``x_T`` has no batch axis.
+      TypeError: if ``process`` is not a UDM process, ``predict_x0`` not callable, ``x_T`` not
+        an array of the process's kind (real floats, or integer token ids), ``key`` not a PRNG
+        key, ``steps`` not an integer or ``trajectory`` not a bool.
+      ValueError: if ``steps`` is outside ``[1, T]``, ``x_T`` is not ``(B,) + event_shape``
+        (one batch axis) or (when concrete) holds NaN/inf or token ids outside the vocabulary.
     """
-    steps = process.T if steps is None else steps
-    if int(steps) != steps or not 1 <= steps <= process.T:
-        raise ValueError(f"steps must be an integer in [1, T={process.T}]; got {steps}")
-    x_T = jnp.asarray(x_T)
+    _checks.check_process(process, needs=("T", "reverse_step", "draw_x0", "finish"))
+    base.check_callable(predict_x0, "predict_x0")
+    T = base.check_int(process.T, "process.T", low=1)
+    steps = T if steps is None else base.check_int(steps, "steps", low=1, high=T)
+    if not isinstance(trajectory, (bool, np.bool_)):
+        raise TypeError(f"trajectory must be a bool; got {base._describe(trajectory)}")
+    base.check_key(key)
+    x_T = _checks.states(process, x_T, "x_T", allow_mask=True)
     if x_T.ndim < 1:
         raise ValueError(f"x_T must be a batch (B, ...); got shape {x_T.shape}")
     event_shape = getattr(process, "event_shape", None)
-    if event_shape is not None and not hasattr(process, "encoding"):
-        _checks.batch_shape(x_T, event_shape, jnp.zeros(x_T.shape[:1], jnp.int32), name="x_T")
+    if hasattr(process, "encoding"):
+        example = jax.ShapeDtypeStruct((1,) + tuple(event_shape), x_T.dtype)
+        expected = x_T.shape[:1] + tuple(jax.eval_shape(process.encoding, example).shape[1:])
+        if x_T.shape != expected:
+            raise ValueError(f"x_T must be latents of shape {expected} (B, then the encoding's "
+                             f"size); got {x_T.shape}")
+    elif event_shape is not None and x_T.shape[1:] != tuple(event_shape):
+        raise ValueError(f"x_T must have shape (B, {', '.join(map(str, event_shape))}) (one batch "
+                         f"axis, then event_shape); got {x_T.shape}")
     dynamic, static = _partition((process, predict_x0))
     return _sample_jit(dynamic, x_T, key, static=static, steps=int(steps), trajectory=bool(trajectory))

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from diffusionlab import _checks
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -35,7 +37,6 @@ class Schedule(NamedTuple):
     beta_bar: np.ndarray
 
 
-@functools.lru_cache(maxsize=64)
 def schedule(T: int, kind: str = "linear") -> Schedule:
     r"""Su's :math:`\alpha_t,\beta_t,\bar\alpha_t,\bar\beta_t` for ``T`` steps.
 
@@ -46,10 +47,19 @@ def schedule(T: int, kind: str = "linear") -> Schedule:
     :math:`\bar\alpha_T^{\rm Ho}=e^{-10.05}` for every ``T``. ``cosine`` is Nichol & Dhariwal's.
 
     Raises:
-      ValueError: if ``T < 1`` or ``kind`` is unknown.
+      TypeError: if ``T`` is not an integer or ``kind`` not a string.
+      ValueError: if ``T`` is outside ``[1, 2**31 - 1]`` or too large for this machine's memory,
+        or ``kind`` is not one of ``"linear"``, ``"cosine"``.
     """
-    if int(T) != T or T < 1:
-        raise ValueError(f"T must be an integer ≥ 1; got {T}")
+    T = _checks.check_int(T, "T", low=1)
+    _checks.check_choice(kind, "kind", SCHEDULES)
+    # about a dozen float64 arrays of length T + 1 while building the four tables
+    _checks.check_fits_memory("T", 12 * 8.0 * (T + 1), "the noise schedule")
+    return _schedule(T, kind)
+
+
+@functools.lru_cache(maxsize=64)
+def _schedule(T: int, kind: str) -> Schedule:
     if kind == "linear":
         tau = np.arange(T + 1, dtype=np.float64) / T
         log_alpha_bar_ho = -0.1 * tau - 9.95 * tau**2
@@ -58,8 +68,6 @@ def schedule(T: int, kind: str = "linear") -> Schedule:
         s = 0.008
         f = np.cos((np.arange(T + 1) / T + s) / (1 + s) * np.pi / 2) ** 2
         beta_ho = np.clip(1.0 - f[1:] / f[:-1], 0.0, 0.999)
-    else:
-        raise ValueError(f"schedule must be one of {SCHEDULES}; got {kind!r}")
     alpha_ho = np.concatenate([[1.0], 1.0 - beta_ho])
     alpha_bar_ho = np.cumprod(alpha_ho)
     alpha = np.sqrt(alpha_ho)
