@@ -273,3 +273,11 @@ def kernel_inputs(process, x_t, x0_hat, t, s, key,
         check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
     base.check_key(key)
     return x_t, x0_hat, t, s
+
+
+def prior_tokens(process, x0, key) -> jax.Array:
+    """Checks a discrete process's ``prior(x0, key=)`` arguments; returns ``x0`` as token ids."""
+    x0 = tokens(x0, vocab=process.vocab, name="x0")
+    batch_shape(x0, process.event_shape, name="x0")
+    base.check_key(key)
+    return x0

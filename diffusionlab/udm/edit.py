@@ -15,7 +15,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._positions import as_logits, first_positions, priorities_putting_first
 from diffusionlab.udm._pytree import process_dataclass
@@ -28,6 +27,27 @@ def cross_entropy(x0, logits):
     """Per-example mean over positions of :math:`-\\log q(x_0^i\\mid x_t)`."""
     log_q = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.mean(jnp.take_along_axis(log_q, x0[..., None], axis=-1)[..., 0], axis=-1)
+
+
+def token_loss(process, x0, prediction, t):
+    """The discrete processes' loss: checks ``(x0, prediction, t)``, then :func:`cross_entropy`.
+
+    ``prediction`` must be logits of shape ``x0.shape + (process.vocab,)`` and ``t`` in
+    ``[1, process.length]``.
+
+    Raises:
+      TypeError: if ``x0`` does not hold integer token ids, ``prediction`` is not a real float
+        array or ``t`` not integer(s).
+      ValueError: for ``t`` outside ``[1, length]``, ids outside ``[0, vocab)``, shapes that do
+        not match or (when concrete) NaN/inf logits.
+    """
+    x0, t, _ = _checks.forward_inputs(process, x0, t, t_low=1, tokens_of=process.vocab)
+    prediction = _checks.data(prediction, "prediction")
+    if prediction.shape != x0.shape + (process.vocab,):
+        raise ValueError(
+            f"prediction must be logits of shape {x0.shape + (process.vocab,)}; got {prediction.shape}"
+        )
+    return cross_entropy(x0, prediction)
 
 
 @process_dataclass
@@ -126,18 +146,9 @@ class EditDiffusion:
         not used.
 
         Raises:
-          TypeError: if ``x0`` does not hold integer token ids, ``prediction`` is not a real
-            float array or ``t`` not integer(s).
-          ValueError: for ``t`` outside ``[1, length]``, ids outside ``[0, vocab)``, shapes that
-            do not match or (when concrete) NaN/inf logits.
+          TypeError, ValueError: as :func:`~diffusionlab.udm.edit.token_loss`.
         """
-        x0, t, _ = _checks.forward_inputs(self, x0, t, t_low=1, tokens_of=self.vocab)
-        prediction = _checks.data(prediction, "prediction")
-        if prediction.shape != x0.shape + (self.vocab,):
-            raise ValueError(
-                f"prediction must be logits of shape {x0.shape + (self.vocab,)}; got {prediction.shape}"
-            )
-        return cross_entropy(x0, prediction)
+        return token_loss(self, x0, prediction, t)
 
     # --- what the generic sampler needs -------------------------------------------------------
 
@@ -167,9 +178,7 @@ class EditDiffusion:
           ValueError: if ``x0``'s shape is not ``(..., length)`` or it holds ids outside
             ``[0, vocab)``.
         """
-        x0 = _checks.tokens(x0, vocab=self.vocab, name="x0")
-        _checks.batch_shape(x0, self.event_shape, name="x0")
-        base.check_key(key)
+        x0 = _checks.prior_tokens(self, x0, key)
         return jax.random.randint(key, jnp.shape(x0), 0, self.vocab, dtype=jnp.int32)
 
     def finish(self, x_last, x0_hat):

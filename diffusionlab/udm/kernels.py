@@ -13,6 +13,14 @@ jumps serve samplers with fewer steps than ``T``. All three satisfy the consiste
 :math:`\int p(x_s\mid x_t,x_0)p(x_t\mid x_0)dx_t=p(x_s\mid x_0)`: if
 :math:`x_t=\mathcal F_t(x_0,\varepsilon)` then :math:`\mathcal F_t^{-1}(x_0,x_t)=\varepsilon\sim q`.
 
+Every kernel checks its arguments alike and names the argument in its error: a TypeError for
+a ``process`` without the forward map, states of the wrong kind (non-arrays; bool, integer or
+complex states of a continuous process; non-integer token ids of a discrete one), non-integer
+times or a bad ``key``; a ValueError for NaN/inf states or token ids outside the vocabulary
+(when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t`` the
+same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside ``[0, t)``.
+Float states in half precision are computed (and returned) in float32.
+
 Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262
 """
 
@@ -34,13 +42,7 @@ def baseline_kernel(process, x_t, x0_hat, t, s, *, key):
     Float states in half precision are computed (and returned) in float32.
 
     Raises:
-      TypeError: naming the argument for a ``process`` without the forward map, states of the
-        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
-        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
-      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
-        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
-        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
-        ``[0, t)``.
+      TypeError, ValueError: as every kernel (see the module docstring).
     """
     x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key,
                                       needs=("T", "apply", "draw_noise"))
@@ -55,13 +57,7 @@ def deterministic_kernel(process, x_t, x0_hat, t, s, *, key):
     the inverse leaves (it is unused by the continuous processes, but checked all the same).
 
     Raises:
-      TypeError: naming the argument for a ``process`` without the forward map, states of the
-        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
-        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
-      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
-        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
-        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
-        ``[0, t)``.
+      TypeError, ValueError: as every kernel (see the module docstring).
     """
     x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key)
     return process.apply(x0_hat, s, process.invert(x0_hat, x_t, t, key=key))
@@ -80,14 +76,9 @@ def gaussian_interpolation_kernel(process, x_t, x0_hat, t, s, *, sigma_tilde, ke
       sigma_tilde: :math:`\tilde\sigma\in[0,1]`, a scalar or an array with the batch shape.
 
     Raises:
-      TypeError: naming the argument for a ``process`` without the forward map, states of the
-        wrong kind (non-arrays; bool, integer or complex states of a continuous process;
-        non-integer token ids of a discrete one), non-integer times or a bad ``key``.
-      ValueError: naming the argument for NaN/inf states or token ids outside the vocabulary
-        (when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t``
-        the same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside
-        ``[0, t)``, and for ``sigma_tilde`` outside [0, 1] or of another shape (TypeError if
-        it is not a real number or array).
+      TypeError, ValueError: as every kernel (see the module docstring); ValueError also for
+        ``sigma_tilde`` outside [0, 1] or of another shape than scalar or batch (TypeError if it
+        is not a real number or array).
     """
     x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key)
     base.check_real(sigma_tilde, "sigma_tilde", low=0.0, high=1.0, scalar=False)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._positions import as_logits, first_positions, priorities_putting_first
 from diffusionlab.udm._pytree import process_dataclass
-from diffusionlab.udm.edit import DISCRETE_KERNELS, cross_entropy
+from diffusionlab.udm.edit import DISCRETE_KERNELS, token_loss
 from diffusionlab.udm.kernels import baseline_kernel, deterministic_kernel
 
 
@@ -109,18 +108,9 @@ class MaskDiffusion:
         checked, not used.
 
         Raises:
-          TypeError: if ``x0`` does not hold integer token ids, ``prediction`` is not a real
-            float array or ``t`` not integer(s).
-          ValueError: for ``t`` outside ``[1, length]``, ids outside ``[0, vocab)``, shapes that
-            do not match or (when concrete) NaN/inf logits.
+          TypeError, ValueError: as :func:`~diffusionlab.udm.edit.token_loss`.
         """
-        x0, t, _ = _checks.forward_inputs(self, x0, t, t_low=1, tokens_of=self.vocab)
-        prediction = _checks.data(prediction, "prediction")
-        if prediction.shape != x0.shape + (self.vocab,):
-            raise ValueError(
-                f"prediction must be logits of shape {x0.shape + (self.vocab,)}; got {prediction.shape}"
-            )
-        return cross_entropy(x0, prediction)
+        return token_loss(self, x0, prediction, t)
 
     # --- what the generic sampler needs -------------------------------------------------------
 
@@ -138,9 +128,7 @@ class MaskDiffusion:
           ValueError: if ``x0``'s shape is not ``(..., length)`` or it holds ids outside
             ``[0, vocab)``.
         """
-        x0 = _checks.tokens(x0, vocab=self.vocab, name="x0")
-        _checks.batch_shape(x0, self.event_shape, name="x0")
-        base.check_key(key)
+        x0 = _checks.prior_tokens(self, x0, key)
         return jnp.full(jnp.shape(x0), self.mask_id, jnp.int32)
 
     def finish(self, x_last, x0_hat):
