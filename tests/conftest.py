@@ -21,6 +21,8 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _folder = tempfile.mkdtemp(prefix="diffusionlab-xla-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _folder
     atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+# Subprocesses that do not call enable_compilation_cache (notebook kernels) cache everything too.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 
