@@ -197,3 +197,37 @@ def test_token_shift_is_the_causal_convolution():
     # A chunk of pads only leaves the history untouched.
     _, same = shift(x[:, :1], jnp.zeros((2, 1), bool), history)
     assert_tree_allclose(same, history)
+
+
+def test_train_or_load_trains_once_under_parallel_callers(tmp_path, monkeypatch):
+    """Parallel experiments (``--jobs``) share one training run: the first trains, the others
+    wait on the lock and load what it saved; nothing under the final name is incomplete."""
+    import threading
+
+    import diffusionlab.lm.train as lm_train
+
+    calls = []
+    real = lm_train.train_lm
+
+    def counted(config, **kwargs):
+        calls.append(config)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(lm_train, "train_lm", counted)
+    config = lm.LMTrainConfig.quick()
+    results = [None, None]
+
+    def one(i):
+        results[i] = lm.train_or_load(config, tmp_path, progress=False)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert_tree_allclose(results[0][1], results[1][1], rtol=0, atol=0)  # one file, read twice
+    assert not list(tmp_path.glob("*.partial"))
+    again = lm.train_or_load(config, tmp_path, progress=False)
+    assert len(calls) == 1
+    assert_tree_allclose(again[1], results[0][1], rtol=0, atol=0)

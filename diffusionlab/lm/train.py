@@ -11,9 +11,12 @@ $$\mathcal L = \frac{\sum_t a_t\,\mathrm{CE}_t}{\sum_t a_t}
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import pathlib
+import shutil
 
 import jax.numpy as jnp
 import optax
@@ -181,9 +184,19 @@ def train_or_load(config: LMTrainConfig, directory: str | pathlib.Path, *,
     _check_train_config(config)
     _checks.check_path(directory, "directory")
     folder = pathlib.Path(directory) / checkpoint_name(config)
-    if (folder / "lm_config.json").exists():
-        return load_lm(folder)
-    apply, params, history = train_lm(config, progress=progress)
-    save_lm(folder, config.model, params)
-    (folder / "history.json").write_text(json.dumps(history))
-    return apply, params
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Experiments run in parallel processes (``--jobs``): the first trains, the others wait for
+    # it and load, instead of training the same model again and racing to save it.
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "lm_config.json").exists():
+            return load_lm(folder)
+        apply, params, history = train_lm(config, progress=progress)
+        # Written aside and renamed into place: a folder under the final name is complete.
+        staging = folder.with_name(f"{folder.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        save_lm(staging, config.model, params)
+        (staging / "history.json").write_text(json.dumps(history))
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's incomplete folder
+        os.replace(staging, folder)
+    return load_lm(folder)
