@@ -3,8 +3,9 @@ r"""Sample-based distances between distributions: sliced W2, MMD, energy distanc
 All take two sample sets ``x (N, D)`` and ``y (M, D)``, are jit-compatible where they
 are pure JAX (their bodies are jitted, so repeated calls at one shape compile once), and
 are zero (sliced W2, MMD, energy distance) when the two sets are identical. Pairwise sums
-are accumulated in row blocks so memory stays O(block · M). Inputs are checked (shapes,
-at least 2 samples, finite values while not traced) and computed in at least float32.
+are accumulated in row blocks so memory stays O(block · M). Inputs are checked (JAX or
+NumPy arrays of floats or integers, shapes, at least 2 samples, finite values while not
+traced; each error names the argument) and computed in at least float32.
 ``feature_checksum`` is re-exported from ``fd_digits``.
 """
 
@@ -16,48 +17,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
 from diffusionlab.fd_digits import digit_features, feature_checksum
 
 __all__ = ["energy_distance", "fd_digits", "feature_checksum", "frechet_distance", "mmd",
            "sliced_wasserstein"]
 
 
-def _all_finite(a: jax.Array) -> bool:
-    """Whether ``a`` is finite; True while tracing, when the values are not known yet."""
-    try:
-        return bool(jnp.all(jnp.isfinite(a)))
-    except jax.errors.ConcretizationTypeError:
-        return True
-
-
-def _check_samples(a, arg: str, name: str) -> jax.Array:
-    try:
-        a = jnp.asarray(a)
-    except TypeError as error:
-        raise TypeError(f"{name}: {arg} must be a real (N, D) array, got {type(a).__name__}") from error
-    if not (a.dtype == jnp.bool_ or jnp.issubdtype(a.dtype, jnp.integer)
-            or jnp.issubdtype(a.dtype, jnp.floating)):
-        raise TypeError(f"{name}: {arg} must hold real numbers (bool, integer or floating), got {a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{name}: {arg} must have shape (N, D), got {a.shape}")
-    if a.shape[0] < 2:
-        raise ValueError(f"{name}: {arg} needs N ≥ 2 samples, got N = {a.shape[0]}")
-    if a.shape[1] < 1:
-        raise ValueError(f"{name}: {arg} needs D ≥ 1 coordinates, got D = 0")
-    if jnp.issubdtype(a.dtype, jnp.floating) and not _all_finite(a):
-        raise ValueError(f"{name}: {arg} must be finite, got NaN or inf")
+def _check_samples(a, arg: str, columns: str = "D") -> jax.Array:
+    """``a`` as a finite real ``(N, D)`` float array (integers converted), N ≥ 2, D ≥ 1."""
+    a = _checks.float_array(a, arg, ndim=2, allow_empty=True, allow_int=True,
+                            layout=f"(N, {columns})")
+    if a.shape[0] < 2 or a.shape[1] < 1:
+        raise ValueError(f"{arg} must have shape (N, {columns}) with N ≥ 2 samples and "
+                         f"{columns} ≥ 1; got {a.shape}")
     return a
 
 
-def _check_pair(x, y, name: str) -> tuple[jax.Array, jax.Array]:
+def _check_pair(x, y) -> tuple[jax.Array, jax.Array]:
     """Validates two sample sets and casts them to a common float dtype of at least float32.
 
-    Half-precision (and integer or bool) inputs are computed in float32: pairwise sums
-    over thousands of terms lose all their digits in float16.
+    Half-precision (and integer) inputs are computed in float32: pairwise sums over
+    thousands of terms lose all their digits in float16.
     """
-    x, y = _check_samples(x, "x", name), _check_samples(y, "y", name)
+    x, y = _check_samples(x, "x"), _check_samples(y, "y")
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"{name}: x and y must have shapes (N, D) and (M, D) with the same D, "
+        raise ValueError(f"x and y must have shapes (N, D) and (M, D) with the same D, "
                          f"got {x.shape} and {y.shape}")
     dtype = jnp.promote_types(jnp.result_type(x, y), jnp.float32)
     return x.astype(dtype), y.astype(dtype)
@@ -106,15 +91,20 @@ def sliced_wasserstein(x, y, *, key: jax.Array, num_projections: int = 256) -> j
 
     Raises:
       ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, on
-        non-finite samples, or on ``num_projections < 1``.
-      TypeError: on non-real samples or a non-integer ``num_projections``.
+        non-finite samples, on ``num_projections < 1``, or on a ``num_projections`` whose
+        projections would not fit in memory.
+      TypeError: on samples that are not real JAX or NumPy arrays (None, lists, bool or
+        complex arrays; integer arrays are converted), a ``key`` that is not a PRNG key, or
+        a non-integer ``num_projections``.
     """
-    x, y = _check_pair(x, y, "sliced_wasserstein")
-    if isinstance(num_projections, bool) or not isinstance(num_projections, (int, np.integer)):
-        raise TypeError(f"sliced_wasserstein: num_projections must be an int ≥ 1, got {num_projections!r}")
-    if num_projections < 1:
-        raise ValueError(f"sliced_wasserstein: num_projections must be ≥ 1, got {num_projections}")
-    return _sliced_wasserstein(x, y, key, int(num_projections))
+    x, y = _check_pair(x, y)
+    key = _checks.check_key(key)
+    num_projections = _checks.check_int(num_projections, "num_projections", low=1)
+    # The projections of both sets, sorted and interpolated to common quantile levels.
+    rows = x.shape[1] + 2 * (x.shape[0] + y.shape[0]) + 2 * max(x.shape[0], y.shape[0])
+    _checks.check_fits_memory("num_projections", float(rows) * num_projections * x.dtype.itemsize,
+                              "the projected samples")
+    return _sliced_wasserstein(x, y, key, num_projections)
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -193,9 +183,10 @@ def mmd(x, y, *, bandwidths=None) -> jax.Array:
       ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, on
         non-finite samples, or on bandwidths that are empty, not 0-D/1-D, or not positive
         and finite.
-      TypeError: on non-real samples or bandwidths.
+      TypeError: on samples that are not real JAX or NumPy arrays (None, lists, bool or
+        complex arrays; integer arrays are converted), or on non-real bandwidths.
     """
-    x, y = _check_pair(x, y, "mmd")
+    x, y = _check_pair(x, y)
     return _mmd(x, y, None if bandwidths is None else _check_bandwidths(bandwidths))
 
 
@@ -233,9 +224,10 @@ def energy_distance(x, y) -> jax.Array:
     Raises:
       ValueError: on shapes other than ``(N, D)``, ``(M, D)`` with N, M ≥ 2 and D ≥ 1, or
         on non-finite samples.
-      TypeError: on non-real samples.
+      TypeError: on samples that are not real JAX or NumPy arrays (None, lists, bool or
+        complex arrays; integer arrays are converted).
     """
-    x, y = _check_pair(x, y, "energy_distance")
+    x, y = _check_pair(x, y)
     return _energy_distance(x, y)
 
 
@@ -253,17 +245,27 @@ def _energy_distance(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def _check_features(features, arg: str) -> np.ndarray:
-    features = np.asarray(features)
-    if not (features.dtype == np.bool_ or np.issubdtype(features.dtype, np.integer)
-            or np.issubdtype(features.dtype, np.floating)):
-        raise TypeError(f"frechet_distance: {arg} must hold real numbers, got dtype {features.dtype}")
-    if features.ndim != 2 or features.shape[0] < 2 or features.shape[1] < 1:
-        raise ValueError(f"frechet_distance: {arg} must have shape (N, F) with N ≥ 2 and F ≥ 1, "
-                         f"got {features.shape}")
-    features = features.astype(np.float64)
-    if not np.all(np.isfinite(features)):
-        raise ValueError(f"frechet_distance: {arg} must be finite, got NaN or inf")
-    return features
+    """Host-side features: an array or a (nested) list of reals, as float64 ``(N, F)``."""
+    if isinstance(features, (list, tuple)):
+        try:
+            features = np.asarray(features)
+        except ValueError:  # ragged rows
+            raise TypeError(f"{arg} must be an (N, F) array of real numbers; got a ragged "
+                            f"{type(features).__name__}") from None
+    if isinstance(features, np.ndarray) and np.issubdtype(features.dtype, np.integer):
+        features = features.astype(np.float64)  # exact, unlike float32
+    return np.asarray(_check_samples(features, arg, "F"), np.float64)
+
+
+def _frechet(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(cov_a)
+    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    middle = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    trace_sqrt = np.sum(np.sqrt(np.clip(middle, 0, None)))
+    value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt
+    return float(max(value, 0.0))  # rounding can leave -1e-11 for identical sets
 
 
 def frechet_distance(features_a, features_b) -> float:
@@ -277,28 +279,22 @@ def frechet_distance(features_a, features_b) -> float:
     The eigensolvers round: a set against itself gives about ``F · eps · Tr Σ``, not 0.
 
     Args:
-      features_a, features_b: ``(N, F)`` and ``(M, F)`` real features, N, M ≥ 2, F ≥ 1
-        (any real dtype; computed in float64).
+      features_a, features_b: ``(N, F)`` and ``(M, F)`` real features, N, M ≥ 2, F ≥ 1:
+        JAX or NumPy arrays of floats or integers, or nested lists of them (computed on the
+        host in float64).
 
     Returns:
       A non-negative float.
 
     Raises:
-      ValueError: on other shapes or non-finite features.
-      TypeError: on non-real features.
+      ValueError: on other shapes, different ``F``, or non-finite features.
+      TypeError: on None, ragged lists, or bool, complex or non-numeric features.
     """
     a, b = _check_features(features_a, "features_a"), _check_features(features_b, "features_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"frechet_distance: features_a and features_b must have the same F, "
+        raise ValueError(f"features_a and features_b must have the same F, "
                          f"got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(cov_a)
-    sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    middle = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
-    trace_sqrt = np.sum(np.sqrt(np.clip(middle, 0, None)))
-    value = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt
-    return float(max(value, 0.0))  # rounding can leave -1e-11 for identical sets
+    return _frechet(a, b)
 
 
 def fd_digits(images_a, images_b) -> float:
@@ -307,6 +303,35 @@ def fd_digits(images_a, images_b) -> float:
     Our stand-in for FID on 8×8 digits. The classifier (see ``diffusionlab.fd_digits``) is
     trained deterministically in float64 and cached on disk, so values are comparable
     across runs, experiments and machines; ``feature_checksum()`` names the network, for
-    reports. Images are ``(N, 8, 8, 1)`` (or ``(N, 64)``) in [-1, 1], N ≥ 2.
+    reports.
+
+    Args:
+      images_a, images_b: float images ``(N, 8, 8, 1)``, ``(N, 8, 8)`` or ``(N, 64)`` in
+        [-1, 1], N ≥ 2 (JAX or NumPy arrays; the two sets may differ in size and layout).
+
+    Returns:
+      A non-negative float.
+
+    Raises:
+      ValueError: on other shapes, fewer than 2 images, or NaN/inf pixels (or pixels so
+        large that the features overflow).
+      TypeError: on None, lists, or integer, bool or complex images (integer pixel levels
+        must first be mapped to [-1, 1]).
     """
-    return frechet_distance(digit_features(images_a), digit_features(images_b))
+    features = [_digit_features(images_a, "images_a"), _digit_features(images_b, "images_b")]
+    return _frechet(*features)
+
+
+_IMAGE_SHAPES = ((8, 8, 1), (8, 8), (64,))
+
+
+def _digit_features(images, arg: str) -> np.ndarray:
+    images = _checks.float_array(images, arg, allow_empty=True)
+    if images.ndim < 2 or images.shape[1:] not in _IMAGE_SHAPES or images.shape[0] < 2:
+        raise ValueError(f"{arg} must have shape (N, 8, 8, 1), (N, 8, 8) or (N, 64) with "
+                         f"N ≥ 2; got {images.shape}")
+    features = digit_features(images)
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"{arg} gives non-finite classifier features: its pixels must lie "
+                         "in [-1, 1]")
+    return features

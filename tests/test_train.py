@@ -32,9 +32,12 @@ from diffusionlab.train import (
     TrainConfig,
     all_finite,
     batch_indices,
+    data_mesh,
     fit,
     init_state,
     make_optimizer,
+    make_train_step,
+    put_replicated,
 )
 
 HERE = os.path.dirname(__file__)
@@ -91,7 +94,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 def test_nan_loss_aborts_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
     _, params, (x, y) = problem()
     y = y.copy()
-    y[200] = np.nan  # poison one label: the first batch holding example 200 has a NaN loss
+    # Poison one label with a finite value whose square overflows (NaN data is refused up
+    # front): the first batch holding example 200 has an infinite loss.
+    y[200] = np.finfo(np.float32).max
     config = dataclasses.replace(CONFIG, checkpoint_every=10, log_every=10, steps=200)
     data_key = jax.random.split(jax.random.key(config.seed))[0]
     first_bad = next(s for s in range(config.steps) if 200 in np.asarray(
@@ -358,7 +363,7 @@ def test_checkpointer_refuses_another_tree_and_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="step must be a non-negative integer, got '3'"):
         checkpointer.restore({"a": jnp.ones((2, 3))}, "3")
     checkpointer.close()
-    with pytest.raises(ValueError, match="max_to_keep must be an integer ≥ 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_to_keep must be an integer in \[1, \d+\]; got 0"):
         Checkpointer(tmp_path / "d", max_to_keep=0)
     with pytest.raises(TypeError, match="directory must be a str or a path"):
         Checkpointer(3)
@@ -370,12 +375,12 @@ def _bad_calls():
     ok = dict(config=dataclasses.replace(CONFIG, steps=2), progress=False)
     calls = [
         (lambda: TrainConfig(learning_rate=float("nan")), ValueError,
-         r"TrainConfig\.learning_rate must be a finite number > 0, got nan"),
+         r"TrainConfig\.learning_rate must be a finite real number > 0; got nan"),
         (lambda: TrainConfig(learning_rate="1e-3"), TypeError, r"TrainConfig\.learning_rate"),
-        (lambda: TrainConfig(steps=10.0), TypeError, r"TrainConfig\.steps must be an integer ≥ 1"),
+        (lambda: TrainConfig(steps=10.0), TypeError, r"TrainConfig\.steps must be an integer in \[1, "),
         (lambda: TrainConfig(batch_size=True), TypeError, r"TrainConfig\.batch_size"),
         (lambda: TrainConfig(ema_decay=1.0), ValueError,
-         r"TrainConfig\.ema_decay must be a number in \[0, 1\)"),
+         r"TrainConfig\.ema_decay must be a finite real number in \[0, 1\)"),
         (lambda: TrainConfig(grad_clip=float("inf")), ValueError, r"TrainConfig\.grad_clip .*finite"),
         (lambda: TrainConfig(checkpoint_every=-1), ValueError, r"TrainConfig\.checkpoint_every must be"),
         (lambda: fit(loss_fn, params, (x[:0], y[:0]), **ok), ValueError, "data holds 0 examples"),
@@ -396,12 +401,44 @@ def _bad_calls():
          "devices must be None"),
         (lambda: fit(loss_fn, params, (x, y), config=CONFIG, progress="yes"), TypeError,
          "progress must be a bool"),
+        # Non-finite data is refused before the first step, naming the leaf.
+        (lambda: fit(loss_fn, params, (x, jnp.asarray(y).at[3, 1].set(jnp.inf)), **ok), ValueError,
+         r"data\[1\] holds NaN or infinite values"),
+        (lambda: fit(loss_fn, params, (x > 0, y), **ok), TypeError,
+         r"data\[0\] must be an array of real numbers .* got dtype bool"),
+        (lambda: fit(loss_fn, params, (x.astype(jnp.complex64), y), **ok), TypeError,
+         r"data\[0\] must be an array of real numbers"),
+        (lambda: TrainConfig(steps=2**31), ValueError, r"TrainConfig\.steps must be an integer in"),
+        (lambda: TrainConfig(grad_clip=-0.5), ValueError, r"TrainConfig\.grad_clip .* ≥ 0"),
+        (lambda: make_optimizer(None), TypeError, "config must be a TrainConfig"),
+        (lambda: init_state(params, None), TypeError, "optimizer must be an optax"),
+        (lambda: make_train_step(loss_fn, 3, **STEP), TypeError, "optimizer must be an optax"),
+        (lambda: make_train_step(None, OPTIMIZER, **STEP), TypeError, "loss_fn must be callable"),
+        (lambda: make_train_step(loss_fn, OPTIMIZER, **{**STEP, "batch_size": 200}), ValueError,
+         r"batch_size must be an integer in \[1, 100\]"),
+        (lambda: make_train_step(loss_fn, OPTIMIZER, **{**STEP, "num_examples": 2.5}), TypeError,
+         "num_examples must be an integer"),
+        (lambda: make_train_step(loss_fn, OPTIMIZER, **{**STEP, "ema_decay": 1.0}), ValueError,
+         r"ema_decay must be a finite real number in \[0, 1\)"),
+        (lambda: batch_indices(1, num_examples=10**12, batch_size=4, key=KEY), ValueError,
+         "num_examples must be an integer in"),
+        (lambda: batch_indices(1, num_examples=10, batch_size=0, key=KEY), ValueError,
+         r"batch_size must be an integer in \[1, 10\]"),
+        (lambda: batch_indices(1, num_examples=10, batch_size=4, key=0), TypeError,
+         "key must be a JAX PRNG key"),
+        (lambda: batch_indices(-1, num_examples=10, batch_size=4, key=KEY), ValueError,
+         "step must be an integer"),
+        (lambda: data_mesh(3), TypeError, "devices must be None"),
+        (lambda: put_replicated({"w": jnp.ones(2)}, 3), TypeError, "mesh must be a jax.sharding.Mesh"),
     ]
     # Test ids from the expected messages, e.g. "TrainConfig_learning_rate_must_be_a".
     return {re.sub(r"\W+", "_", message).strip("_")[:36] + f"-{i}": (call, error, message)
             for i, (call, error, message) in enumerate(calls)}
 
 
+KEY = jax.random.key(0)
+OPTIMIZER = optax.sgd(0.1)
+STEP = dict(num_examples=100, batch_size=10, ema_decay=0.9, seed=0)
 BAD_CALLS = _bad_calls()
 
 

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from diffusionlab import _checks
 from diffusionlab.train.sharding import to_host
 from diffusionlab.train.step import all_finite
 
@@ -108,20 +109,18 @@ class Checkpointer:
 
     Args:
       directory: the checkpoint folder (created if missing).
-      max_to_keep: how many recent checkpoints to keep (an integer ≥ 1).
+      max_to_keep: how many recent checkpoints to keep (an integer in ``[1, 2**31 - 1]``).
 
     Raises:
       TypeError: ``directory`` is not a path, or ``max_to_keep`` not an integer.
-      ValueError: ``max_to_keep < 1``, or ``directory`` exists and is not a folder.
+      ValueError: ``max_to_keep`` outside ``[1, 2**31 - 1]``, or ``directory`` exists and
+        is not a folder.
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3):
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory must be a str or a path, got {type(directory).__name__}")
-        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, numbers.Integral):
-            raise TypeError(f"max_to_keep must be an integer ≥ 1, got {max_to_keep!r}")
-        if max_to_keep < 1:
-            raise ValueError(f"max_to_keep must be an integer ≥ 1, got {max_to_keep}")
+        max_to_keep = _checks.check_int(max_to_keep, "max_to_keep", low=1)
         self.directory = pathlib.Path(directory).absolute()
         if self.directory.exists() and not self.directory.is_dir():
             raise ValueError(f"directory {self.directory} exists and is not a folder")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 import pathlib
 import time
@@ -36,6 +35,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from diffusionlab import _checks
 from diffusionlab.train import sharding
 from diffusionlab.train.checkpoint import (
     Checkpointer,
@@ -44,7 +44,13 @@ from diffusionlab.train.checkpoint import (
     first_mismatch,
     leaf_shapes,
 )
-from diffusionlab.train.step import TrainState, init_state, make_train_step, non_finite_parts
+from diffusionlab.train.step import (
+    TrainState,
+    check_optimizer,
+    init_state,
+    make_train_step,
+    non_finite_parts,
+)
 
 # The record of a workdir's run, beside its ``checkpoints`` folder.
 RUN_RECORD = "train_config.json"
@@ -53,23 +59,12 @@ RUN_RECORD = "train_config.json"
 RESUMABLE_FIELDS = ("steps", "log_every", "checkpoint_every")
 
 _INT64 = 2**63
-
-
-def _integer(owner: str, name: str, value: Any, low: int, high: int | None = None) -> int:
-    valid = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high})"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}.{name} must be {valid}, got {value!r} ({type(value).__name__})")
-    if value < low or (high is not None and value >= high):
-        raise ValueError(f"{owner}.{name} must be {valid}, got {value}")
-    return int(value)
-
-
-def _real(owner: str, name: str, value: Any, valid: str, ok: Callable[[float], bool]) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}.{name} must be {valid}, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and ok(float(value))):
-        raise ValueError(f"{owner}.{name} must be {valid}, got {value}")
-    return float(value)
+# Counts of steps and examples: the step counter and the batch indices are int32.
+_INTEGER_FIELDS = {"steps": 1, "batch_size": 1, "log_every": 1, "checkpoint_every": 0,
+                   "warmup_steps": 0}
+_REAL_FIELDS = {"learning_rate": dict(low=0, low_open=True),
+                "ema_decay": dict(low=0, high=1, high_open=True),
+                "grad_clip": dict(low=0), "weight_decay": dict(low=0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +81,10 @@ class TrainConfig:
       weight_decay: AdamW weight decay (finite, ≥ 0).
       log_every: steps per jitted chunk, progress update and JSONL record (≥ 1).
       checkpoint_every: steps between checkpoints (≥ 0; 0: never; > 0 needs ``workdir``).
-      seed: seeds the data order and the per-step keys (an integer).
+      seed: seeds the data order and the per-step keys (an integer in [-2**63, 2**63)).
+
+    The counts (``steps``, ``batch_size``, ``log_every``, ``checkpoint_every``,
+    ``warmup_steps``) are at most ``2**31 - 1``: the step counter is int32.
 
     Raises:
       TypeError: a field has the wrong type (a float step count, a string rate).
@@ -105,23 +103,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        owner = "TrainConfig"
-        checked = {
-            "steps": _integer(owner, "steps", self.steps, 1),
-            "batch_size": _integer(owner, "batch_size", self.batch_size, 1),
-            "log_every": _integer(owner, "log_every", self.log_every, 1),
-            "checkpoint_every": _integer(owner, "checkpoint_every", self.checkpoint_every, 0),
-            "warmup_steps": _integer(owner, "warmup_steps", self.warmup_steps, 0),
-            "seed": _integer(owner, "seed", self.seed, -_INT64, _INT64),
-            "learning_rate": _real(owner, "learning_rate", self.learning_rate,
-                                   "a finite number > 0", lambda v: v > 0),
-            "ema_decay": _real(owner, "ema_decay", self.ema_decay, "a number in [0, 1)",
-                               lambda v: 0 <= v < 1),
-            "grad_clip": _real(owner, "grad_clip", self.grad_clip, "a finite number ≥ 0",
-                               lambda v: v >= 0),
-            "weight_decay": _real(owner, "weight_decay", self.weight_decay,
-                                  "a finite number ≥ 0", lambda v: v >= 0),
-        }
+        checked = {name: _checks.check_int(getattr(self, name), f"TrainConfig.{name}", low=low)
+                   for name, low in _INTEGER_FIELDS.items()}
+        checked["seed"] = _checks.check_int(self.seed, "TrainConfig.seed", low=-_INT64,
+                                            high=_INT64 - 1)
+        for name, bounds in _REAL_FIELDS.items():
+            checked[name] = float(_checks.check_real(getattr(self, name), f"TrainConfig.{name}",
+                                                     **bounds))
         # Plain Python numbers: the config is written to JSON and compared on resume.
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -130,10 +118,10 @@ class TrainConfig:
         """Checks the config against a data set of ``num_examples`` examples.
 
         Raises:
-          ValueError: ``batch_size`` exceeds ``num_examples``.
+          TypeError: ``num_examples`` is not an integer.
+          ValueError: ``num_examples < 1``, or ``batch_size`` exceeds ``num_examples``.
         """
-        if isinstance(num_examples, bool) or not isinstance(num_examples, numbers.Integral):
-            raise TypeError(f"num_examples must be an integer, got {num_examples!r}")
+        num_examples = _checks.check_int(num_examples, "num_examples", low=1)
         if self.batch_size > num_examples:
             raise ValueError(f"TrainConfig.batch_size={self.batch_size} exceeds the number of "
                              f"examples {num_examples}")
@@ -178,7 +166,12 @@ NonFiniteLossError = NonFiniteTrainingError
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """AdamW with linear warm-up, after global-norm clipping (when ``grad_clip > 0``)."""
+    """AdamW with linear warm-up, after global-norm clipping (when ``grad_clip > 0``).
+
+    Raises:
+      TypeError: ``config`` is not a :class:`TrainConfig`.
+    """
+    _check_config(config)
     schedule = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps) \
         if config.warmup_steps else config.learning_rate
     adam = optax.adamw(schedule, weight_decay=config.weight_decay)
@@ -189,8 +182,16 @@ def _dtype(leaf: Any) -> np.dtype:
     return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
 
 
+def _non_finite(named_leaves: list[tuple[str, Any]]) -> str | None:
+    """The name of the first floating leaf holding a NaN or an infinity, or None."""
+    inexact = [(name, leaf) for name, leaf in named_leaves
+               if jnp.issubdtype(_dtype(leaf), jnp.inexact)]
+    finite = sharding.to_host([jnp.all(jnp.isfinite(leaf)) for _, leaf in inexact])
+    return next((name for (name, _), ok in zip(inexact, finite, strict=True) if not ok), None)
+
+
 def _num_examples(data: Any) -> int:
-    """N, the leading dimension shared by every array of ``data``."""
+    """N, the leading dimension shared by every (finite, real) array of ``data``."""
     leaves = jax.tree.leaves_with_path(data)
     if not leaves:
         raise ValueError("data must hold at least one array, got an empty pytree")
@@ -198,8 +199,9 @@ def _num_examples(data: Any) -> int:
     for path, leaf in leaves:
         name = "data" + jax.tree_util.keystr(path)
         dtype = _dtype(leaf)
-        if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
-            raise TypeError(f"{name} must be a numeric array, got dtype {dtype}")
+        if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+            raise TypeError(f"{name} must be an array of real numbers (integers or floats; "
+                            f"booleans as 0/1 integers), got dtype {dtype}")
         shape = np.shape(leaf)
         if not shape:
             raise ValueError(f"{name} is a scalar; every array in data needs a leading "
@@ -212,6 +214,9 @@ def _num_examples(data: Any) -> int:
     num_examples = next(iter(sizes.values()))
     if num_examples == 0:
         raise ValueError("data holds 0 examples; fit needs at least batch_size examples")
+    bad = _non_finite([("data" + jax.tree_util.keystr(path), leaf) for path, leaf in leaves])
+    if bad is not None:
+        raise ValueError(f"{bad} holds NaN or infinite values; data must be finite")
     return num_examples
 
 
@@ -223,18 +228,21 @@ def _check_params(params: Any) -> None:
     for name, (_, leaf) in zip(names, leaves, strict=True):
         if not jnp.issubdtype(_dtype(leaf), jnp.inexact):
             raise TypeError(f"{name} has dtype {_dtype(leaf)}; fit trains floating-point arrays only")
-    finite = sharding.to_host([jnp.all(jnp.isfinite(leaf)) for _, leaf in leaves])
-    for name, ok in zip(names, finite, strict=True):
-        if not ok:
-            raise ValueError(f"{name} holds NaN or infinite values; params must be finite")
+    bad = _non_finite([(name, leaf) for name, (_, leaf) in zip(names, leaves, strict=True)])
+    if bad is not None:
+        raise ValueError(f"{bad} holds NaN or infinite values; params must be finite")
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
 
 
 def _check_arguments(loss_fn, config, workdir, progress, optimizer, devices) -> None:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(params, batch, key) -> (B,), "
                         f"got {type(loss_fn).__name__}")
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _check_config(config)
     if workdir is not None:
         if not isinstance(workdir, (str, os.PathLike)):
             raise TypeError(f"workdir must be None, a str or a path, got {type(workdir).__name__}")
@@ -242,16 +250,9 @@ def _check_arguments(loss_fn, config, workdir, progress, optimizer, devices) -> 
             raise ValueError(f"workdir {workdir} exists and is not a folder")
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be a bool, got {progress!r}")
-    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
-                                      and callable(getattr(optimizer, "update", None))):
-        raise TypeError(f"optimizer must be None or an optax.GradientTransformation, "
-                        f"got {type(optimizer).__name__}")
-    if devices is not None:
-        devices = list(devices)
-        if not devices:
-            raise ValueError("devices must be None (every device) or a non-empty list of devices")
-        if not all(isinstance(device, jax.Device) for device in devices):
-            raise TypeError("devices must be jax.Device objects (from jax.devices())")
+    if optimizer is not None:
+        check_optimizer(optimizer)
+    sharding.check_devices(devices)
     if config.checkpoint_every and workdir is None:
         raise ValueError("TrainConfig.checkpoint_every > 0 needs a workdir")
 
@@ -352,8 +353,8 @@ def fit(
       loss_fn: ``loss_fn(params, batch, key) -> (B,)`` per-example losses.
       params: the initial parameters (any pytree of finite floating-point arrays, e.g.
         from ``nn.pure``).
-      data: a pytree of numeric arrays sharing the leading dimension N ≥ 1 (kept on
-        every device).
+      data: a pytree of real arrays (integers, e.g. token ids, or finite floats) sharing
+        the leading dimension N ≥ 1 (kept on every device).
       config: a :class:`TrainConfig`.
       workdir: if given, checkpoints go to ``workdir/checkpoints``, metrics to
         ``workdir/metrics.jsonl`` and the run's record to ``workdir/train_config.json``.
@@ -378,7 +379,9 @@ def fit(
       CheckpointWriteError: (an OSError) a checkpoint or record could not be written, e.g.
         a full disk; the checkpoints written before are intact.
       TypeError, ValueError: invalid arguments (each message names the argument and its
-        valid range), an invalid config, or inconsistent data.
+        valid range), an invalid config, or inconsistent data: ``data`` leaves that are
+        boolean, complex or non-numeric (TypeError), or hold NaN or ±inf (ValueError,
+        before any step runs).
     """
     _check_arguments(loss_fn, config, workdir, progress, optimizer, devices)
     num_examples = _num_examples(data)

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from diffusionlab import _checks
+from diffusionlab.train.sharding import check_tree
+
 # What a non-finite update can be made of, in the order a NaN propagates: bit ``i`` of
 # ``TrainState.non_finite`` is set when ``NON_FINITE_PARTS[i]`` holds a NaN or an infinity.
 NON_FINITE_PARTS = ("loss", "gradient", "parameters", "optimizer state")
@@ -48,8 +51,22 @@ class TrainState(NamedTuple):
     non_finite: jax.Array
 
 
+def check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
+    """Raises TypeError naming ``name`` unless ``optimizer`` has callable ``init`` and ``update``."""
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"{name} must be an optax.GradientTransformation (with init and update); "
+                        f"got {type(optimizer).__name__}")
+
+
 def init_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
-    """A fresh :class:`TrainState` at step 0 (the EMA starts at the initial parameters)."""
+    """A fresh :class:`TrainState` at step 0 (the EMA starts at the initial parameters).
+
+    Raises:
+      TypeError: ``params`` has a leaf that is not a numeric array, or ``optimizer`` is not
+        an optax ``GradientTransformation``.
+    """
+    check_tree(params, "params")
+    check_optimizer(optimizer)
     # Fresh copies: the loop donates the state's buffers, never the caller's arrays.
     params, ema = jax.tree.map(jnp.array, params), jax.tree.map(jnp.array, params)
     return TrainState(jnp.asarray(0, jnp.int32), params, ema, optimizer.init(params),
@@ -75,14 +92,40 @@ def _is_inexact(leaf: Any) -> bool:
     return jnp.issubdtype(dtype, jnp.inexact)
 
 
+def check_sizes(num_examples: Any, batch_size: Any) -> tuple[int, int]:
+    """``(num_examples, batch_size)`` as ints with ``1 ≤ batch_size ≤ num_examples``.
+
+    The two epoch permutations of :func:`batch_indices` (int32 sorts) must fit in memory.
+    """
+    num_examples = _checks.check_int(num_examples, "num_examples", low=1)
+    batch_size = _checks.check_int(batch_size, "batch_size", low=1, high=num_examples)
+    _checks.check_fits_memory("num_examples", 2 * 16.0 * num_examples, "the epoch permutations")
+    return num_examples, batch_size
+
+
 def batch_indices(step: jax.Array, *, num_examples: int, batch_size: int, key: jax.Array) -> jax.Array:
     """Indices of the batch at ``step``: consecutive slices of one permutation per epoch.
 
     Example ``j`` of the batch is position ``(step·B + j) mod N`` of the permutation of
     epoch ``⌊(step·B + j)/N⌋``, so every epoch visits every example once and the order
     depends only on ``(key, step)``.
+
+    Args:
+      step: the step, an integer scalar ≥ 0 (traced inside ``jit``).
+      num_examples: N, an integer ≥ 1.
+      batch_size: B, an integer in ``[1, N]``.
+      key: a JAX PRNG key.
+
+    Raises:
+      TypeError: a non-integer ``step``, ``num_examples`` or ``batch_size``, or a ``key``
+        that is not a PRNG key.
+      ValueError: ``num_examples < 1``, ``batch_size`` outside ``[1, num_examples]``, a
+        negative concrete ``step``, or sizes beyond int32 or this machine's memory.
     """
-    flat = step.astype(jnp.int32) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+    step = _checks.check_int(step, "step", low=0)
+    num_examples, batch_size = check_sizes(num_examples, batch_size)
+    key = _checks.check_key(key)
+    flat = jnp.asarray(step, jnp.int32) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
     epoch, position = flat // num_examples, flat % num_examples
     first = epoch[0]
     # A batch spans at most two epochs when batch_size ≤ num_examples.
@@ -109,7 +152,24 @@ def make_train_step(
     Once an update is non-finite (see the module docstring), the returned state is the
     input state with ``bad_step`` and ``non_finite`` set, and every later call returns it
     unchanged: nothing after the first bad step is applied.
+
+    The arguments are checked here, when the step is built, not when it first runs.
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable, ``optimizer`` is not an optax
+        ``GradientTransformation``, ``batch_sharding`` is neither None nor a
+        ``jax.sharding.Sharding``, or a size, ``ema_decay`` or ``seed`` has the wrong type.
+      ValueError: ``num_examples < 1``, ``batch_size`` outside ``[1, num_examples]``,
+        ``ema_decay`` outside ``[0, 1)``, or a size beyond int32 or this machine's memory.
     """
+    _checks.check_callable(loss_fn, "loss_fn")
+    check_optimizer(optimizer)
+    num_examples, batch_size = check_sizes(num_examples, batch_size)
+    _checks.check_real(ema_decay, "ema_decay", low=0, high=1, high_open=True)
+    seed = _checks.check_int(seed, "seed", low=-2**63, high=2**63 - 1)
+    if batch_sharding is not None and not isinstance(batch_sharding, jax.sharding.Sharding):
+        raise TypeError(f"batch_sharding must be None or a jax.sharding.Sharding; "
+                        f"got {type(batch_sharding).__name__}")
     data_key, step_key = jax.random.split(jax.random.key(seed))
 
     def train_step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
