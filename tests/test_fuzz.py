@@ -43,8 +43,19 @@ HUGE = 10**12
 # --------------------------------------------------------------------------- argument kinds
 
 
+class Kind:
+    """An argument kind: ``bad(v)`` lists (label, value) pairs of bad values for a valid ``v``;
+    ``draw`` draws one of a label with hypothesis (by default the listed value itself)."""
+
+    def bad(self, v):
+        raise NotImplementedError
+
+    def draw(self, data, label, v):
+        return dict(self.bad(v))[label]
+
+
 @dataclasses.dataclass(frozen=True)
-class Floats:
+class Floats(Kind):
     """A real floating array argument."""
 
     rank: bool = True  # whether adding or removing an axis is invalid
@@ -83,11 +94,11 @@ class Floats:
         if label == "rank+":
             extra = data.draw(st.integers(1, 2), label="extra axes")
             return v.reshape((1,) * extra + v.shape)
-        return dict(self.bad(v))[label]
+        return super().draw(data, label, v)
 
 
 @dataclasses.dataclass(frozen=True)
-class Ints:
+class Ints(Kind):
     """An integer array argument (token ids, labels) with entries in ``[low, high]``."""
 
     low: int | None = 0
@@ -116,11 +127,11 @@ class Ints:
             return _poke(v, data.draw(st.integers(self.low - 10**6, self.low - 1)))
         if label == "above":
             return _poke(v, data.draw(st.integers(self.high + 1, self.high + 10**6)))
-        return dict(self.bad(v))[label]
+        return super().draw(data, label, v)
 
 
 @dataclasses.dataclass(frozen=True)
-class Int:
+class Int(Kind):
     """An integer scalar (a size, a count) in ``[low, high]``."""
 
     low: int | None = 1
@@ -149,11 +160,11 @@ class Int:
             return data.draw(st.integers(self.high + 1, self.high + 10**6))
         if label == "huge":
             return data.draw(st.integers(HUGE, 10**18))
-        return dict(self.bad(v))[label]
+        return super().draw(data, label, v)
 
 
 @dataclasses.dataclass(frozen=True)
-class Real:
+class Real(Kind):
     """A real scalar hyperparameter in the range ``low .. high``."""
 
     low: float | None = None
@@ -179,11 +190,11 @@ class Real:
         if label == "above":
             delta = data.draw(st.floats(0.0 if self.high_open else 1e-3, 1e6))
             return self.high + delta
-        return dict(self.bad(v))[label]
+        return super().draw(data, label, v)
 
 
 @dataclasses.dataclass(frozen=True)
-class Choice:
+class Choice(Kind):
     """A string naming one of a fixed set of options."""
 
     def bad(self, v):
@@ -192,44 +203,35 @@ class Choice:
     def draw(self, data, label, v):
         if label == "unknown":
             return data.draw(st.text(alphabet="xyz_", min_size=1, max_size=8))
-        return dict(self.bad(v))[label]
+        return super().draw(data, label, v)
 
 
 @dataclasses.dataclass(frozen=True)
-class Key:
+class Key(Kind):
     """A JAX PRNG key."""
 
     def bad(self, v):
         return [("none", None), ("int", 0), ("float", np.zeros(2, np.float32))]
 
-    def draw(self, data, label, v):
-        return dict(self.bad(v))[label]
-
 
 @dataclasses.dataclass(frozen=True)
-class Fn:
+class Fn(Kind):
     """A callable."""
 
     def bad(self, v):
         return [("none", None), ("number", 1.0)]
 
-    def draw(self, data, label, v):
-        return dict(self.bad(v))[label]
-
 
 @dataclasses.dataclass(frozen=True)
-class Obj:
+class Obj(Kind):
     """An object of a given kind (a config, a process, a tokenizer)."""
 
     def bad(self, v):
         return [("none", None), ("number", 3)]
 
-    def draw(self, data, label, v):
-        return dict(self.bad(v))[label]
-
 
 @dataclasses.dataclass(frozen=True)
-class Seqs:
+class Seqs(Kind):
     """A sequence of token sequences (or one sequence with ``nested=False``) of ids in ``[low, high]``."""
 
     low: int = 0
@@ -245,19 +247,10 @@ class Seqs:
             out.append(("empty", []))
         return out
 
-    def draw(self, data, label, v):
-        return dict(self.bad(v))[label]
-
 
 @dataclasses.dataclass(frozen=True)
-class Text:
-    """A string argument (a name, a path)."""
-
-    def bad(self, v):
-        return [("none", None), ("number", 3)]
-
-    def draw(self, data, label, v):
-        return dict(self.bad(v))[label]
+class Text(Obj):
+    """A string argument (a name, a path): bad values as for :class:`Obj`."""
 
 
 def _poke(v, value, index=0):
