@@ -1361,45 +1361,20 @@ def check_valid(entry: Entry, *, half: str | None = None) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- known failures
+# --------------------------------------------------------------------------- the tests
 
 # Modules that compute and return at least float32 for half-precision inputs. odes, solve,
 # metrics and train compute in float32 internally and cast results back to the caller's
 # dtype by design, which an output-dtype check cannot see: their own tests cover them.
 OURS = {"cosent", "data", "lm", "nbce", "nn", "scorematching", "sector", "udm", "weakform"}
 
-# Entries whose checks are known to fail, by (argument, case): marked xfail.
-KNOWN_FAILURES: dict[str, set[tuple[str, str]]] = {}
-KNOWN_VALID_FAILURES: set[str] = set()
-CRASHES: set[tuple[str, str, str]] = set()
-
-
-def _expected(entry: Entry, arg: str, label: str) -> bool:
-    return (arg, label) in KNOWN_FAILURES.get(entry.name, set())
-
-
-# --------------------------------------------------------------------------- the tests
-
 ENTRY_NAMES = sorted(entries())
 
 
-# Modules whose argument checks are not finished: every bad-input case is expected to fail.
-PENDING: set[str] = set()
-# Entries elsewhere whose checks are not finished (the tally lists their outcomes).
-PENDING_ENTRIES: set[str] = set()
-
-
-def _marks(name: str):
-    if entries()[name].module in PENDING or name in PENDING_ENTRIES:
-        return [pytest.mark.xfail(strict=False, reason="argument checks not finished")]
-    return []
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in ENTRY_NAMES])
+@pytest.mark.parametrize("name", ENTRY_NAMES)
 def test_bad_inputs_raise_errors_naming_the_argument(name):
     entry = entries()[name]
-    cases = [(arg, label) for arg, label, _ in entry.cases()
-             if (name, arg, label) not in CRASHES]
+    cases = [(arg, label) for arg, label, _ in entry.cases()]
     if not cases:
         pytest.skip("no data arguments")
 
@@ -1415,22 +1390,17 @@ def test_bad_inputs_raise_errors_naming_the_argument(name):
     run()
 
 
-def _valid_marks(name: str):
-    if name in KNOWN_VALID_FAILURES or entries()[name].module in PENDING:
-        return [pytest.mark.xfail(strict=False, reason="argument checks not finished"), _LONG_ONLY]
-    return [_LONG_ONLY]
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_valid_marks(n)) for n in ENTRY_NAMES])
+@_LONG_ONLY
+@pytest.mark.parametrize("name", ENTRY_NAMES)
 def test_valid_inputs_give_finite_outputs(name):
     entry = entries()[name]
     failure = check_valid(entry)
     assert failure is None, failure
 
 
+@_LONG_ONLY
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_valid_marks(n)) for n in ENTRY_NAMES
-                                  if entries()[n].module in OURS])
+@pytest.mark.parametrize("name", [n for n in ENTRY_NAMES if entries()[n].module in OURS])
 def test_half_precision_works(name, half):
     entry = entries()[name]
     if not any(isinstance(k, Floats) and k.half for k in entry.args.values()):
