@@ -51,7 +51,7 @@ class Config:
     def quick(cls) -> Config:
         return cls(num_data=1_000, num_eval=5_000, steps=60, num_snapshots=3, hidden=32,
                    gaussian_levels=((0.8, 0.6, 1.5),), gaussian_thetas=2,
-                   batch_sizes=(2, 64), num_batches=100)
+                   batch_sizes=(2, 64), num_batches=100, seeds=2)
 
 
 def train_with_snapshots(config: Config, data_x0: jax.Array, *, seed: int):

@@ -25,7 +25,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(num=3000)
+        return cls(num=3000, seeds=2)
 
 
 def run(config: Config, out) -> None:
