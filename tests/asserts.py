@@ -15,7 +15,7 @@ def assert_tree_allclose(actual, expected, *, rtol=None, atol=None):
     leaves_a, tree_a = jax.tree.flatten(actual)
     leaves_e, tree_e = jax.tree.flatten(expected)
     assert tree_a == tree_e, f"tree structures differ: {tree_a} vs {tree_e}"
-    for a, e in zip(leaves_a, leaves_e):
+    for a, e in zip(leaves_a, leaves_e, strict=True):
         a, e = np.asarray(a), np.asarray(e)
         assert a.shape == e.shape, f"shape {a.shape} != {e.shape}"
         dt = np.result_type(a.dtype, np.float32)

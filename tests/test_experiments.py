@@ -51,7 +51,7 @@ def _run_all(results: pathlib.Path, extra: pathlib.Path) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "experiments", "--all", "--quick", "--jobs", "2",
          "--results", str(results)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=1500,
+        cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=3600,
     )
 
 
