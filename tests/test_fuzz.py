@@ -62,6 +62,12 @@ class Floats(Kind):
     rank: bool = True  # whether adding or removing an axis is invalid
     mismatch: bool = False  # whether one more column on the last axis is invalid
     empty: bool = True  # whether a size-0 array is invalid
+    # A size-0 batch is valid and must give size-0 outputs ("empty in, empty out"); see
+    # test_empty_batches_give_empty_outputs. Implies empty=False.
+    empty_batch: bool = False
+    # A scalar broadcasts over the batch (so dropping the axis is valid); see
+    # test_scalar_times_broadcast_over_the_batch.
+    scalar: bool = False
     nonfinite: bool = True  # whether NaN/inf entries are invalid
     half: bool = True  # whether half precision must work (False for PRNG-free exact tests)
     ints: bool = False  # whether integer arrays are valid (graded labels, integer times)
@@ -76,11 +82,11 @@ class Floats(Kind):
             out.append(("int", v.astype(np.int32)))
         if self.nonfinite:
             out += [("nan", _poke(v, np.nan)), ("inf", _poke(v, np.inf))]
-        if self.empty and v.ndim:
+        if self.empty and not self.empty_batch and v.ndim:
             out.append(("empty", v[:0]))
         if self.rank:
             out.append(("rank+", v[None]))
-            if v.ndim:
+            if v.ndim and not self.scalar:
                 out.append(("rank-", v[..., 0]))
         if self.mismatch and v.ndim:
             out.append(("shape", np.concatenate([v, v[..., :1]], axis=-1)))
@@ -904,86 +910,90 @@ def _entries() -> list[Entry]:
         path = isotropic.GaussianCDF()
         add(E("odes.bits_per_dim", odes.bits_per_dim,
               lambda: dict(log_prob=np.array([-3.0, -2.0], np.float32), dim=2, bin_width=1 / 256),
-              dict(log_prob=F(), dim=Int(1), bin_width=Real(0, None, low_open=True))))
+              dict(log_prob=F(rank=False, empty_batch=True), dim=Int(1),
+                   bin_width=Real(0, None, low_open=True))))
         add(E("odes.generate", lambda **k: odes.generate(lambda x, t: -x, **k).samples,
               lambda: dict(x_T=_x(3, 2), T=1.0, solver="euler", steps=4),
-              dict(x_T=F(rank=False), T=Real(0, None, low_open=True), solver=Choice(),
+              dict(x_T=F(rank=False, empty_batch=True), T=Real(0, None, low_open=True), solver=Choice(),
                    steps=Int(1))))
         add(E("odes.log_likelihood",
               lambda **k: odes.log_likelihood(lambda x, t: -x, **k,
                                               log_prior=flows.standard_normal_log_density).log_prob,
               lambda: dict(x=_x(3, 2), T=1.0, solver="euler", steps=4),
-              dict(x=F(), T=Real(0, None, low_open=True), solver=Choice(), steps=Int(1))))
+              dict(x=F(rank=False, empty_batch=True), T=Real(0, None, low_open=True), solver=Choice(),
+                   steps=Int(1))))
         add(E("odes.VPSchedule", odes.VPSchedule, lambda: dict(beta_min=0.1, beta_max=20.0),
               dict(beta_min=Real(0, None), beta_max=Real(0, None, low_open=True)),
               check_output=False))
         add(E("odes.flows.interpolate", flows.interpolate,
               lambda: dict(x0=xs(), x1=_x(4, 2, 1), t=ts() / 2),
-              dict(x0=F(mismatch=True), x1=F(mismatch=True), t=F())))
+              dict(x0=F(mismatch=True), x1=F(mismatch=True), t=F(scalar=True))))
         add(E("odes.flows.standard_normal_log_density", flows.standard_normal_log_density,
-              lambda: dict(x=xs()), dict(x=F())))
+              lambda: dict(x=xs()), dict(x=F(rank=False, empty_batch=True))))
         add(E("odes.flows.uniform_log_density", lambda **k: flows.uniform_log_density(**k)(xs()),
               lambda: dict(low=-10.0, high=10.0), dict(low=Real(), high=Real())))
         add(E("odes.flows.conditional_log_density",
               lambda **k: flows.conditional_log_density(
                   **k, log_prior=flows.standard_normal_log_density),
               lambda: dict(x_t=xs(), t=ts() / 4, x0=dat()[:4]),
-              dict(x_t=F(mismatch=True), t=F(), x0=F(mismatch=True))))
+              dict(x_t=F(mismatch=True), t=F(scalar=True), x0=F(mismatch=True))))
         add(E("odes.flows.marginal_velocity",
               lambda **k: flows.marginal_velocity(**k, log_prior=flows.standard_normal_log_density),
               lambda: dict(x=xs(), t=0.5, data=dat()),
-              dict(x=F(mismatch=True), t=Real(0, 1), data=F(mismatch=True))))
+              dict(x=F(mismatch=True, empty_batch=True), t=Real(0, 1, low_open=True),
+                   data=F(mismatch=True))))
         add(E("odes.flows.atoms_velocity", lambda **k: flows.atoms_velocity(**k)(xs()[:, :1], 0.5),
               lambda: dict(low=0.0, high=2.0), dict(low=Real(), high=Real())))
         add(E("odes.flows.cfm_loss", lambda **k: flows.cfm_loss(lambda x, t: -x, **k),
-              lambda: dict(x0=xs(), key=_key()), dict(x0=F(), key=Key())))
+              lambda: dict(x0=xs(), key=_key()), dict(x0=F(rank=False, empty_batch=True), key=Key())))
         add(E("odes.flows.rectified_loss", lambda **k: flows.rectified_loss(lambda x, t: -x, **k),
               lambda: dict(x0=xs(), x1=_x(4, 2, 1), key=_key(), t_min=0.0),
               dict(x0=F(mismatch=True), x1=F(mismatch=True), key=Key(), t_min=Real(0, 1))))
         add(E("odes.flows.reflow_pairs", lambda **k: flows.reflow_pairs(lambda x, t: -x, **k)[0],
               lambda: dict(noise=xs(), solver="euler", steps=4),
-              dict(noise=F(rank=False), solver=Choice(), steps=Int(1))))
+              dict(noise=F(rank=False, empty_batch=True), solver=Choice(), steps=Int(1))))
         add(E("odes.gravity.field", lambda **k: gravity.field(**k)[0],
               lambda: dict(x=xs(), t=ts(), data=dat(), block=4),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True), block=Int(1))))
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True), block=Int(1))))
         add(E("odes.gravity.velocity", gravity.velocity,
               lambda: dict(x=xs(), t=ts(), data=dat(), block=4),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True), block=Int(1))))
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True), block=Int(1))))
         add(E("odes.gravity.potential", gravity.potential,
               lambda: dict(x=xs(), t=ts(), data=dat()),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True))))
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True))))
         add(E("odes.gravity.conditional_log_density", gravity.conditional_log_density,
               lambda: dict(x_t=xs(), t=ts(), x0=dat()[:4]),
-              dict(x_t=F(mismatch=True), t=F(), x0=F(mismatch=True))))
+              dict(x_t=F(mismatch=True), t=F(scalar=True), x0=F(mismatch=True))))
         add(E("odes.gravity.conditional_loss", gravity.conditional_loss,
               lambda: dict(prediction=_x(4, 2, 2), x_t=xs(), t=ts(), x0=dat()[:4]),
-              dict(prediction=F(mismatch=True), x_t=F(mismatch=True), t=F(),
+              dict(prediction=F(mismatch=True), x_t=F(mismatch=True), t=F(scalar=True),
                    x0=F(mismatch=True))))
         add(E("odes.gravity.conditional_sample", gravity.conditional_sample,
-              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(), key=Key())))
+              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(scalar=True), key=Key())))
         add(E("odes.gravity.conditional_target", lambda **k: gravity.conditional_target(**k)[0],
-              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(), key=Key())))
+              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(scalar=True), key=Key())))
         add(E("odes.gravity.log_normaliser", gravity.log_normaliser, lambda: dict(dim=2),
               dict(dim=Int(1))))
         add(E("odes.gravity.log_sphere_area", gravity.log_sphere_area, lambda: dict(n=2),
               dict(n=Int(1))))
         add(E("odes.gravity.pfgm_perturb", lambda **k: gravity.pfgm_perturb(**k)[0],
               lambda: dict(x0=xs(), key=_key(), sigma=0.01, tau=0.03),
-              dict(x0=F(), key=Key(), sigma=Real(0, None, low_open=True),
+              dict(x0=F(empty_batch=True), key=Key(), sigma=Real(0, None, low_open=True),
                    tau=Real(0, None, low_open=True))))
         add(E("odes.gravity.pfgm_target", gravity.pfgm_target,
               lambda: dict(x=_x(4, 3), t=ts(), batch=_x(5, 3, 1), gamma=1e-3),
-              dict(x=F(mismatch=True), t=F(), batch=F(mismatch=True), gamma=Real(0, None))))
+              dict(x=F(mismatch=True), t=F(scalar=True), batch=F(mismatch=True), gamma=Real(0, None))))
         add(E("odes.gravity.pfgm_loss", gravity.pfgm_loss,
               lambda: dict(prediction=_x(4, 4, 2), x=_x(4, 3), t=ts(), batch=_x(5, 3, 1),
                            gamma=1e-3),
-              dict(prediction=F(mismatch=True), x=F(mismatch=True), t=F(), batch=F(mismatch=True),
+              dict(prediction=F(mismatch=True), x=F(mismatch=True), t=F(scalar=True), batch=F(mismatch=True),
                    gamma=Real(0, None))))
         add(E("odes.gravity.prior_log_density", gravity.prior_log_density,
-              lambda: dict(x=_x(4, 3), T=2.0), dict(x=F(), T=Real(0, None, low_open=True))))
+              lambda: dict(x=_x(4, 3), T=2.0),
+              dict(x=F(empty_batch=True), T=Real(0, None, low_open=True))))
         add(E("odes.gravity.prior_radial_density", gravity.prior_radial_density,
               lambda: dict(r=np.array([0.5, 1.0], np.float32), dim=2, T=2.0),
-              dict(r=F(), dim=Int(1), T=Real(0, None, low_open=True))))
+              dict(r=F(rank=False, empty_batch=True), dim=Int(1), T=Real(0, None, low_open=True))))
         add(E("odes.gravity.sample_prior", gravity.sample_prior,
               lambda: dict(num=4, dim=2, T=2.0, key=_key(), method="beta"),
               dict(num=Int(1), dim=Int(1), T=Real(0, None, low_open=True), key=Key(),
@@ -996,24 +1006,26 @@ def _entries() -> list[Entry]:
             add(E(f"odes.isotropic.{fname}",
                   functools.partial(_isotropic_call, getattr(isotropic, fname), path),
                   lambda: dict(x_t=xs(), t=ts(), x0=dat()[:4]),
-                  dict(x_t=F(mismatch=True), t=F(), x0=F(mismatch=True))))
+                  dict(x_t=F(mismatch=True), t=F(scalar=True), x0=F(mismatch=True))))
         add(E("odes.isotropic.conditional_sample",
               lambda **k: isotropic.conditional_sample(path, **k),
-              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(), key=Key())))
+              lambda: dict(x0=xs(), t=ts(), key=_key()), dict(x0=F(), t=F(scalar=True), key=Key())))
         add(E("odes.isotropic.marginal_velocity",
               lambda **k: isotropic.marginal_velocity(path, **k),
               lambda: dict(x=xs(), t=ts(), data=dat()),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True))))
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True))))
         add(E("odes.isotropic.sample_prior", lambda **k: isotropic.sample_prior(path, **k),
               lambda: dict(num=4, dim=2, T=2.0, key=_key()),
               dict(num=Int(1), dim=Int(1), T=Real(0, None, low_open=True), key=Key())))
         add(E("odes.powerlaw.field", lambda **k: powerlaw.field(**k)[0],
               lambda: dict(x=xs(), t=ts(), data=dat(), k=3.0, block=4),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True), k=Real(0, None, low_open=True),
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True),
+                   k=Real(0, None, low_open=True),
                    block=Int(1))))
         add(E("odes.powerlaw.velocity", powerlaw.velocity,
               lambda: dict(x=xs(), t=ts(), data=dat(), k=3.0, block=4),
-              dict(x=F(mismatch=True), t=F(), data=F(mismatch=True), k=Real(0, None, low_open=True),
+              dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True),
+                   k=Real(0, None, low_open=True),
                    block=Int(1))))
         add(E("odes.powerlaw.point_field", powerlaw.point_field,
               lambda: dict(x=xs()[0], t=0.5, x0=dat()[0], k=3.0),
@@ -1028,18 +1040,18 @@ def _entries() -> list[Entry]:
               dict(num=Int(1), dim=Int(1), radius=Real(0, None, low_open=True), key=Key())))
         add(E("odes.unaugmented.follow_field_lines", unaugmented.follow_field_lines,
               lambda: dict(x_start=xs() + 3.0, data=dat(), length=1.0, steps=10),
-              dict(x_start=F(mismatch=True), data=F(mismatch=True),
+              dict(x_start=F(mismatch=True, empty_batch=True), data=F(mismatch=True),
                    length=Real(0, None, low_open=True), steps=Int(1))))
         add(E("odes.vp.vp_loss", lambda **k: vp.vp_loss(lambda x, t: 0 * x, **k),
               lambda: dict(x0=xs(), key=_key(), t_min=1e-3),
-              dict(x0=F(), key=Key(), t_min=Real(0, 1, low_open=True))))
+              dict(x0=F(rank=False, empty_batch=True), key=Key(), t_min=Real(0, 1, low_open=True))))
         add(E("odes.vp.probability_flow",
               lambda **k: vp.probability_flow(lambda x, t: 0 * x, **k)(xs(), 0.5),
               lambda: dict(schedule=odes.VPSchedule()), dict(schedule=Obj())))
         add(E("odes.memorisation.hit_report",
               lambda **k: memorisation.hit_report(**k).distance,
               lambda: dict(samples=xs(), data=dat(), tolerance=0.1),
-              dict(samples=F(mismatch=True), data=F(mismatch=True),
+              dict(samples=F(mismatch=True, empty_batch=True), data=F(mismatch=True),
                    tolerance=Real(0, None, low_open=True))))
         add(E("odes.learned.Budget", learned.Budget,
               lambda: dict(hidden=8, depth=1, time_dim=4),
@@ -1058,11 +1070,12 @@ def _entries() -> list[Entry]:
     if solve is not None:
         add(E("solve.solve_ode", lambda **k: solve.solve_ode(_velocity, **k).x,
               lambda: dict(x_T=_x(3, 2), T=1.0, t_end=0.0, solver="euler", steps=4),
-              dict(x_T=F(rank=False), T=Real(), t_end=Real(), solver=Choice(), steps=Int(1))))
+              dict(x_T=F(rank=False, empty_batch=True), T=Real(), t_end=Real(), solver=Choice(),
+                   steps=Int(1))))
         add(E("solve.solve_sde",
               lambda **k: solve.solve_sde(lambda t, x: -x, lambda t: 0.5 + 0 * t, **k).x,
               lambda: dict(x_T=_x(3, 2), T=1.0, t_end=0.0, key=_key(), steps=4),
-              dict(x_T=F(rank=False), T=Real(), t_end=Real(), key=Key(), steps=Int(1))))
+              dict(x_T=F(rank=False, empty_batch=True), T=Real(), t_end=Real(), key=Key(), steps=Int(1))))
     if metrics is not None:
         # Integer samples are data like any other (converted to float); frechet_distance is
         # host-side NumPy and takes nested lists too.
@@ -1408,6 +1421,37 @@ def test_half_precision_works(name, half):
         pytest.skip("no float array arguments")
     failure = check_valid(entry, half=half)
     assert failure is None, failure
+
+
+def _arguments_with(flag: str) -> list[tuple[str, str]]:
+    return [(name, arg) for name in ENTRY_NAMES for arg, kind in entries()[name].args.items()
+            if isinstance(kind, Floats) and getattr(kind, flag)]
+
+
+@pytest.mark.parametrize("name,arg", _arguments_with("empty_batch"))
+def test_empty_batches_give_empty_outputs(name, arg):
+    """Empty in, empty out: a ``(0, ...)`` batch gives outputs whose batch axis has size 0."""
+    entry = entries()[name]
+    kwargs = dict(entry.valid())
+    kwargs[arg] = np.asarray(kwargs[arg])[:0]
+    with time_limit(CALL_TIMEOUT):
+        shapes = [leaf.shape for leaf in _numeric_leaves(entry.call(**kwargs))]
+    assert shapes and all(len(s) >= 1 and s[0] == 0 for s in shapes), shapes
+
+
+@pytest.mark.parametrize("name,arg", _arguments_with("scalar"))
+def test_scalar_times_broadcast_over_the_batch(name, arg):
+    """A scalar time gives what the same time repeated for every row gives."""
+    entry = entries()[name]
+    kwargs = dict(entry.valid())
+    t = np.asarray(kwargs[arg])
+    with time_limit(CALL_TIMEOUT):
+        scalar = _numeric_leaves(entry.call(**{**kwargs, arg: t[1]}))
+        repeated = _numeric_leaves(entry.call(**{**kwargs, arg: np.full_like(t, t[1])}))
+    assert scalar
+    for a, b in zip(scalar, repeated, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_sector_cli_validates_everything_before_printing(capsys):

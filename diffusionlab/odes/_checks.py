@@ -82,9 +82,9 @@ def times(t, name: str = "t") -> jax.Array:
     return _checks.float_array(t, name, allow_empty=True, finite=False)
 
 
-def positive_time(t, batch: int, dtype, name: str = "t") -> jax.Array:
+def positive_time(t, batch: int, dtype, name: str = "t", *, of: str = "x") -> jax.Array:
     """Checks heights ``t`` (scalar, ``(1,)`` or ``(batch,)``, finite and > 0) and broadcasts
-    them to ``(batch,)`` in ``dtype``.
+    them to ``(batch,)`` in ``dtype``; ``of`` names the argument whose rows ``t`` belongs to.
 
     A height below ``dtype``'s smallest normal number (1.2e-38 in float32) is rejected when
     concrete and raised to it under ``jit``: XLA flushes subnormal numbers to zero, and a
@@ -92,7 +92,8 @@ def positive_time(t, batch: int, dtype, name: str = "t") -> jax.Array:
     """
     t = times(t, name)
     if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, batch)):
-        raise ValueError(f"{name} must be a scalar or have shape ({batch},); got shape {t.shape}")
+        raise ValueError(f"{name} must be a scalar or have shape ({batch},), one per row of {of} "
+                         f"(which has {batch} rows); got shape {t.shape}")
     _checks.check_real(t, name, low=0.0, low_open=True, scalar=False)
     tiny = float(jnp.finfo(dtype).tiny)
     v = _checks.concrete(t)

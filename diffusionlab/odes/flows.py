@@ -69,7 +69,8 @@ def interpolate(x0, x1, t) -> jax.Array:
     x0, x1, dtype = _pair(x0, x1)
     t = times(t)
     if t.shape not in ((), x0.shape[:1]):
-        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}; got {t.shape}")
+        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}, one per row of x0 "
+                         f"(which has {x0.shape[0]} rows); got shape {t.shape}")
     _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
     t = jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
     return saturating_cast(_interpolate(x0, x1, t), dtype)
@@ -202,7 +203,7 @@ def marginal_velocity(x, t, data, *, log_prior: Callable, weights=None) -> jax.A
     is reachable (all terms zero) the velocity is 0.
 
     Args:
-      x: ``(B, d)``; t: > 0, scalar or ``(B,)``; data: ``(N, d)``;
+      x: ``(B, d)``; t: in :math:`(0, 1]`, scalar or ``(B,)``; data: ``(N, d)``;
       log_prior: log-density of :math:`p_1` over the last axis (``(M, d) -> (M,)``);
       weights: ``(N,)`` atom weights, ≥ 0 and not all 0 (default uniform).
 
@@ -214,7 +215,8 @@ def marginal_velocity(x, t, data, *, log_prior: Callable, weights=None) -> jax.A
     """
     _checks.check_callable(log_prior, "log_prior")
     x, data, dtype = points(x, data)
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
+    _checks.check_real(t, "t", low=0.0, high=1.0, low_open=True, scalar=False)  # x_t's range
     n = data.shape[0]
     if weights is None:
         log_weights = jnp.full((n,), -math.log(n), x.dtype)

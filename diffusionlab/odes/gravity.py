@@ -96,7 +96,7 @@ def potential(x, t, data) -> jax.Array:
     """
     x, data, dtype = points(x, data)
     d = data.shape[1]
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     _checks.check_fits_memory("x", x.shape[0] * data.size * x.dtype.itemsize,
                               "the (B, N, d) differences to the data")
     diff = x[:, None, :] - data[None, :, :]
@@ -137,7 +137,7 @@ def field(x, t, data, *, block: int = 512) -> tuple[jax.Array, jax.Array]:
     """
     x, data, dtype = points(x, data)
     block = _checks.check_int(block, "block", low=1)
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     sums = _gravity_sums(x, t, data, block)
     log_const = -log_sphere_area(data.shape[1] + 1) - math.log(data.shape[0])
     f_x, f_t = field_from_sums(x, t, sums, log_const=log_const, dtype=dtype)
@@ -160,7 +160,7 @@ def velocity(x, t, data, *, block: int = 512) -> jax.Array:
     """
     x, data, dtype = points(x, data)
     block = _checks.check_int(block, "block", low=1)
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     return saturating_cast(velocity_from_sums(x, t, _gravity_sums(x, t, data, block)), dtype)
 
 
@@ -308,7 +308,7 @@ def conditional_log_density(x_t, t, x0) -> jax.Array:
       TypeError, ValueError: a bad array (dtype, rank, NaN/inf), different shapes, ``t ≤ 0``.
     """
     x_t, x0, dtype = _same_points(x_t, x0, names=("x_t", "x0"))
-    t = positive_time(t, x_t.shape[0], x_t.dtype)
+    t = positive_time(t, x_t.shape[0], x_t.dtype, of="x_t")
     d = x_t.shape[1]
     diff = x_t - x0
     log_r_sq = log_radius_sq(jnp.sum(diff * diff, axis=1)[:, None], t)[:, 0]
@@ -348,7 +348,7 @@ def conditional_sample(x0, t, *, key) -> jax.Array:
       TypeError, ValueError: a bad ``x0`` (rank, dtype, NaN/inf), ``t ≤ 0``, a bad ``key``.
     """
     x0, dtype = float_input(x0, "x0", ndim=2)
-    t = positive_time(t, x0.shape[0], x0.dtype)
+    t = positive_time(t, x0.shape[0], x0.dtype, of="x0")
     _checks.check_key(key)
     return saturating_cast(_conditional_sample(x0, t, key), dtype, axis=1)
 
@@ -374,7 +374,7 @@ def conditional_target(x0, t, *, key) -> tuple[jax.Array, jax.Array]:
       ``(x_t, z)``, both ``(B, d)`` in ``x0``'s dtype.
     """
     x0, dtype = float_input(x0, "x0", ndim=2)
-    t = positive_time(t, x0.shape[0], x0.dtype)
+    t = positive_time(t, x0.shape[0], x0.dtype, of="x0")
     _checks.check_key(key)
     x_t = _conditional_sample(x0, t, key)
     z = (x_t - x0) / t[:, None]
@@ -400,7 +400,7 @@ def conditional_loss(prediction, x_t, t, x0) -> jax.Array:
     x_t, x0, _ = _same_points(x_t, x0, names=("x_t", "x0"))
     _checks.same_shape(prediction, x_t, names=("prediction", "x_t"))
     work = jnp.result_type(prediction.dtype, x_t.dtype)
-    t = positive_time(t, x_t.shape[0], work)
+    t = positive_time(t, x_t.shape[0], work, of="x_t")
     residual = prediction.astype(work) - (x_t - x0).astype(work) / t[:, None]
     return saturating_cast(jnp.sum(residual * residual, axis=1), dtype)
 
@@ -472,7 +472,7 @@ def pfgm_target(x, t, batch, *, gamma: float = 1e-3) -> jax.Array:
       TypeError, ValueError: naming the bad argument.
     """
     x, batch, dtype = points(x, batch, names=("x", "batch"))
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     gamma = _checks.check_real(gamma, "gamma", low=0.0)
     return saturating_cast(_pfgm_target(x, t, batch, gamma), dtype)
 
@@ -490,7 +490,7 @@ def pfgm_loss(prediction, x, t, batch, *, gamma: float = 1e-3) -> jax.Array:
     dtype = input_dtype(prediction, x, batch)
     prediction = _checks.float_array(prediction, "prediction", ndim=2, allow_empty=True)
     x, batch, _ = points(x, batch, names=("x", "batch"))
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     gamma = _checks.check_real(gamma, "gamma", low=0.0)
     target = _pfgm_target(x, t, batch, gamma)
     if prediction.shape != target.shape:

@@ -207,7 +207,7 @@ def conditional_sample(path, x0, t, *, key) -> jax.Array:
     _check_path(path)
     x0, dtype = float_input(x0, "x0", ndim=2)
     b, d = x0.shape
-    t = positive_time(t, b, x0.dtype)
+    t = positive_time(t, b, x0.dtype, of="x0")
     _checks.check_key(key)
     key_r, key_u = jax.random.split(key)
     r = path.sample_radius(key_r, (b,), t, d, x0.dtype)
@@ -250,7 +250,7 @@ def marginal_velocity(path, x, t, data) -> jax.Array:
     """
     _check_path(path)
     x, data, dtype = points(x, data)
-    t = positive_time(t, x.shape[0], x.dtype)
+    t = positive_time(t, x.shape[0], x.dtype, of="x")
     return saturating_cast(_marginal_velocity(path, x, t, data), dtype)
 
 

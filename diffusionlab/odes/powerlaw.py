@@ -88,7 +88,7 @@ def _checked(x, t, data, k, block):
     x, data, dtype = points(x, data)
     k = _check_k(k)
     block = _checks.check_int(block, "block", low=1)
-    return x, positive_time(t, x.shape[0], x.dtype), data, k, block, dtype
+    return x, positive_time(t, x.shape[0], x.dtype, of="x"), data, k, block, dtype
 
 
 def field(x, t, data, *, k, block: int = 512) -> tuple[jax.Array, jax.Array]:
