@@ -829,7 +829,8 @@ def _entries() -> list[Entry]:
     add(E("udm.sample", lambda **k: udm.sample(_hot(), lambda x, t: 0.5 * x, **k),
           lambda: dict(x_T=_x(4, 3), key=_key(), steps=5),
           # Empty in, empty out: an empty batch x_T gives empty samples. steps=None means T.
-          dict(x_T=F(mismatch=True, empty=False), key=Key(), steps=Int(1, 10, none_ok=True))))
+          dict(x_T=F(mismatch=True, empty_batch=True), key=Key(),
+               steps=Int(1, 10, none_ok=True))))
     for kname, fn, extra in (("baseline_kernel", udm.baseline_kernel, {}),
                              ("deterministic_kernel", udm.deterministic_kernel, {}),
                              ("gaussian_interpolation_kernel", udm.gaussian_interpolation_kernel,
