@@ -122,6 +122,29 @@ def test_train_step_compiles_once():
     assert len(traces) == 1
 
 
+def test_runs_that_differ_only_in_the_seed_share_one_compiled_program():
+    """The seed is an argument of the compiled training chunk, not a constant in it: a second
+    run with another seed compiles nothing new (the suite's compilation cache answers), and
+    still trains differently."""
+    loss_fn, params, data = problem()
+    config = dataclasses.replace(CONFIG, steps=8, log_every=8)
+    first = fit(loss_fn, params, data, config=config, progress=False, devices=ONE)
+    misses = []
+
+    def listener(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_misses":
+            misses.append(event)
+
+    jax.monitoring.register_event_listener(listener)
+    try:
+        other = fit(loss_fn, params, data, config=dataclasses.replace(config, seed=config.seed + 1),
+                    progress=False, devices=ONE)
+    finally:
+        jax.monitoring.unregister_event_listener(listener)
+    assert misses == []
+    assert not np.allclose(first.history["loss"], other.history["loss"])
+
+
 def test_bad_config_raises():
     loss_fn, params, data = problem()
     with pytest.raises(ValueError, match="batch_size"):

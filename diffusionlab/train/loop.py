@@ -399,16 +399,21 @@ def fit(
     chunk = min(chunk, config.steps)
     stop = config.steps
 
-    def run_chunk(state: TrainState, data: Any):
+    def run_chunk(state: TrainState, data: Any, key_data: jax.Array):
+        key = jax.random.wrap_key_data(key_data)
+
         def body(state, _):
             active = (state.step < stop) & (state.bad_step < 0)
-            new_state, loss = step_fn(state, data)
+            new_state, loss = step_fn(state, data, key)
             new_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_state, state)
             return new_state, (state.step, loss, active)
 
         return jax.lax.scan(body, state, length=chunk)
 
     run_chunk = jax.jit(run_chunk, donate_argnums=0)
+    # The seed's key is an argument, not a constant of the program: runs that differ only in
+    # their seed (replicates) share one compiled program through the compilation cache.
+    seed_key_data = sharding.put_replicated(jax.random.key_data(jax.random.key(config.seed)), mesh)
     state = sharding.put_replicated(init_state(params, optimizer), mesh)
     data = sharding.put_replicated(data, mesh)
 
@@ -435,7 +440,7 @@ def fit(
         started = time.perf_counter()
         try:
             while int(sharding.to_host(state.step)) < stop:
-                state, (steps, losses, active) = run_chunk(state, data)
+                state, (steps, losses, active) = run_chunk(state, data, seed_key_data)
                 steps, losses, active, bad, mask = sharding.to_host(
                     (steps, losses, active, state.bad_step, state.non_finite))
                 if bad >= 0:

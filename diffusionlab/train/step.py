@@ -144,10 +144,14 @@ def make_train_step(
     seed: int,
     batch_sharding=None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
-    r"""Builds ``train_step(state, data) -> (state, loss)`` (not yet jitted).
+    r"""Builds ``train_step(state, data, key=None) -> (state, loss)`` (not yet jitted).
 
     ``loss_fn(params, batch, key)`` returns per-example losses; the step minimises their
     mean. The EMA follows :math:`\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta`.
+
+    The batch order and the loss's keys come from ``jax.random.key(seed)``; passing that
+    key as ``key`` (a traced argument) gives the same steps from a compiled program that
+    does not depend on the seed, so one compilation serves every seed.
 
     Once an update is non-finite (see the module docstring), the returned state is the
     input state with ``bad_step`` and ``non_finite`` set, and every later call returns it
@@ -170,9 +174,11 @@ def make_train_step(
     if batch_sharding is not None and not isinstance(batch_sharding, jax.sharding.Sharding):
         raise TypeError(f"batch_sharding must be None or a jax.sharding.Sharding; "
                         f"got {type(batch_sharding).__name__}")
-    data_key, step_key = jax.random.split(jax.random.key(seed))
+    seed_key = jax.random.key(seed)
 
-    def train_step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
+    def train_step(state: TrainState, data: Any, key: jax.Array | None = None
+                   ) -> tuple[TrainState, jax.Array]:
+        data_key, step_key = jax.random.split(seed_key if key is None else key)
         index = batch_indices(state.step, num_examples=num_examples, batch_size=batch_size,
                               key=data_key)
         batch = jax.tree.map(lambda leaf: leaf[index], data)
