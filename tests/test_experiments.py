@@ -53,8 +53,9 @@ def _run_all(results: pathlib.Path, extra: pathlib.Path) -> subprocess.Completed
     # time (measured alone, wall: udm_quality 153 -> 96 s, nfe_quality 108 -> 87 s,
     # udm_samples 86 -> 59 s).
     flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                   os.environ.get("XLA_FLAGS", ""))
-    flags = f"{flags} --xla_backend_optimization_level=0".strip()
+                   os.environ.get("XLA_FLAGS", "")).strip()
+    if "xla_backend_optimization_level" not in flags:  # conftest sets it unless overridden
+        flags = f"{flags} --xla_backend_optimization_level=0".strip()
     env = dict(os.environ, DIFFUSIONLAB_EXPERIMENTS_PATH=str(extra), XLA_FLAGS=flags)
     return subprocess.run(
         [sys.executable, "-m", "experiments", "--all", "--quick", "--jobs", "2",

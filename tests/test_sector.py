@@ -206,13 +206,16 @@ def test_range_and_monotone_on_fine_grids():
     n = np.array([2, 3, 5, 10, 30, 100, 1000, 10**5])[:, None]
     p = probability(n, theta[None, :])
     assert np.all((p >= 0) & (p <= 1))
-    assert np.all(np.diff(p, axis=1) >= 0)
+    # Monotone up to rounding: on the plateau at 1 neighbouring values may differ by an ulp
+    # or two (how many depends on how XLA compiled the sums).
+    ulps = 4 * np.finfo(np.float64).eps
+    assert np.all(np.diff(p, axis=1) >= -ulps)
     # and finely across the transition of a large n, where the double-double path works
     for n in (5000, 10**5):  # lam from 0.03 (or 0.5) to 60: the whole band, ~1e-7 rad apart
         lo, hi = min(12, np.log(n) + 0.7), np.log(n) - np.log(60)
         fine = np.linspace(FULL_TURN * (1 - lo / n), FULL_TURN * (1 - hi / n), 2001)
         q = probability(n, fine)
-        assert np.all(np.diff(q) >= 0) and q[0] < 0.5 and q[-1] == 1.0
+        assert np.all(np.diff(q) >= -ulps) and q[0] < 0.5 and abs(q[-1] - 1.0) <= ulps
 
 
 def test_broadcasting_shapes():

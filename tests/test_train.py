@@ -64,8 +64,9 @@ def test_sharded_over_8_devices_matches_one_device():
     loss_fn, params, data = problem()
     many = fit(loss_fn, params, data, config=CONFIG, progress=False)
     one = fit(loss_fn, params, data, config=CONFIG, progress=False, devices=jax.devices()[:1])
-    np.testing.assert_allclose(many.history["loss"], one.history["loss"], rtol=0, atol=1e-6)
-    assert_tree_allclose(many.params, one.params, atol=1e-6)
+    # Sharding changes the order of the batch reductions: float32 rounding (a few ulps).
+    np.testing.assert_allclose(many.history["loss"], one.history["loss"], rtol=1e-6, atol=1e-6)
+    assert_tree_allclose(many.params, one.params, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
