@@ -39,3 +39,9 @@ enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 # Implicit rank promotion hides shape bugs: make it an error in the suite.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the longest test (the whole ``--all --quick`` run, about 10 minutes) first, so that
+    one xdist worker works on it while the other takes the rest of the suite."""
+    items.sort(key=lambda item: item.name != "test_all_quick_end_to_end")
