@@ -9,6 +9,7 @@ unless ``JAX_COMPILATION_CACHE_DIR`` is already set, so nothing depends on an ea
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 
@@ -21,6 +22,10 @@ if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
     # test_lm: 197 s -> 144 s; test_fuzz: 45 s -> 28 s). Results agree up to rounding, which
     # every tolerance covers. Set the flag yourself to test another level.
     os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+# For the processes the suite starts (experiments, notebook kernels): the same flags on one
+# CPU device, as on a user's machine (8 virtual devices would shard every step 8 ways).
+ONE_DEVICE_XLA_FLAGS = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                              os.environ["XLA_FLAGS"]).strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import ONE_DEVICE_XLA_FLAGS
+
 import experiments
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -47,16 +49,8 @@ def _write_broken_experiments(folder: pathlib.Path) -> None:
 
 
 def _run_all(results: pathlib.Path, extra: pathlib.Path) -> subprocess.CompletedProcess:
-    # The experiments run on one CPU device, not the suite's 8 virtual ones (which would
-    # shard every training step 8 ways on 2 cores). Quick runs are small: their time is
-    # mostly XLA compiling ~100 programs each, which LLVM at -O0 does in 20-40% less
-    # time (measured alone, wall: udm_quality 153 -> 96 s, nfe_quality 108 -> 87 s,
-    # udm_samples 86 -> 59 s).
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                   os.environ.get("XLA_FLAGS", "")).strip()
-    if "xla_backend_optimization_level" not in flags:  # conftest sets it unless overridden
-        flags = f"{flags} --xla_backend_optimization_level=0".strip()
-    env = dict(os.environ, DIFFUSIONLAB_EXPERIMENTS_PATH=str(extra), XLA_FLAGS=flags)
+    env = dict(os.environ, DIFFUSIONLAB_EXPERIMENTS_PATH=str(extra),
+               XLA_FLAGS=ONE_DEVICE_XLA_FLAGS)
     return subprocess.run(
         [sys.executable, "-m", "experiments", "--all", "--quick", "--jobs", "2",
          "--results", str(results)],

@@ -5,6 +5,7 @@ import pathlib
 import jupytext
 import nbformat
 import pytest
+from conftest import ONE_DEVICE_XLA_FLAGS
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
@@ -13,9 +14,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_quick(path, monkeypatch):
     monkeypatch.setenv("DIFFUSIONLAB_QUICK", "1")
-    # One CPU device (not the suite's 8), and LLVM at -O0: at quick size a notebook's time
-    # is mostly compiling (4 notebooks: 95 s -> 76 s).
-    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    monkeypatch.setenv("XLA_FLAGS", ONE_DEVICE_XLA_FLAGS)
     paired = path.with_suffix(".py")
     assert paired.exists(), f"{path.name} is paired with a jupytext {paired.name}"
     nb = nbformat.read(path, as_version=4)
