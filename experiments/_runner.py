@@ -120,8 +120,14 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
     This is the child's side. ``metrics.json`` is written only by a run that finished, so a
     directory whose ``run.json`` says ``ok`` always holds complete results.
     """
+    import matplotlib
+
     import experiments
     from diffusionlab.cache import enable_compilation_cache
+
+    # Figures only go to files here: a file backend, whatever display the machine has. The
+    # entry point chooses it, so no library module changes matplotlib's global state.
+    matplotlib.use("Agg")
 
     # Each experiment is its own process: without a shared cache each would compile the same
     # kernels again, and a resumed run would compile everything again.

@@ -642,3 +642,20 @@ def test_values_are_not_checked_under_jit():
     assert_tree_allclose(v, gravity.velocity(x, t, data), rtol=1e-6)
     with pytest.raises(ValueError, match="dimension mismatch"):
         jax.jit(gravity.velocity)(x, t, data[:, :1])
+
+
+def test_importing_the_plots_leaves_the_backend_to_the_caller():
+    """The figures draw and save under whatever backend the caller chose; import changes none."""
+    import subprocess
+    import sys
+
+    script = (
+        "import matplotlib; matplotlib.use('pdf')\n"
+        "import numpy as np\n"
+        "from diffusionlab.odes import plots\n"
+        "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend()\n"
+        "fig = plots.histograms({'a': np.arange(10.0)}, xlabel='x', title='t')\n"
+        "import io; buffer = io.BytesIO(); fig.savefig(buffer, format='png')\n"
+        "assert buffer.getvalue()[:4] == b'\\x89PNG'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

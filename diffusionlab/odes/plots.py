@@ -1,14 +1,15 @@
-"""Figures of the ODE-generator experiments: one helper per kind of figure."""
+"""Figures of the ODE-generator experiments: one helper per kind of figure.
+
+The backend is the caller's choice (the experiment runner selects Agg; a notebook keeps its
+inline backend), so importing this module changes no global matplotlib state.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def trajectories_1d(ts, xs, ends_label, *, atoms, title):
