@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 import pathlib
 import pkgutil
-import time
-from collections.abc import Callable
 
-import jax
+from diffusionlab.timing import best_time
+
+__all__ = ["best_time", "load", "names"]
 
 
 def names() -> list[str]:
@@ -25,15 +25,3 @@ def load(name: str):
     if name not in names():
         raise ValueError(f"unknown benchmark {name!r}; valid names: {', '.join(names())}")
     return importlib.import_module(f"benchmarks.{name}")
-
-
-def best_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
-    """Best wall time in seconds of ``fn()`` over ``repeats`` runs (results blocked on)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - start)
-    return best

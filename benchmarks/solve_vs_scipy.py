@@ -11,8 +11,6 @@ between the endpoints.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,13 +51,8 @@ def run(quick: bool = False) -> dict:
         return solve_ivp(scipy_rhs, (T, T_END), np.asarray(x_T, np.float64).reshape(-1),
                          method="RK45", rtol=tol, atol=tol)
 
-    scipy_solve()  # compile the field once
-    times = []
-    for _ in range(2 if quick else 3):
-        start = time.perf_counter()
-        ref = scipy_solve()
-        times.append(time.perf_counter() - start)
-    scipy_time = min(times)
+    ref = scipy_solve()  # also compiles the field once, so the timed runs need no warm-up
+    scipy_time = best_time(scipy_solve, repeats=2 if quick else 3, warmup=0)
     diff = float(np.abs(np.asarray(sol.x).reshape(-1) - ref.y[:, -1]).max())
     return {
         "baseline": "scipy.integrate.solve_ivp(RK45) on the flattened batch, same jitted vector field",

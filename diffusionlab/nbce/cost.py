@@ -9,7 +9,6 @@ in the number of contexts").
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import jax
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 
 from diffusionlab.lm.decode import decode, prefill
 from diffusionlab.nbce.generate import nbce_decode
+from diffusionlab.timing import best_time, wall_times
 
 __all__ = ["DecodingCost", "decoding_cost"]
 
@@ -36,16 +36,6 @@ class DecodingCost(NamedTuple):
     seconds_per_token: float
     cache_bytes: int
     token_seconds: tuple[float, ...] = ()
-
-
-def _timings(fn, repeats: int) -> list[float]:
-    jax.block_until_ready(fn())  # compile and warm up
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
@@ -73,8 +63,9 @@ def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
         def run():
             return decode(apply, params, logits, cache, key, jnp.float32(1.0),
                           max_new_tokens=steps, eos_id=eos_id, greedy=True)
-    prefill_seconds = min(_timings(
-        lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps), repeats))
-    token_seconds = tuple(t / steps for t in _timings(run, repeats))
+    # One untimed call first compiles and warms up each program.
+    prefill_seconds = best_time(
+        lambda: prefill(apply, params, prompts_RxP, max_new_tokens=steps), repeats=repeats)
+    token_seconds = tuple(t / steps for t in wall_times(run, repeats=repeats))
     cache_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(cache))
     return DecodingCost(prefill_seconds, min(token_seconds), int(cache_bytes), token_seconds)
