@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffusionlab import _checks
+from diffusionlab.draws import multivariate_cauchy, uniform_on_sphere
 from diffusionlab.odes._checks import (
     dimension,
     float_dtype,
@@ -224,11 +225,6 @@ def _polar_angle_table(dim: int, size: int = 8193) -> tuple[np.ndarray, np.ndarr
     return cdf / cdf[-1], theta
 
 
-def _uniform_directions(key, num: int, dim: int, dtype) -> jax.Array:
-    g = jax.random.normal(key, (num, dim), dtype)
-    return g / jnp.linalg.norm(g, axis=1, keepdims=True)
-
-
 def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
                  dtype=jnp.float32) -> jax.Array:
     r"""Draws points on the plane :math:`t = T` with density :math:`\propto(\|x\|^2+T^2)^{-(d+1)/2}`.
@@ -273,10 +269,9 @@ def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
     work = jnp.result_type(dtype, jnp.float32)
     key_r, key_u = jax.random.split(key)
     if method == "ratio":
-        g_key, s_key = key_r, key_u
-        g = jax.random.normal(g_key, (num, dim), work)
-        s = jax.random.normal(s_key, (num, 1), work)
-        return saturating_cast(T * g / jnp.abs(s), dtype, axis=1)
+        # The Cauchy draw splits ``key`` itself, into the same two keys as the other methods.
+        return saturating_cast(multivariate_cauchy(key, num, dim, scale=T, dtype=work), dtype,
+                               axis=1)
     if method == "beta":
         # Draw 1 - B ~ Beta(1/2, d/2) rather than B ~ Beta(d/2, 1/2): near B = 1, where r is
         # large, 1 - B in floating point would round to 0 and give r = inf.
@@ -287,7 +282,8 @@ def sample_prior(num: int, dim: int, T, *, key, method: str = "beta",
         u = jax.random.uniform(key_r, (num,), jnp.float32)
         angle = jnp.interp(u, jnp.asarray(cdf, jnp.float32), jnp.asarray(theta, jnp.float32))
         r = (T * jnp.tan(angle)).astype(work)
-    return saturating_cast(r[:, None] * _uniform_directions(key_u, num, dim, work), dtype, axis=1)
+    return saturating_cast(r[:, None] * uniform_on_sphere(key_u, num, dim, dtype=work), dtype,
+                           axis=1)
 
 
 # -------------------------------------------------------- the exact conditional p_t(x_t|x_0)
@@ -327,7 +323,7 @@ def _same_points(a, b, *, names):
 
 
 def _conditional_sample(x0, t, key) -> jax.Array:
-    return x0 + t[:, None] * _cauchy(key, x0.shape, x0.dtype)
+    return x0 + t[:, None] * multivariate_cauchy(key, *x0.shape, dtype=x0.dtype)
 
 
 def conditional_sample(x0, t, *, key) -> jax.Array:
@@ -351,13 +347,6 @@ def conditional_sample(x0, t, *, key) -> jax.Array:
     t = positive_time(t, x0.shape[0], x0.dtype, of="x0")
     _checks.check_key(key)
     return saturating_cast(_conditional_sample(x0, t, key), dtype, axis=1)
-
-
-def _cauchy(key, shape, dtype) -> jax.Array:
-    key_g, key_s = jax.random.split(key)
-    g = jax.random.normal(key_g, shape, dtype)
-    s = jax.random.normal(key_s, shape[:1] + (1,), dtype)
-    return g / jnp.abs(s)
 
 
 # ----------------------------------------------------------------------- training targets
@@ -439,7 +428,7 @@ def pfgm_perturb(x0, *, key, sigma: float = 0.01, tau: float = 0.03,
     eps = sigma * jax.random.normal(k_e, (b, d + 1), x0.dtype)
     scale = (1 + tau) ** jax.random.uniform(k_m, (b,), x0.dtype, 0.0, max_exponent)
     radius = jnp.linalg.norm(eps[:, :d], axis=1) * scale
-    x = x0 + radius[:, None] * _uniform_directions(k_u, b, d, x0.dtype)
+    x = x0 + radius[:, None] * uniform_on_sphere(k_u, b, d, dtype=x0.dtype)
     return saturating_cast(x, dtype, axis=1), saturating_cast(jnp.abs(eps[:, d]) * scale, dtype)
 
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 
 from diffusionlab import _checks
+from diffusionlab.draws import uniform_on_sphere
 from diffusionlab.odes._checks import (
     dimension,
     float_input,
@@ -211,8 +212,7 @@ def conditional_sample(path, x0, t, *, key) -> jax.Array:
     _checks.check_key(key)
     key_r, key_u = jax.random.split(key)
     r = path.sample_radius(key_r, (b,), t, d, x0.dtype)
-    g = jax.random.normal(key_u, (b, d), x0.dtype)
-    return saturating_cast(x0 + r[:, None] * g / jnp.linalg.norm(g, axis=1, keepdims=True),
+    return saturating_cast(x0 + uniform_on_sphere(key_u, b, d, radius=r[:, None], dtype=x0.dtype),
                            dtype, axis=1)
 
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks
+from diffusionlab.draws import uniform_on_sphere
 from diffusionlab.odes._checks import dimension, points, sample_count, saturating_cast
 
 
@@ -92,5 +93,4 @@ def sample_sphere(num: int, dim: int, radius, *, key) -> jax.Array:
     radius = _checks.check_real(radius, "radius", low=0.0, low_open=True)
     _checks.check_key(key)
     num = sample_count(num, dim, jnp.float32)
-    g = jax.random.normal(key, (num, dim))
-    return radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    return uniform_on_sphere(key, num, dim, radius=radius)
