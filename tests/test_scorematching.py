@@ -190,3 +190,32 @@ def test_compare_losses_theta_free_constant_and_gradients():
         sum(jnp.vdot(g_sm[k], g_sm[k]) for k in theta)
         * sum(jnp.vdot(g_csm[k], g_csm[k]) for k in theta))
     assert float(cosine) > 0.99
+
+
+def test_losses_match_their_per_example_formulas():
+    """The losses now take their traces from ``diffusionlab.divergence`` over the batch; the
+    per-example formulas they replaced agree to float32 rounding (sums in another order)."""
+    w = jax.random.normal(jax.random.key(1), (3, 3))
+
+    def score_fn(x_D):
+        return -jnp.tanh(w @ x_D) @ w - x_D**3
+
+    x = jax.random.normal(jax.random.key(2), (16, 3))
+    key = jax.random.key(3)
+
+    def implicit_old(x_D):
+        s_D = score_fn(x_D)
+        return s_D @ s_D + 2.0 * jnp.trace(jax.jacfwd(score_fn)(x_D))
+
+    def sliced_old(x_D, v_PxD):
+        s_D = score_fn(x_D)
+        vjv_P = jax.vmap(lambda v_D: v_D @ jax.jvp(score_fn, (x_D,), (v_D,))[1])(v_PxD)
+        return jnp.mean((v_PxD @ s_D) ** 2) + 2.0 * jnp.mean(vjv_P)
+
+    v_BxPxD = jax.random.normal(key, (16, 4, 3))
+    assert_tree_allclose(jax.jit(lambda y: sm.implicit_score_matching_loss(score_fn, y))(x),
+                         jax.vmap(implicit_old)(x), rtol=1e-5, atol=1e-5)
+    assert_tree_allclose(
+        jax.jit(lambda y: sm.sliced_score_matching_loss(score_fn, y, key=key,
+                                                        num_projections=4))(x),
+        jax.vmap(sliced_old)(x, v_BxPxD), rtol=1e-5, atol=1e-5)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks, solve
+from diffusionlab.divergence import exact_divergence, hutchinson_divergence
 from diffusionlab.odes._checks import float_input, saturating_cast
 from diffusionlab.odes.generate import (
     as_partial,
@@ -48,27 +49,6 @@ class Likelihood(NamedTuple):
     x_T: jax.Array
 
 
-def _exact_divergence(velocity_fn, x, t):
-    b = x.shape[0]
-    flat = x.reshape(b, -1)
-    dim = flat.shape[1]
-
-    def f(z):
-        return velocity_fn(z.reshape(x.shape), t).reshape(b, dim).astype(x.dtype)
-
-    def column(i):
-        tangent = jnp.broadcast_to(jax.nn.one_hot(i, dim, dtype=x.dtype), (b, dim))
-        return jax.jvp(f, (flat,), (tangent,))[1][:, i]
-
-    value = f(flat)
-    return value.reshape(x.shape), jnp.sum(jax.vmap(column)(jnp.arange(dim)), axis=0)
-
-
-def _hutchinson_divergence(velocity_fn, x, t, probe):
-    value, jvp = jax.jvp(lambda z: velocity_fn(z, t).astype(x.dtype), (x,), (probe,))
-    return value, jnp.sum((jvp * probe).reshape(x.shape[0], -1), axis=1)
-
-
 @functools.partial(jax.jit, static_argnames=("log_prior", "method", "solver", "steps",
                                              "rtol", "atol", "time"))
 def _log_likelihood(velocity_fn, x, T, t_start, probe, *, log_prior, method, solver, steps,
@@ -78,9 +58,9 @@ def _log_likelihood(velocity_fn, x, T, t_start, probe, *, log_prior, method, sol
         t = s if time == "linear" else jnp.exp(s)
         scale = 1.0 if time == "linear" else t
         if method == "exact":
-            v, div = _exact_divergence(velocity_fn, z, t)
+            v, div = exact_divergence(lambda y: velocity_fn(y, t), z)
         else:
-            v, div = _hutchinson_divergence(velocity_fn, z, t, probe)
+            v, div = hutchinson_divergence(lambda y: velocity_fn(y, t), z, probe)
         return scale * v, scale * div
 
     start, end = (t_start, T) if time == "linear" else (jnp.log(t_start), jnp.log(T))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks
+from diffusionlab.divergence import exact_divergence, hutchinson_divergence
 from diffusionlab.scorematching.gaussian import _check_alpha_sigma, conditional_score
 
 
@@ -74,20 +75,16 @@ def conditional_score_matching_loss(
 
 
 def _divergence_estimates(score_fn, x_BxD, key, num_probes, gaussian):
-    """Per-example ``(vᵀ ∇s v, vᵀ s)`` averaged over probes: ``(B,)`` and ``(B, P)``."""
+    """Per-example ``vᵀ ∇s v`` averaged over probes ``(B,)``, each ``vᵀ s`` ``(B, P)``, and
+    the scores ``s`` ``(B, d)``."""
     shape = (x_BxD.shape[0], num_probes, x_BxD.shape[1])
     v_BxPxD = (jax.random.normal(key, shape, x_BxD.dtype) if gaussian
                else jax.random.rademacher(key, shape, x_BxD.dtype))
-
-    def one(x_D, v_PxD):
-        def along(v_D):
-            s_D, jv_D = jax.jvp(score_fn, (x_D,), (v_D,))
-            return v_D @ jv_D, v_D @ s_D, s_D
-
-        vjv_P, vs_P, s_PxD = jax.vmap(along)(v_PxD)
-        return jnp.mean(vjv_P), vs_P, s_PxD[0]
-
-    return jax.vmap(one)(x_BxD, v_BxPxD)
+    v_PxBxD = jnp.moveaxis(v_BxPxD, 1, 0)
+    s_PxBxD, vjv_PxB = jax.vmap(
+        lambda v_BxD: hutchinson_divergence(jax.vmap(score_fn), x_BxD, v_BxD))(v_PxBxD)
+    vs_BxP = jnp.einsum("pbd,pbd->bp", v_PxBxD, s_PxBxD)
+    return jnp.mean(vjv_PxB, axis=0), vs_BxP, s_PxBxD[0]
 
 
 def implicit_score_matching_loss(
@@ -120,11 +117,8 @@ def implicit_score_matching_loss(
     x = _check_batch("x", x)
     _checks.check_choice(method, "method", ("exact", "hutchinson"))
     if method == "exact":
-        def one(x_D):
-            s_D = score_fn(x_D)
-            return s_D @ s_D + 2.0 * jnp.trace(jax.jacfwd(score_fn)(x_D))
-
-        return jax.vmap(one)(x)
+        s_BxD, trace_B = exact_divergence(jax.vmap(score_fn), x)
+        return jnp.einsum("bd,bd->b", s_BxD, s_BxD) + 2.0 * trace_B
     if key is None:
         raise ValueError("key is required for method='hutchinson'")
     _checks.check_key(key)

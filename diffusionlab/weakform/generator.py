@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks
+from diffusionlab.divergence import exact_trace, hutchinson_trace
 from diffusionlab.weakform._args import check_bool, single_key
 from diffusionlab.weakform.diffusion import Diffusion, DiffusionMatrix
 from diffusionlab.weakform.laplacian import quadratic_form
@@ -100,8 +101,8 @@ def generator(
     else:
         # Exact trace: probe along the columns of G (or the identity), tr(GGᵀH) = Σ_j g_jᵀ H g_j.
         directions_PxD = jnp.eye(dim, dtype=x_D.dtype) if g_DxM is None else g_DxM.T
-    quad_PxK = jax.vmap(lambda v: quadratic_form(phi, x_D, v))(directions_PxD)
-    second_K = jnp.mean(quad_PxK, axis=0) if hutchinson else jnp.sum(quad_PxK, axis=0)
+    trace = hutchinson_trace if hutchinson else exact_trace
+    second_K = trace(lambda v: quadratic_form(phi, x_D, v), directions_PxD)
     if g_DxM is None:
         second_K = g**2 * second_K
     return first_K + 0.5 * second_K

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks
+from diffusionlab.divergence import exact_trace, hutchinson_trace
 from diffusionlab.weakform._args import single_key
 
 
@@ -54,7 +55,7 @@ def exact_laplacian(phi: Callable, x_D: jax.Array) -> jax.Array:
     _checks.check_callable(phi, "phi")
     x_D = _checks.float_array(x_D, "x_D", ndim=1, layout="(d,)")
     basis_DxD = jnp.eye(x_D.shape[0], dtype=x_D.dtype)
-    return jnp.sum(jax.vmap(lambda e: quadratic_form(phi, x_D, e))(basis_DxD), axis=0)
+    return exact_trace(lambda e: quadratic_form(phi, x_D, e), basis_DxD)
 
 
 def hutchinson_laplacian(
@@ -87,7 +88,7 @@ def hutchinson_laplacian(
     _checks.check_fits_memory("num_probes", 4.0 * 4 * num_probes * x_D.shape[0],
                               f"{num_probes} probes")
     probes_PxD = jax.random.rademacher(key, (num_probes, x_D.shape[0]), dtype=x_D.dtype)
-    return jnp.mean(jax.vmap(lambda v: quadratic_form(phi, x_D, v))(probes_PxD), axis=0)
+    return hutchinson_trace(lambda v: quadratic_form(phi, x_D, v), probes_PxD)
 
 
 def quadratic_form(phi: Callable, x_D: jax.Array, v_D: jax.Array) -> jax.Array:
