@@ -8,7 +8,8 @@ on :math:`t\in[0, 1]`. With a noise predictor :math:`\varepsilon_\theta` (score
 .. math:: \frac{\mathrm dx}{\mathrm dt}
           = -\tfrac12\beta(t)\Big(x - \frac{\varepsilon_\theta(x, t)}{\sigma_t}\Big),
 
-integrated from :math:`\mathcal N(0, I)` at :math:`t = 1`. It is the Gaussian member of the
+integrated from :math:`\mathcal N(0, I)` at :math:`t = 1`. The schedule is the shared
+:class:`diffusionlab.schedules.VPSchedule` (re-exported here). It is the Gaussian member of the
 isotropic family after a change of variables (Su, https://kexue.fm/archives/9370).
 
 Reference: Song et al., *Score-Based Generative Modeling through SDEs*, arXiv:2011.13456.
@@ -16,7 +17,6 @@ Reference: Song et al., *Score-Based Generative Modeling through SDEs*, arXiv:20
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 
@@ -25,35 +25,11 @@ import jax.numpy as jnp
 
 from diffusionlab import _checks
 from diffusionlab.odes._checks import float_input, saturating_cast
+from diffusionlab.schedules import VPSchedule
 
+__all__ = ["VPSchedule", "probability_flow", "vp_loss"]
 
-@dataclasses.dataclass(frozen=True)
-class VPSchedule:
-    """Linear :math:`\\beta(t)` schedule of the VP SDE (DDPM's continuous limit).
-
-    Raises:
-      TypeError, ValueError: ``beta_min`` not finite and ≥ 0, ``beta_max`` not finite and
-        > 0, or ``beta_max < beta_min``.
-    """
-
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-
-    def __post_init__(self):
-        beta_min = _checks.check_real(self.beta_min, "beta_min", low=0.0)
-        beta_max = _checks.check_real(self.beta_max, "beta_max", low=0.0, low_open=True)
-        if _checks.concrete(beta_min) is not None and _checks.concrete(beta_max) is not None \
-                and float(beta_max) < float(beta_min):
-            raise ValueError(f"beta_max must be ≥ beta_min = {float(beta_min)}; got {float(beta_max)}")
-
-    def beta(self, t):
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def log_alpha(self, t):
-        return -0.25 * t * t * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
-    def sigma(self, t):
-        return jnp.sqrt(-jnp.expm1(2 * self.log_alpha(t)))
+_DEFAULT_SCHEDULE = VPSchedule()  # DDPM's (0.1, 20)
 
 
 def _expand(t, x):
@@ -65,7 +41,7 @@ def _check_schedule(schedule):
         raise TypeError(f"schedule must be a VPSchedule; got {type(schedule).__name__}")
 
 
-def vp_loss(noise_model: Callable, x0, *, key, schedule: VPSchedule = VPSchedule(),
+def vp_loss(noise_model: Callable, x0, *, key, schedule: VPSchedule = _DEFAULT_SCHEDULE,
             t_min: float = 1e-3) -> jax.Array:
     r"""Per-example noise-prediction loss :math:`\|\varepsilon_\theta(x_t, t) - \varepsilon\|^2`,
     :math:`t\sim U[t_\min, 1]`.
@@ -101,7 +77,7 @@ def vp_loss(noise_model: Callable, x0, *, key, schedule: VPSchedule = VPSchedule
     return saturating_cast(jnp.sum(per_example**2, axis=1), dtype)
 
 
-def probability_flow(noise_model: Callable, schedule: VPSchedule = VPSchedule()) -> Callable:
+def probability_flow(noise_model: Callable, schedule: VPSchedule = _DEFAULT_SCHEDULE) -> Callable:
     """The PF-ODE velocity ``v(x, t)`` (scalar ``t``) of a noise predictor
     ``noise_model(x, t_B)``.
 

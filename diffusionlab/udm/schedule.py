@@ -17,8 +17,11 @@ from typing import NamedTuple
 import numpy as np
 
 from diffusionlab import _checks
+from diffusionlab.schedules import VPSchedule
 
 SCHEDULES = ("linear", "cosine")
+# Ho's linear schedule is the continuous VP schedule with these ends, sampled at t/T.
+_LINEAR_VP = VPSchedule(beta_min=0.1, beta_max=20.0)
 
 
 class Schedule(NamedTuple):
@@ -41,8 +44,9 @@ def schedule(T: int, kind: str = "linear") -> Schedule:
     r"""Su's :math:`\alpha_t,\beta_t,\bar\alpha_t,\bar\beta_t` for ``T`` steps.
 
     ``linear`` is Ho et al.'s linear variance schedule in its continuous-time form (the VP SDE
-    with :math:`\beta(\tau)=0.1+19.9\tau`), sampled at :math:`\tau=t/T`:
-    :math:`\bar\alpha_t^{\rm Ho}=\exp(-0.1\tau-9.95\tau^2)`. At ``T = 1000`` this is Ho's
+    with :math:`\beta(\tau)=0.1+19.9\tau`, :class:`diffusionlab.schedules.VPSchedule`), sampled
+    at :math:`\tau=t/T`: :math:`\bar\alpha_t^{\rm Ho}=\exp(-0.1\tau-9.95\tau^2)`, i.e. Su's
+    :math:`\bar\alpha_t` is the VP :math:`\alpha_\tau`. At ``T = 1000`` this is Ho's
     ``1e-4 .. 0.02`` to first order, and it stays valid for small ``T`` (e.g. 10 steps), with
     :math:`\bar\alpha_T^{\rm Ho}=e^{-10.05}` for every ``T``. ``cosine`` is Nichol & Dhariwal's.
 
@@ -62,7 +66,8 @@ def schedule(T: int, kind: str = "linear") -> Schedule:
 def _schedule(T: int, kind: str) -> Schedule:
     if kind == "linear":
         tau = np.arange(T + 1, dtype=np.float64) / T
-        log_alpha_bar_ho = -0.1 * tau - 9.95 * tau**2
+        # = -0.1 tau - 9.95 tau², to the bit (see diffusionlab.schedules).
+        log_alpha_bar_ho = 2.0 * _LINEAR_VP.log_alpha(tau)
         beta_ho = -np.expm1(np.diff(log_alpha_bar_ho))
     elif kind == "cosine":
         s = 0.008
