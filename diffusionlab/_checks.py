@@ -189,6 +189,28 @@ def check_key(key, name: str = "key") -> jax.Array:
     raise TypeError(f"{name} must be a JAX PRNG key (jax.random.key(seed)); got {_describe(key)}")
 
 
+def single_key(key, name: str = "key") -> jax.Array:
+    """One JAX PRNG key (a typed scalar key or a raw ``uint32[2]``), not a batch of keys.
+
+    Raises:
+      TypeError: naming ``name`` unless ``key`` is a PRNG key.
+      ValueError: naming ``name`` for a batch of keys.
+    """
+    key = check_key(key, name)
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.shape != (() if typed else (2,)):
+        raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); got a batch "
+                         f"of keys of shape {key.shape}")
+    return key
+
+
+def check_bool(value, name: str) -> bool:
+    """Returns ``value`` as a bool; TypeError naming ``name`` unless it is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}"[:200])
+    return bool(value)
+
+
 def _array(x, name: str, kind: str):
     if x is None or isinstance(x, (list, tuple, str, bytes, dict, set)):
         raise TypeError(f"{name} must be a JAX or NumPy array of {kind}; got {type(x).__name__}")

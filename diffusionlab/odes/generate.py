@@ -67,8 +67,8 @@ def check_times(T, t_end, time: str, *, end_name: str = "t_end") -> None:
     T = _checks.check_real(T, "T", low=0.0, low_open=True)
     low_open = time == "log"
     t_end = _checks.check_real(t_end, end_name, low=0.0, low_open=low_open)
-    if isinstance(T, jax.core.Tracer) or isinstance(t_end, jax.core.Tracer):
-        return
+    if _checks.concrete(T) is None or _checks.concrete(t_end) is None:
+        return  # traced (under jit): only the static checks above apply
     if not float(t_end) < float(T):
         raise ValueError(f"{end_name} must lie in {'(' if low_open else '['}0, T) = "
                          f"{'(' if low_open else '['}0, {float(T)}); got {float(t_end)}")

@@ -419,7 +419,7 @@ def pfgm_perturb(x0, *, key, sigma: float = 0.01, tau: float = 0.03,
     sigma = _checks.check_real(sigma, "sigma", low=0.0, low_open=True)
     tau = _checks.check_real(tau, "tau", low=0.0, low_open=True)
     max_exponent = _checks.check_real(max_exponent, "max_exponent", low=0.0)
-    if not any(isinstance(v, jax.core.Tracer) for v in (sigma, tau, max_exponent)):
+    if all(_checks.concrete(v) is not None for v in (sigma, tau, max_exponent)):
         if math.log(sigma) + max_exponent * math.log1p(tau) > math.log(np.finfo(np.float32).max):
             raise ValueError(f"max_exponent must keep sigma·(1+tau)^max_exponent finite in "
                              f"float32; got sigma={sigma}, tau={tau}, max_exponent={max_exponent}")

@@ -1,34 +1,14 @@
-"""Argument checks used only by the weak-form package (the shared ones are in ``_checks``)."""
+"""Argument checks used only by the weak-form package (the shared ones are in ``_checks``;
+``single_key`` and ``check_bool`` are re-exported from there)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from diffusionlab import _checks
+from diffusionlab._checks import check_bool, single_key
 
-
-def single_key(key, name: str = "key") -> jax.Array:
-    """One JAX PRNG key (a typed scalar key or a raw ``uint32[2]``), not a batch of keys.
-
-    Raises:
-      TypeError: naming ``name`` unless ``key`` is a PRNG key.
-      ValueError: naming ``name`` for a batch of keys.
-    """
-    key = _checks.check_key(key, name)
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if key.shape != (() if typed else (2,)):
-        raise ValueError(f"{name} must be a single PRNG key (jax.random.key(seed)); got a batch "
-                         f"of keys of shape {key.shape}")
-    return key
-
-
-def check_bool(value, name: str) -> bool:
-    """Returns ``value`` as a bool; TypeError naming ``name`` unless it is True or False."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}"[:200])
-    return bool(value)
+__all__ = ["check_bool", "output_shape", "single_key"]
 
 
 def output_shape(fn, name: str, *specs) -> tuple[int, ...]:
