@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diffusionlab import weakform as wf
+from diffusionlab.weakform import plots, reference
 
 QUICK = bool(os.environ.get("DIFFUSIONLAB_QUICK"))
 N = 10_000 if QUICK else 100_000
@@ -39,26 +40,16 @@ TIMES = np.linspace(0.1, 2.0, 4 if QUICK else 20)
 # %% [markdown]
 # ## 1. An SDE and a sampler of its marginals
 # An Ornstein–Uhlenbeck process $dx = -\theta x\,dt + g\,dw$ started from $\mathcal N(m_0, s_0^2 I)$
-# stays Gaussian. The sampler draws $x_t = m_t + \sqrt{v_t}\,\varepsilon$ with the same
-# $\varepsilon$ for every $t$ at a fixed key: smooth in $t$, so the time derivative can be taken
-# by autodiff.
+# stays Gaussian, with mean $m_t = m_0e^{-\theta t}$ and variance
+# $v_t = s_0^2e^{-2\theta t} + \frac{g^2}{2\theta}(1 - e^{-2\theta t})$. The library's reference
+# process (`diffusionlab.weakform.reference.OrnsteinUhlenbeck`) draws
+# $x_t = m_t + \sqrt{v_t}\,\varepsilon$ with the same $\varepsilon$ for every $t$ at a fixed key:
+# smooth in $t$, so the time derivative can be taken by autodiff. Its `drift(x, t)` is
+# $-\theta x$ for one point; `sampler(num)` returns `sampler(t, key) -> (num, 2)`.
 
 # %%
-theta, g, m0, s0 = 1.0, 0.8, 1.5, 0.3
-
-
-def moments(t):
-    decay = jnp.exp(-theta * t)
-    return m0 * decay, s0**2 * decay**2 + g**2 * (1 - decay**2) / (2 * theta)
-
-
-def sampler(t, key):
-    mean, var = moments(t)
-    return mean + jnp.sqrt(var) * jax.random.normal(key, (N, 2))
-
-
-def drift(x, t):
-    return -theta * x
+ou = reference.OrnsteinUhlenbeck(theta=1.0, g=0.8, m0=1.5, s0=0.3)
+g, drift, sampler = ou.g, ou.drift, ou.sampler(N)
 
 
 report = wf.verify_fokker_planck(drift, g, sampler=sampler, times=TIMES, key=jax.random.key(0),
@@ -81,11 +72,7 @@ print(wf.verify_fokker_planck(drift, np.sqrt(2) * g, sampler=sampler, times=TIME
 # $\partial_t p + \nabla\cdot(fp) - \tfrac12 g^2\Delta p$ (divided by $p$) should be at round-off.
 
 # %%
-def log_density(x, t):
-    mean, var = moments(t)
-    return -0.5 * jnp.sum((x - mean) ** 2) / var - jnp.log(2 * jnp.pi * var)
-
-
+log_density = ou.log_density  # the normalised Gaussian log p_t(x) for one point x
 print(wf.verify_fokker_planck(drift, g, log_density=log_density, dim=2, times=TIMES,
                               key=jax.random.key(1), num_samples=N))
 points = jax.random.normal(jax.random.key(2), (8, 2))
@@ -97,18 +84,14 @@ print("max |strong residual / p| =", float(jnp.max(jnp.abs(residual))))
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
-for k in range(3):
-    line, = ax.plot(report.times, report.rhs[:, k], label=f"E[Lφ], {report.names[k]}")
-    ax.errorbar(report.times, report.lhs[:, k], yerr=2 * report.standard_error[:, k], fmt="o",
-                mfc="none", color=line.get_color(), label=f"d/dt E[φ], {report.names[k]}")
-ax.set_xlabel("time t")
-ax.set_ylabel("value")
-ax.set_title(str(report).split(":")[0])
+plots.sides(ax, report, "Ornstein–Uhlenbeck")
 ax.legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# **Your own process.** Replace `drift`, `g` and `sampler` (or `log_density`). A sampler that
+# **Your own process.** Replace `drift`, `g` and `sampler` (or `log_density`); any function
+# `sampler(t, key) -> (N, d)` works. `diffusionlab.weakform.cases` lists the correct and
+# deliberately wrong pairs the `weakform_verifier` experiment checks. A sampler that
 # simulates the SDE (e.g. `diffusionlab.solve.solve_sde`) works too; use the default central
 # difference in time, and a larger `dt` when the simulated paths at `t ± dt` are not coupled.
 # For state-dependent noise wrap $G(x,t)$ in `wf.DiffusionMatrix` (Itô form).

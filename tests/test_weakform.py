@@ -7,31 +7,15 @@ import pytest
 from asserts import assert_tree_allclose, assert_z
 
 from diffusionlab import weakform as wf
+from diffusionlab.weakform import cases as catalogue
+from diffusionlab.weakform import reference
 from diffusionlab.weakform import verifier as verifier_module
 
-THETA, G, M0, S0 = 1.0, 0.8, 1.5, 0.3
+OU = reference.OrnsteinUhlenbeck()  # dx = -θx dt + g dw from N(m0, s0²I): θ, g, m0, s0 = 1, 0.8, 1.5, 0.3
+THETA, G = OU.theta, OU.g
 TIMES = np.array([0.2, 0.7, 1.5])
 N = 8_000
-
-
-def ou_moments(t):
-    """x_t of dx = -θx dt + g dw from N(m0, s0²): mean m0 e^{-θt}, variance below."""
-    decay = jnp.exp(-THETA * t)
-    return M0 * decay, S0**2 * decay**2 + G**2 * (1 - decay**2) / (2 * THETA)
-
-
-def ou_sampler(t, key):
-    mean, var = ou_moments(t)
-    return mean + jnp.sqrt(var) * jax.random.normal(key, (N, 2))
-
-
-def ou_log_density(x, t):
-    mean, var = ou_moments(t)
-    return -0.5 * jnp.sum((x - mean) ** 2) / var - jnp.log(2 * jnp.pi * var)
-
-
-def ou_drift(x, t):
-    return -THETA * x
+ou_sampler, ou_log_density, ou_drift = OU.sampler(N), OU.log_density, OU.drift
 
 
 def flipped_drift(x, t):
@@ -110,21 +94,10 @@ def test_probability_flow_ode_of_gaussian_data_passes_continuity():
                                     key=jax.random.key(1), num_samples=N).passed
 
 
-MU, SIGMA = 0.3, 0.5
-
-
-def gbm_sampler(t, key, *, stratonovich):
-    """Exact solution from x0 = 1 of dx = μx dt + σx dW (Itô) or dx = μx dt + σx∘dW."""
-    w = jnp.sqrt(t) * jax.random.normal(key, (N, 1))
-    shift = 0.0 if stratonovich else -0.5 * SIGMA**2
-    return jnp.exp((MU + shift) * t + SIGMA * w)
-
-
-GBM_NOISE = wf.DiffusionMatrix(lambda x, t: SIGMA * x[:, None])
-
-
-def gbm_ito_drift(x, t):
-    return MU * x
+GBM = reference.GeometricBrownianMotion()  # dx = μx dt + σx dW from x0 = 1: μ, σ = 0.3, 0.5
+MU, SIGMA = GBM.mu, GBM.sigma
+GBM_NOISE = GBM.noise
+gbm_ito_drift = GBM.drift
 
 
 def gbm_converted_drift(x, t):
@@ -137,11 +110,8 @@ def gbm_converted_drift(x, t):
     ids=["ito", "ito-stratonovich-confusion"],
 )
 def test_state_dependent_noise_ito_form(stratonovich, drift, passes):
-    def sampler(t, key):
-        return gbm_sampler(t, key, stratonovich=stratonovich)
-
-    report = wf.verify_fokker_planck(drift, GBM_NOISE, sampler=sampler, times=TIMES,
-                                     key=jax.random.key(2), num_samples=N,
+    report = wf.verify_fokker_planck(drift, GBM_NOISE, sampler=GBM.sampler(N, stratonovich=stratonovich),
+                                     times=TIMES, key=jax.random.key(2), num_samples=N,
                                      time_derivative="autodiff")
     assert report.passed == passes, str(report)
 
@@ -200,13 +170,9 @@ def test_strong_form_straight_conditional_path_and_lognormal():
                                relative=True)
     assert abs(float(r)) < 1e-5
 
-    def log_lognormal(x, t):
-        m, v = (MU - 0.5 * SIGMA**2) * t, SIGMA**2 * t
-        return -0.5 * (jnp.log(x[0]) - m) ** 2 / v - 0.5 * jnp.log(2 * jnp.pi * v) - jnp.log(x[0])
-
     pts, ts = jnp.array([[0.7], [1.1], [1.6]]), jnp.array([0.5, 1.0])
-    good = wf.strong_form_residuals(gbm_ito_drift, GBM_NOISE, log_lognormal, points=pts, times=ts)
-    bad = wf.strong_form_residuals(gbm_converted_drift, GBM_NOISE, log_lognormal, points=pts,
+    good = wf.strong_form_residuals(gbm_ito_drift, GBM_NOISE, GBM.log_density, points=pts, times=ts)
+    bad = wf.strong_form_residuals(gbm_converted_drift, GBM_NOISE, GBM.log_density, points=pts,
                                    times=ts)
     assert float(jnp.max(jnp.abs(good))) < 1e-4
     assert float(jnp.max(jnp.abs(bad))) > 0.05
@@ -244,3 +210,144 @@ def test_bad_input_raises(kwargs, message):
     drift, g = args.pop("drift"), args.pop("g")
     with pytest.raises(ValueError, match=message):
         wf.verify_fokker_planck(drift, g, **args)
+
+
+# --- the reference processes: their stated marginals solve Fokker–Planck, wrong ones do not ---
+
+STRONG_TOL = 1e-3  # max |r/p| in float32 for a correct pair (β ≤ 20: round-off ~1e-5 to 1e-4)
+WRONG_MIN = 0.05  # a wrong density's max |r/p| must exceed this
+VP, VE = reference.VPSDE(), reference.VESDE()
+S0_DATA = 0.7  # x0 ~ N(0, 0.7² I) for the affine paths, so every marginal is Gaussian
+
+
+def gaussian_log_density(variance):
+    """log N(x; 0, v(t) I) for a variance function ``v(t)``."""
+
+    def log_p(x, t):
+        var = variance(t)
+        return -0.5 * jnp.sum(x**2) / var - 0.5 * x.shape[-1] * jnp.log(2 * jnp.pi * var)
+
+    return log_p
+
+
+def affine_marginal_variance(alpha_sigma, scale=1.0):
+    """Variance of x_t = a_t x0 + b_t ε with x0 ~ N(0, S0_DATA² I), times ``scale``."""
+
+    def variance(t):
+        a, b = alpha_sigma(t)
+        return scale * (a**2 * S0_DATA**2 + b**2)
+
+    return variance
+
+
+def straight_alpha_sigma(t):
+    return 1.0 - t, t  # f = -1/(1-t), g² = 2t/(1-t)
+
+
+STRAIGHT = reference.AffinePathSDE(straight_alpha_sigma)
+STATIONARY_OU = reference.OrnsteinUhlenbeck(m0=0.0, s0=float(np.sqrt(OU.stationary_variance)))
+
+
+def _ou_wrong_log_density(x, t):  # the right mean, 1.2 × the right variance
+    mean, var = OU.moments(t)
+    return -0.5 * jnp.sum((x - mean) ** 2) / (1.2 * var) - jnp.log(2 * jnp.pi * 1.2 * var)
+
+
+REFERENCE_PATHS = {
+    # name: (drift, g, correct log p_t, wrong log p_t, times)
+    "ou": (OU.drift, OU.g, OU.log_density, _ou_wrong_log_density, [0.3, 1.0]),
+    "ou_stationary": (STATIONARY_OU.drift, STATIONARY_OU.g,
+                      gaussian_log_density(lambda t: OU.stationary_variance + 0 * t),
+                      gaussian_log_density(lambda t: 1.2 * OU.stationary_variance + 0 * t),
+                      [0.3, 1.0]),
+    "vp": (VP.drift, VP.g, gaussian_log_density(affine_marginal_variance(VP.alpha_sigma)),
+           gaussian_log_density(affine_marginal_variance(VP.alpha_sigma, 1.2)), [0.1, 0.4]),
+    "ve": (VE.drift, VE.g, gaussian_log_density(affine_marginal_variance(VE.alpha_sigma)),
+           gaussian_log_density(affine_marginal_variance(VE.alpha_sigma, 1.2)), [0.1, 0.6]),
+    "affine_straight": (STRAIGHT.drift, STRAIGHT.g,
+                        gaussian_log_density(affine_marginal_variance(straight_alpha_sigma)),
+                        gaussian_log_density(affine_marginal_variance(straight_alpha_sigma, 1.2)),
+                        [0.2, 0.6]),
+    # the Stratonovich solution's law (Itô drift μ + σ²/2) is wrong for the Itô drift μx
+    "gbm": (GBM.drift, GBM.noise, GBM.log_density,
+            reference.GeometricBrownianMotion(mu=MU + 0.5 * SIGMA**2).log_density, [0.5, 1.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_PATHS))
+def test_reference_marginals_solve_fokker_planck_and_wrong_ones_do_not(name):
+    drift, g, log_p, wrong_log_p, times = REFERENCE_PATHS[name]
+    points = (jnp.array([[0.7], [1.1], [1.6]]) if name == "gbm"
+              else 1.5 * jax.random.normal(jax.random.key(9), (16, 2)))
+    times = jnp.array(times)
+    good = wf.strong_form_residuals(drift, g, log_p, points=points, times=times)
+    bad = wf.strong_form_residuals(drift, g, wrong_log_p, points=points, times=times)
+    assert float(jnp.max(jnp.abs(good))) < STRONG_TOL
+    assert float(jnp.max(jnp.abs(bad))) > WRONG_MIN
+
+
+def test_stationary_ou_passes_the_weak_form_and_a_wrong_variance_fails():
+    """N(0, g²/2θ) is stationary: d/dt E[φ] = 0 = E[Lφ]; a 20% wider law is not."""
+    stationary = gaussian_log_density(lambda t: OU.stationary_variance + 0 * t)
+    wider = gaussian_log_density(lambda t: 1.2 * OU.stationary_variance + 0 * t)
+    good = verify(ou_drift, G, sampler=None, log_density=stationary, dim=2)
+    bad = verify(ou_drift, G, sampler=None, log_density=wider, dim=2)
+    assert good.passed, str(good)
+    assert not bad.passed, str(bad)
+
+
+@pytest.mark.parametrize("sde", [VP, VE], ids=["vp", "ve"])
+def test_affine_path_sde_recovers_the_vp_and_ve_sdes(sde):
+    """f = d log a/dt and g² = d b²/dt − 2f b² give back −β/2 and √β (VP), 0 and √(dσ²/dt) (VE)."""
+    affine = reference.AffinePathSDE(sde.alpha_sigma)
+    x = jnp.array([0.3, -1.2])
+    for t in (0.1, 0.5, 0.9):
+        t = jnp.asarray(t)
+        assert_tree_allclose(affine.drift(x, t), sde.drift(x, t), rtol=1e-5, atol=1e-6)
+        assert_tree_allclose(affine.g(t), sde.g(t), rtol=1e-4)
+
+
+def test_reference_parameters_are_checked():
+    with pytest.raises(ValueError, match="theta"):
+        reference.OrnsteinUhlenbeck(theta=0.0)
+    with pytest.raises(ValueError, match="beta_max"):
+        reference.VPSDE(beta_min=1.0, beta_max=0.5)
+    with pytest.raises(ValueError, match="sigma_max"):
+        reference.VESDE(sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(TypeError, match="alpha_sigma"):
+        reference.AffinePathSDE(1.0)
+
+
+# --- the catalogue the weakform_verifier experiment runs ----------------------------------------
+
+CATALOGUE = catalogue.cases()
+
+
+def test_catalogue_names_are_unique_and_looked_up():
+    names = [c.name for c in CATALOGUE]
+    assert len(set(names)) == len(names)
+    assert catalogue.case("vp_sde").correct and not catalogue.case("vp_sde_drift_10pct").correct
+    with pytest.raises(ValueError, match="vp_sde"):
+        catalogue.case("no_such_case")
+
+
+@pytest.mark.parametrize("case", [c for c in CATALOGUE if c.log_density is not None],
+                         ids=lambda c: c.name)
+def test_catalogue_strong_residual_separates_correct_from_wrong(case):
+    """Correct analytic densities solve Fokker–Planck to round-off; a wrong drift or g does not."""
+    residual = case.strong_residual(case.t_range, key=jax.random.key(123), num_points=16)
+    if case.correct:
+        assert residual < STRONG_TOL
+    else:
+        assert residual > WRONG_MIN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gravity", "gravity_velocity_10pct"])
+def test_catalogue_gravity_field_weak_form(name):
+    """The Poisson field of the ODE generators transports its exact conditional paths, and a
+    velocity 10% too small does not. At 32 000 samples the wrong field's max |z| is about twice
+    the threshold (at 8 000 it is not yet rejected); the right one's is below half of it."""
+    case = catalogue.case(name)
+    report = case.verify(32_000, np.linspace(*case.t_range, 3), key=jax.random.key(0))
+    assert report.passed == case.correct, str(report)

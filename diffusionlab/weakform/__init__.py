@@ -12,6 +12,11 @@ integrating by parts gives :math:`\partial_tp_t=-\nabla\cdot(p_tf_t)+\tfrac12g_t
   features.
 * :func:`exact_laplacian`, :func:`hutchinson_laplacian`: the second-order term by autodiff.
 * :class:`DiffusionMatrix`: optional state-dependent matrix noise, Itô form.
+* :class:`OrnsteinUhlenbeck`, :class:`GeometricBrownianMotion`, :class:`VPSDE`,
+  :class:`VESDE`, :class:`AffinePathSDE`: reference SDEs with closed-form marginals.
+* ``diffusionlab.weakform.cases`` (imported on its own: it checks other science modules) is the
+  catalogue of correct and deliberately wrong triples; ``diffusionlab.weakform.plots`` draws
+  reports.
 
 Reference: 苏剑林, 《测试函数法推导连续性方程和Fokker-Planck方程》, https://kexue.fm/archives/9461
 """
@@ -19,6 +24,13 @@ Reference: 苏剑林, 《测试函数法推导连续性方程和Fokker-Planck方
 from diffusionlab.weakform.diffusion import DiffusionMatrix
 from diffusionlab.weakform.generator import generator
 from diffusionlab.weakform.laplacian import exact_laplacian, hutchinson_laplacian
+from diffusionlab.weakform.reference import (
+    VESDE,
+    VPSDE,
+    AffinePathSDE,
+    GeometricBrownianMotion,
+    OrnsteinUhlenbeck,
+)
 from diffusionlab.weakform.report import WeakFormReport
 from diffusionlab.weakform.strong import (
     continuity_residual,
@@ -29,8 +41,13 @@ from diffusionlab.weakform.test_functions import TestFunctions, default_test_fun
 from diffusionlab.weakform.verifier import verify_continuity, verify_fokker_planck
 
 __all__ = [
+    "AffinePathSDE",
     "DiffusionMatrix",
+    "GeometricBrownianMotion",
+    "OrnsteinUhlenbeck",
     "TestFunctions",
+    "VESDE",
+    "VPSDE",
     "WeakFormReport",
     "continuity_residual",
     "default_test_functions",
