@@ -7,6 +7,9 @@ are accumulated in row blocks so memory stays O(block · M). Inputs are checked 
 NumPy arrays of floats or integers, shapes, at least 2 samples, finite values while not
 traced; each error names the argument) and computed in at least float32.
 ``feature_checksum`` is re-exported from ``fd_digits``.
+
+``quality(samples, reference, domain=...)`` is the one sample-quality entry point of the
+experiments: FD-digits on the digits, sliced W2 on 2-D toys (``quality_metric`` names it).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 from diffusionlab import _checks
 from diffusionlab.fd_digits import digit_features, feature_checksum
 
-__all__ = ["energy_distance", "fd_digits", "feature_checksum", "frechet_distance", "mmd",
-           "sliced_wasserstein"]
+__all__ = ["QUALITY_METRICS", "energy_distance", "fd_digits", "feature_checksum",
+           "frechet_distance", "mmd", "quality", "quality_metric", "sliced_wasserstein"]
 
 
 def _check_samples(a, arg: str, columns: str = "D") -> jax.Array:
@@ -335,3 +338,49 @@ def _digit_features(images, arg: str) -> np.ndarray:
         raise ValueError(f"{arg} gives non-finite classifier features: its pixels must lie "
                          "in [-1, 1]")
     return features
+
+
+# The sample-quality metric of each data domain (see ``diffusionlab.data.domain``).
+QUALITY_METRICS = {"digits": "FD-digits", "toy": "sliced W2"}
+
+
+def quality_metric(domain: str) -> str:
+    """The name of the sample-quality metric :func:`quality` uses for ``domain``.
+
+    Raises:
+      ValueError: ``domain`` not ``"digits"`` or ``"toy"`` (TypeError for a non-string).
+    """
+    return QUALITY_METRICS[_checks.check_choice(domain, "domain", tuple(QUALITY_METRICS))]
+
+
+def quality(samples, reference, *, domain: str, key: jax.Array | None = None) -> float:
+    """Sample quality against held-out ``reference`` examples, in the metric of ``domain``
+    (lower is better).
+
+    * ``"digits"``: :func:`fd_digits`, with ``samples`` clipped to [-1, 1] first (a model's
+      pixels may overshoot the data range; the classifier features are only meaningful inside
+      it) and both sets laid out as ``(N, 8, 8, 1)`` images; ``key`` is unused.
+    * ``"toy"``: :func:`sliced_wasserstein` (not squared) with its default 256 projections,
+      drawn at ``key``.
+
+    Args:
+      samples: ``(N, ...)`` generated examples: digits as float images ``(N, 8, 8, 1)``,
+        ``(N, 8, 8)`` or ``(N, 64)`` (integer grey-level tokens must first be drawn as images,
+        ``data.tokens_to_images``), or toy points ``(N, D)``; N ≥ 2.
+      reference: ``(M, ...)`` held-out examples in the same layout, M ≥ 2 (not clipped).
+      domain: ``"digits"`` or ``"toy"``, e.g. ``data.domain(name)``.
+      key: a PRNG key; required for ``"toy"``.
+
+    Returns:
+      A non-negative float.
+
+    Raises:
+      ValueError: an unknown ``domain``, or samples the metric rejects (shapes, fewer than 2,
+        NaN/inf).
+      TypeError: a ``"toy"`` call without a PRNG key, or inputs the metric rejects (integer
+        digit images, non-arrays).
+    """
+    if quality_metric(domain) == "FD-digits":
+        return fd_digits(np.clip(np.asarray(samples), -1, 1).reshape(-1, 8, 8, 1),
+                         np.asarray(reference).reshape(-1, 8, 8, 1))
+    return float(sliced_wasserstein(samples, reference, key=key))

@@ -48,27 +48,19 @@ class Config:
 
 
 def _dataset(name, config, key):
-    if name == "digits":
-        train_images, _ = data.digits("train")
-        test_images, _ = data.digits("test")
-        return (jnp.asarray(train_images.reshape(len(train_images), -1)),
-                jnp.asarray(test_images.reshape(len(test_images), -1)))
+    """Training and held-out examples as ``(N, D)`` vectors (digits flattened to D = 64)."""
     k_train, k_eval = jax.random.split(key)
-    return (data.toy2d(name, config.num_train, key=k_train),
-            data.toy2d(name, config.num_eval, key=k_eval))
-
-
-def _score(name, samples, reference, key):
-    if name == "digits":
-        return metrics.fd_digits(np.clip(np.asarray(samples), -1, 1).reshape(-1, 8, 8, 1),
-                                 np.asarray(reference).reshape(-1, 8, 8, 1))
-    return float(metrics.sliced_wasserstein(samples, reference, key=key))
+    x_train = data.examples(name, "train", num=config.num_train, key=k_train)
+    x_eval = data.examples(name, "test", num=config.num_eval, key=k_eval)
+    return (jnp.asarray(x_train.reshape(x_train.shape[0], -1)),
+            jnp.asarray(x_eval.reshape(x_eval.shape[0], -1)))
 
 
 def _sample_score(name, model, *, reference, k_sample, k_metric, time=None, **solver):
     """(NFE, score) of ``model``'s samples, as many as ``reference`` holds."""
     sol = learned.sample(model, reference.shape[0], key=k_sample, time=time, **solver)
-    return int(sol.nfe), _score(name, sol.samples, reference, k_metric)
+    return int(sol.nfe), metrics.quality(sol.samples, reference, domain=data.domain(name),
+                                         key=k_metric)
 
 
 def _train(config, x_train, *, budget, tc, rc, k_init, k_reflow) -> dict:
@@ -97,7 +89,7 @@ def run(config: Config, out) -> None:
         k_data, k_init, k_reflow, k_sample, k_metric, key = jax.random.split(key, 6)
         x_train, x_eval = _dataset(name, config, k_data)
         num = min(config.num_eval, x_eval.shape[0])
-        metric_name = "FD-digits" if name == "digits" else "sliced W2"
+        metric_name = metrics.quality_metric(data.domain(name))
         curves, markers = {}, {}
 
         score = functools.partial(_sample_score, name, reference=x_eval[:num],
@@ -134,7 +126,8 @@ def run(config: Config, out) -> None:
                          if r == 0 else score(model, solver="euler", steps=coarse)[1])
                 seed_rows.append({"dataset": name, "training seed": config.seed + r,
                                   "method": method, "steps": coarse, metric_name: value})
-        floor = _score(name, x_train[:num], x_eval[:num], k_metric)
+        floor = metrics.quality(x_train[:num], x_eval[:num], domain=data.domain(name),
+                                key=k_metric)
         ax.axhline(floor, color="0.5", ls=":", lw=1, label="train vs test data")
         plots.metric_curves(curves, markers=markers, ax=ax, xlabel="NFE",
                             ylabel=metric_name, title=f"{name}: Euler (lines), adaptive (★)")
@@ -156,7 +149,7 @@ def run(config: Config, out) -> None:
               "rule.")
     out.metric(rows=rows, coarse_rows=seed_rows)
     for name in config.datasets:
-        metric_name = "FD-digits" if name == "digits" else "sliced W2"
+        metric_name = metrics.quality_metric(data.domain(name))
         mine = [r for r in seed_rows if r["dataset"] == name]
         per_seed = {m: np.array([r[metric_name] for r in mine if r["method"] == m])
                     for m in METHODS + (SECOND_TRY,)}

@@ -71,3 +71,28 @@ def test_tokens_round_trip():
         data.digit_tokens(levels=1)
     with pytest.raises(ValueError, match=r"tokens must hold integers in \[0, 3\]"):
         data.tokens_to_images(coarse + 3, levels=4)
+
+
+def test_examples_by_name():
+    """Digits: the fixed split, at most ``num``; a toy: ``num`` draws at the key."""
+    train = data.examples("digits", "train")
+    np.testing.assert_array_equal(train, data.digits("train")[0])
+    assert data.examples("digits", "test", num=1000).shape == (360, 8, 8, 1)
+    np.testing.assert_array_equal(data.examples("digits", "test", num=5), data.digits("test")[0][:5])
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(data.examples("two_moons", "test", num=50, key=key),
+                                  data.toy2d("two_moons", 50, key=key))
+    assert [data.domain(n) for n in ("digits", "8gaussians")] == ["digits", "toy"]
+    assert set(data.DATASET_NAMES) == {"digits", *data.TOY2D_NAMES}
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    (("mnist", "train"), {}, ValueError, "name must be one of"),
+    (("digits", "valid"), {}, ValueError, "split must be one of"),
+    (("8gaussians", "train"), {"key": jax.random.key(0)}, ValueError, "num is required"),
+    (("8gaussians", "train"), {"num": 10}, TypeError, "key must be a JAX PRNG key"),
+    (("digits", "train"), {"num": 0}, ValueError, "num"),
+])
+def test_examples_bad_arguments_raise(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        data.examples(*args, **kwargs)

@@ -272,3 +272,33 @@ def test_frechet_distance_degenerate_features():
     np.testing.assert_allclose(metrics.frechet_distance(a, b), 4.0, rtol=1e-12)
     # All-zero covariances; the eigensolvers are still allowed their rounding.
     assert 0.0 <= metrics.frechet_distance(a, a) <= 1e-12
+
+
+def test_quality_dispatches_to_the_domain_metric():
+    """toy: sliced W2 at the key (a translation by s gives |s|/√D); digits: FD-digits."""
+    shift = jnp.array([[0.6, -0.8]])
+    value = metrics.quality(X, X + shift, domain="toy", key=KEY)
+    assert value == float(metrics.sliced_wasserstein(X, X + shift, key=KEY))
+    np.testing.assert_allclose(value, np.sqrt(1.0 / 2), rtol=0.1)  # 256 projections: ~2% s.e.
+    train, test = data.digits("train")[0], data.digits("test")[0]
+    assert metrics.quality(train, test, domain="digits") == metrics.fd_digits(train, test)
+    assert [metrics.quality_metric(d) for d in ("digits", "toy")] == ["FD-digits", "sliced W2"]
+
+
+def test_quality_of_digits_clips_samples_and_ignores_layout():
+    """Pixels beyond [-1, 1] count as the range's ends; (N, 64) and (N, 8, 8, 1) agree."""
+    train, test = data.digits("train")[0], data.digits("test")[0]
+    overshoot = 3.0 * test  # most pixels leave [-1, 1]
+    expected = metrics.fd_digits(np.clip(overshoot, -1, 1), train)
+    assert metrics.quality(overshoot, train, domain="digits") == expected
+    assert metrics.quality(overshoot.reshape(len(test), 64), train.reshape(len(train), 64),
+                           domain="digits") == expected
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"domain": "images"}, ValueError, "domain must be one of"),
+    ({"domain": "toy"}, TypeError, "key must be a JAX PRNG key"),
+])
+def test_quality_bad_arguments_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        metrics.quality(X, Y, **kwargs)
