@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from diffusionlab import stats
+from diffusionlab.cache import checkpoints_beside
 from diffusionlab.udm import evaluation, plots
 
 TITLE = "UDM: FD-digits and sliced W2 against reverse steps, every process"
@@ -20,9 +21,9 @@ class Config:
     domains: tuple[str, ...] = ("digits", "toy")
     fractions: tuple[float, ...] = (0.1, 0.25, 1.0)
     seeds: int = 3  # sampling seeds per trained model
-    training_seeds: int = 3  # the claims: models trained from this many seeds, each scored
+    training_seeds: int = 3  # the claims: models trained from this many keys, each scored
     num_eval: int = 500
-    seed: int = 0
+    seed: int = 0  # the one key of the run: models (replicate r folds in r), then evaluation
 
     @classmethod
     def quick(cls) -> Config:
@@ -45,9 +46,9 @@ def _pm(mean, std):
     return f"{mean:.3g} ± {std:.2g}"
 
 
-def _claim_samplers(setting, domain: str) -> tuple[list[str], list[str]]:
+def _claim_samplers(recipe, domain: str) -> tuple[list[str], list[str]]:
     """The samplers the claims compare: at the most reverse steps, and at the fewest."""
-    s = setting.cold_sigma
+    s = recipe.cold_sigma
     most = ["cold blur improved", "cold blur naive", f"cold blur+noise({s}) improved",
             f"cold blur+noise({s}) naive"]
     if domain == "digits":
@@ -55,42 +56,46 @@ def _claim_samplers(setting, domain: str) -> tuple[list[str], list[str]]:
     return most, ["hot DDIM", "hot DDPM"]
 
 
-def replicate_rows(config: Config, domain: str, training_seed: int, *, key) -> list[dict]:
+def replicate_rows(config: Config, domain: str, *, model_key, key, directory) -> list[dict]:
     """The claims' samplers, scored over ``config.seeds`` sampling seeds, for the models
-    trained from ``training_seed`` (the recipe's seed replaced)."""
-    recipe = dataclasses.replace(config.recipe, seed=training_seed)
-    setting = recipe.setting
-    table = evaluation.samplers(setting, domain=domain)
-    groups = _claim_samplers(setting, domain)
+    trained from ``model_key``."""
+    recipe = config.recipe
+    table = evaluation.samplers(recipe, domain=domain)
+    groups = _claim_samplers(recipe, domain)
     # only the models these samplers use (not the encoder)
-    models = recipe.models(domain, names=sorted({table[n].model for g in groups for n in g}))
+    models = recipe.models(domain, key=model_key, directory=directory,
+                           names=sorted({table[n].model for g in groups for n in g}))
     rows = []
     for names, fraction in zip(groups, (max(config.fractions), min(config.fractions)), strict=True):
         rows += evaluation.quality_rows(
-            models, {n: table[n] for n in names}, setting, domain=domain, fractions=(fraction,),
-            seeds=config.seeds, num=config.num_eval, toy=recipe.toy, key=key,
+            models, {n: table[n] for n in names}, recipe, domain=domain, fractions=(fraction,),
+            seeds=config.seeds, num=config.num_eval, key=key,
         )
     return rows
 
 
 def run(config: Config, out) -> None:
     recipe = config.recipe
-    setting = recipe.setting
-    key = jax.random.key(config.seed)
+    k_models, k_eval = jax.random.split(jax.random.key(config.seed))
+    directory = checkpoints_beside(out.directory)  # shared with udm_samples
+
+    def eval_key(domain: str):
+        return jax.random.fold_in(k_eval, evaluation.DOMAINS.index(domain))
+
     rows = []
-    for d, domain in enumerate(config.domains):
-        models = recipe.models(domain)
-        table = evaluation.samplers(setting, domain=domain)
+    for domain in config.domains:
+        models = recipe.models(domain, key=evaluation.replicate_key(k_models, 0, domain),
+                               directory=directory)
+        table = evaluation.samplers(recipe, domain=domain)
         rows += evaluation.quality_rows(
             models,
             table,
-            setting,
+            recipe,
             domain=domain,
             fractions=config.fractions,
             seeds=config.seeds,
             num=config.num_eval,
-            toy=recipe.toy,
-            key=jax.random.fold_in(key, 100 + d),
+            key=eval_key(domain),
         )
     shown = [
         {
@@ -108,7 +113,7 @@ def run(config: Config, out) -> None:
         stem="quality",
         caption=(
             f"Mean ± std over {config.seeds} sampling seeds ({config.num_eval} samples each; one trained "
-            f"model per forward process, training seed {recipe.seed}). "
+            f"model per forward process: training replicate 0). "
             "Diversity: mean pairwise distance of the samples (in pixels for digits)."
         ),
     )
@@ -130,26 +135,26 @@ def run(config: Config, out) -> None:
         )
 
     # The essays' claims without numbers, measured on digits (or the first domain), over
-    # models trained from several seeds: replicate r is the recipe's seed + r (r = 0 is the
-    # model of the table above), each scored as in the table.
+    # models trained from several keys: replicate r folds r into the models' key (r = 0 is
+    # the model of the table above), each scored as in the table.
     domain = "digits" if "digits" in config.domains else config.domains[0]
-    d = config.domains.index(domain)
     rd = [r for r in rows if r["domain"] == domain]
-    most, few_names = _claim_samplers(setting, domain)
+    most, few_names = _claim_samplers(recipe, domain)
     few = min(r["steps"] for r in rd if r["sampler"] == "hot DDIM")
     first = [_row(rd, n) for n in most] + [_row(rd, n, few) for n in few_names]
     replicates = [first] + [
-        replicate_rows(config, domain, recipe.seed + r, key=jax.random.fold_in(key, 100 + d))
+        replicate_rows(config, domain, model_key=evaluation.replicate_key(k_models, r, domain),
+                       key=eval_key(domain), directory=directory)
         for r in range(1, config.training_seeds)
     ]
     out.table(
-        [{"training seed": recipe.seed + i, "sampler": r["sampler"], "steps": r["steps"],
+        [{"training replicate": i, "sampler": r["sampler"], "steps": r["steps"],
           "metric": r["metric"], "score": r["score_mean"], "diversity": r["diversity_mean"]}
          for i, rep in enumerate(replicates) for r in rep],
         stem="replicates",
         caption=(
             f"{domain}: the samplers the claims compare, for models trained from "
-            f"{config.training_seeds} seeds; each value is the mean over {config.seeds} sampling "
+            f"{config.training_seeds} keys; each value is the mean over {config.seeds} sampling "
             f"seeds of {config.num_eval} samples."
         ),
     )
@@ -162,7 +167,9 @@ def run(config: Config, out) -> None:
         return _pm(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
 
     n = config.training_seeds
-    real = evaluation.reference_data(setting, domain=domain, toy=recipe.toy, num=config.num_eval)
+    # the reference the domain's table was scored against (quality_rows' first split)
+    real = evaluation.reference_data(recipe, domain=domain, num=config.num_eval,
+                                     key=jax.random.split(eval_key(domain))[0])
     real_div = evaluation.diversity(real)
     s = recipe.cold_sigma
     det, noisy = per_seed("cold blur improved", "diversity_mean"), per_seed(
@@ -173,7 +180,7 @@ def run(config: Config, out) -> None:
         claim_replicates={f"{r['sampler']}|{r['steps']}": per_seed(r["sampler"]).tolist()
                           for r in first},
     )
-    spread = f"mean ± sd over {n} training seeds"
+    spread = f"mean ± sd over {n} training replicates"
     out.claim(
         "Deterministic cold sampling loses diversity",
         source=SOURCE + " (cold diffusion critique)",

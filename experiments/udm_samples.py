@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 
+from diffusionlab.cache import checkpoints_beside
 from diffusionlab.udm import evaluation, plots
 
 TITLE = "UDM: samples of hot, cold, edit, mask and encoder diffusion on digits"
@@ -17,7 +18,7 @@ class Config:
     hot_steps: tuple[int, ...] = (10, 50)  # plus T
     num_grid: int = 48
     num_eval: int = 500
-    seed: int = 1
+    seed: int = 0  # the same models as udm_quality's first replicate (same recipe and key)
 
     @classmethod
     def quick(cls) -> Config:
@@ -26,12 +27,13 @@ class Config:
 
 def run(config: Config, out) -> None:
     recipe = config.recipe
-    setting = recipe.setting
-    models = recipe.models("digits")
-    table = evaluation.samplers(setting, domain="digits")
-    real = evaluation.reference_data(setting, domain="digits", num=config.num_eval)
+    # the models' key as udm_quality derives it, so that both load one training run
+    k_models, key = jax.random.split(jax.random.key(config.seed))
+    models = recipe.models("digits", key=evaluation.replicate_key(k_models, 0, "digits"),
+                           directory=checkpoints_beside(out.directory))
+    table = evaluation.samplers(recipe, domain="digits")
+    real = evaluation.reference_data(recipe, domain="digits", num=config.num_eval, key=None)
     real_div = evaluation.diversity(real)
-    key = jax.random.key(config.seed)
     hot_panels = {"real test digits": real[: config.num_grid]}
     other_panels = {"real test digits": real[: config.num_grid]}
     rows = []
@@ -46,10 +48,10 @@ def run(config: Config, out) -> None:
         for steps in step_list:
             k_source, k_draw = jax.random.split(jax.random.fold_in(key, 1000 * i + steps))
             source = evaluation.prior_source(
-                spec.model, setting, domain="digits", num=config.num_eval, key=k_source
+                spec.model, recipe, domain="digits", num=config.num_eval, key=k_source
             )
             images = evaluation.as_images(
-                evaluation.draw(model, process, source, steps=steps, key=k_draw), setting
+                evaluation.draw(model, process, source, steps=steps, key=k_draw), recipe
             )
             label = f"{name}, {steps} steps" if name.startswith("hot") else name
             (hot_panels if name.startswith("hot") else other_panels)[label] = images[: config.num_grid]
@@ -57,7 +59,7 @@ def run(config: Config, out) -> None:
                 {
                     "sampler": name,
                     "steps": steps,
-                    "FD-digits": evaluation.score(images, real, setting, domain="digits"),
+                    "FD-digits": evaluation.score(images, real, recipe, domain="digits"),
                     "diversity": evaluation.diversity(images),
                     "diversity / real": evaluation.diversity(images) / real_div,
                 }

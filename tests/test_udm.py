@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import chex
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,8 @@ import pytest
 from asserts import assert_tree_allclose
 
 from diffusionlab import udm
-from diffusionlab.udm import sampler as sampler_module
 from diffusionlab.udm.consistency import inconsistent_kernel, marginal_consistency
+from diffusionlab.udm.networks import NetworkConfig, make_network, predictor
 
 KEY = jax.random.key(0)
 X0_VEC = jnp.array([0.5, -1.0, 2.0])
@@ -141,21 +143,21 @@ def test_ddim_with_oracle_inverts_its_forward_pass(steps):
 @pytest.mark.parametrize("degradation,sigma", [("blur", 0.0), ("blur", 0.2), ("mask", 0.2), ("pool", 0.2)])
 def test_improved_cold_sampler_with_oracle_returns_x0(degradation, sigma):
     x0 = jax.random.uniform(KEY, (3, 4, 4, 1), minval=-1, maxval=1)
-    if True:
-        process = udm.ColdDiffusion(degradation, sigma=sigma, sampler="improved", T=8, event_shape=(4, 4, 1))
-        x_T = process.prior(x0, key=jax.random.key(sigma > 0))
-        out, path = udm.sample(process, lambda x, t: x0, x_T, key=KEY, trajectory=True)
-        assert_tree_allclose(out, x0, atol=1e-5)
-        # the iterates stay on the forward trajectory D_s(x0) + (the same) sigma eps
-        residual = x_T - process.degrade(x0, jnp.full(3, 8))
-        expected = jax.vmap(lambda s: process.degrade(x0, jnp.full(3, s)) + residual)(jnp.arange(8, -1, -1))
-        assert_tree_allclose(path, expected, atol=1e-5)
+    process = udm.ColdDiffusion(degradation, sigma=sigma, kernel="deterministic", T=8,
+                                event_shape=(4, 4, 1))
+    x_T = process.prior(x0, key=jax.random.key(sigma > 0))
+    out, path = udm.sample(process, lambda x, t: x0, x_T, key=KEY, trajectory=True)
+    assert_tree_allclose(out, x0, atol=1e-5)
+    # the iterates stay on the forward trajectory D_s(x0) + (the same) sigma eps
+    residual = x_T - process.degrade(x0, jnp.full(3, 8))
+    expected = jax.vmap(lambda s: process.degrade(x0, jnp.full(3, s)) + residual)(jnp.arange(8, -1, -1))
+    assert_tree_allclose(path, expected, atol=1e-5)
 
 
 def test_naive_cold_sampler_leaves_the_trajectory_only_with_noise():
     x0 = jax.random.uniform(KEY, (3, 4, 4, 1), minval=-1, maxval=1)
     for sigma, stays in ((0.0, True), (0.2, False)):
-        process = udm.ColdDiffusion("blur", sigma=sigma, sampler="naive", T=8, event_shape=(4, 4, 1))
+        process = udm.ColdDiffusion("blur", sigma=sigma, kernel="baseline", T=8, event_shape=(4, 4, 1))
         x_T = process.prior(x0, key=jax.random.key(1))
         _, path = udm.sample(process, lambda x, t: x0, x_T, key=KEY, trajectory=True)
         residual = x_T - process.degrade(x0, jnp.full(3, 8))
@@ -261,17 +263,43 @@ def test_encoder_process_is_hot_diffusion_of_the_normalised_encoding():
 
 
 def test_sample_traces_once():
+    # The predictor's function runs only while the sampler is traced, twice per tracing (once
+    # for the shape of x0_hat, once in the scanned step): new parameters, a new starting batch
+    # and a new key of the same shapes must not trace it again.
     process = udm.HotDiffusion.ddpm(T=8, event_shape=(2,))
 
+    @chex.assert_max_traces(n=2)
     def linear(params, x, t):
         return params["w"] * x + params["b"]
 
-    sampler_module._sample_jit.clear_cache()
     for i in range(3):
         predictor = jax.tree_util.Partial(linear, {"w": jnp.float32(0.5 + i), "b": jnp.zeros((1, 2))})
         x_T = jax.random.normal(jax.random.key(i), (4, 2))
         jax.block_until_ready(udm.sample(process, predictor, x_T, key=jax.random.key(10 + i)))
-    assert sampler_module._sample_jit._cache_size() == 1
+
+
+def test_networks_of_one_architecture_share_the_compiled_sampler():
+    # The sampler's compiled programs are keyed on the static part of (process, predictor):
+    # everything but its arrays. Two networks of one architecture (different weights) give
+    # predictors with equal static parts, so one program serves both; another architecture
+    # gets its own.
+    process = udm.HotDiffusion.ddpm(T=4, event_shape=(2,))
+    nets = [make_network(process, (2,), NetworkConfig(hidden=h, depth=1), key=jax.random.key(i))
+            for i, h in enumerate((8, 8, 16))]
+    # (shifted weights: a fresh MLP's zero-initialised head would make every network output 0)
+    predictors = [predictor(process, apply, jax.tree.map(lambda w, i=i: w + 0.05 * i, params))
+                  for i, (apply, params) in enumerate(nets)]
+
+    def static_part(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(eqx.partition(tree, eqx.is_array)[1])
+        return treedef, leaves
+
+    assert nets[0][0] == nets[1][0] and hash(nets[0][0]) == hash(nets[1][0])
+    assert static_part(predictors[0]) == static_part(predictors[1])
+    assert static_part(predictors[0]) != static_part(predictors[2])
+    x_T = jax.random.normal(KEY, (3, 2))
+    outs = [udm.sample(process, p, x_T, key=KEY) for p in predictors[:2]]
+    assert not np.allclose(outs[0], outs[1])  # the weights are traced, not baked in
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ recipe trains the same model alone as in its full set."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,11 +81,44 @@ def test_training_beats_the_untrained_network(name):
 def test_a_subset_of_the_recipe_trains_the_same_models(monkeypatch):
     # Each model's key depends on its name, not on its position in ``names``: record the keys.
     monkeypatch.setattr(evaluation, "fit_process", lambda process, x, *, key, **_: key)
-    recipe = evaluation.Recipe.quick()
-    every = list(evaluation.model_processes(recipe.setting, domain="toy"))  # not the memoised set
-    full, subset = recipe.models("toy", names=every), recipe.models("toy", names=["cold_noisy", "hot"])
+    recipe, key = evaluation.Recipe.quick(), jax.random.key(0)
+    every = list(evaluation.model_processes(recipe, domain="toy"))
+    full = recipe.models("toy", key=key, names=every)
+    subset = recipe.models("toy", key=key, names=["cold_noisy", "hot"])
     for name in subset:
         np.testing.assert_array_equal(jax.random.key_data(subset[name]), jax.random.key_data(full[name]))
+    assert len({tuple(np.ravel(jax.random.key_data(k))) for k in full.values()}) == len(every)
+    with pytest.raises(ValueError, match="names must be models of"):
+        recipe.models("toy", key=key, names=["hot", "warm"])
+
+
+def test_trained_models_are_kept_on_disk_and_loaded(tmp_path, monkeypatch):
+    # The first call trains and writes each model once; a second call (another experiment)
+    # loads them instead of training: same parameters, same samples.
+    recipe, key = evaluation.Recipe.quick(), jax.random.key(3)
+    first = recipe.models("toy", key=key, names=["hot", "encoder"], directory=tmp_path)
+    written = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert len(written) == 2 and all(name.startswith("udm_toy_") for name in written)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept model was trained again")
+
+    monkeypatch.setattr(evaluation, "fit_process", no_training)
+    again = recipe.models("toy", key=key, names=["hot", "encoder"], directory=tmp_path)
+    x_T = jax.random.normal(jax.random.key(4), (16, 2))
+    for name in ("hot", "encoder"):
+        assert again[name].history == first[name].history
+        chex.assert_trees_all_close(again[name].params, first[name].params, rtol=0, atol=0)
+        chex.assert_trees_all_close(again[name].process.trainable_params,
+                                    first[name].process.trainable_params, rtol=0, atol=0)
+        process = first[name].process
+        x = x_T if name == "hot" else process.prior(x_T, key=jax.random.key(5))
+        samples = [udm.sample(m.process, m.predict_x0, x, key=jax.random.key(6))
+                   for m in (first[name], again[name])]
+        np.testing.assert_allclose(samples[0], samples[1], rtol=1e-6, atol=1e-6)
+    # another key is another model: trained, not loaded
+    with pytest.raises(AssertionError, match="trained again"):
+        recipe.models("toy", key=jax.random.key(4), names=["hot"], directory=tmp_path)
 
 
 def test_expected_loss_of_the_untrained_network_matches_the_eager_loss():

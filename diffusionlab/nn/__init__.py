@@ -2,7 +2,7 @@
 
 from diffusionlab.nn.embed import sinusoidal_embedding
 from diffusionlab.nn.mlp import MLP
-from diffusionlab.nn.pure import pure
+from diffusionlab.nn.pure import Apply, pure
 from diffusionlab.nn.transformer import (
     KVCache,
     MultiHeadAttention,
@@ -15,6 +15,6 @@ from diffusionlab.nn.transformer import (
 from diffusionlab.nn.unet import UNet
 
 __all__ = [
-    "MLP", "KVCache", "MultiHeadAttention", "Transformer", "TransformerBlock", "UNet",
+    "MLP", "Apply", "KVCache", "MultiHeadAttention", "Transformer", "TransformerBlock", "UNet",
     "causal_mask", "padding_mask", "pure", "rotary_embedding", "sinusoidal_embedding",
 ]

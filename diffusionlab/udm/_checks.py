@@ -57,14 +57,15 @@ def check_discrete_config(*, length, vocab, kernel, min_vocab: int, kernels: Seq
     base.check_choice(kernel, "kernel", kernels)
 
 
-def check_process(process, name: str = "process",
-                  needs: Sequence[str] = ("T", "apply", "draw_noise", "invert")) -> None:
-    """Raises TypeError naming ``name`` unless ``process`` is a UDM process with ``needs``."""
-    if isinstance(process, type) or not all(hasattr(process, attr) for attr in needs):
+def check_process(process, name: str = "process") -> None:
+    """Raises TypeError naming ``name`` unless ``process`` is an instance of a UDM process class."""
+    from diffusionlab.udm.base import Process  # the contract imports these checks
+
+    if not isinstance(process, Process):
         raise TypeError(
-            f"{name} must be a UDM process (HotDiffusion, ColdDiffusion, EditDiffusion, "
-            f"MaskDiffusion, EncoderDiffusion, CustomDiffusion or an object with "
-            f"{', '.join(needs)}); got {_describe(process)}")
+            f"{name} must be a UDM process (an instance of a diffusionlab.udm.Process subclass: "
+            f"HotDiffusion, ColdDiffusion, EditDiffusion, MaskDiffusion, EncoderDiffusion, "
+            f"CustomDiffusion or your own); got {_describe(process)}")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -101,12 +102,9 @@ def tokens(x, *, vocab: int, name: str, allow_mask: bool = False) -> jax.Array:
 
 
 def states(process, x, name: str, *, allow_mask: bool = False) -> jax.Array:
-    """``x`` checked as the process's data: token ids for a discrete process, else real floats."""
-    vocab = getattr(process, "vocab", None)
-    if isinstance(vocab, numbers.Integral):
-        return tokens(x, vocab=int(vocab), name=name,
-                      allow_mask=allow_mask and hasattr(process, "mask_id"))
-    return data(x, name)
+    """``x`` checked as the process's states (``process.check_states``): token ids for a
+    discrete process, else real floats."""
+    return process.check_states(x, name, allow_mask=allow_mask)
 
 
 # --- times ------------------------------------------------------------------------------------
@@ -196,16 +194,14 @@ def check_step(t, s, *, T: int):
 _NO_KEY = object()
 
 
-def forward_inputs(process, x0, t, key=_NO_KEY, *, t_low: int = 0, tokens_of=None):
+def forward_inputs(process, x0, t, key=_NO_KEY, *, t_low: int = 0):
     """Checks the arguments of a ``forward`` (``t_low = 1`` for a ``loss``); returns
-    ``(x0, t, batch)`` with ``x0`` an array (float32 or wider, or token ids) and ``t`` an array.
+    ``(x0, t, batch)`` with ``x0`` the process's states (float32 or wider, or token ids) and
+    ``t`` an array.
 
     ``key`` is checked when given (a loss has none).
     """
-    if tokens_of is not None:
-        x0 = tokens(x0, vocab=tokens_of, name="x0")
-    else:
-        x0 = data(x0, "x0")
+    x0 = states(process, x0, "x0")
     t = times(t, low=t_low, high=process.T)
     batch = batch_shape(x0, process.event_shape, t, name="x0")
     if key is not _NO_KEY:
@@ -213,21 +209,17 @@ def forward_inputs(process, x0, t, key=_NO_KEY, *, t_low: int = 0, tokens_of=Non
     return x0, t, batch
 
 
-def reverse_inputs(x_t, x0_hat, t, s, *, event_shape: Sequence[int] | None, T: int, key=None,
-                   process=None):
+def reverse_inputs(process, x_t, x0_hat, t, s, *, key=None):
     """Validates the arguments of a ``reverse_step`` and broadcasts the times to the batch.
 
-    Checks the states (real floats, or token ids for a discrete ``process``), ``x_t``'s event
-    shape, that ``x0_hat`` matches it, the step ``t -> s`` (``s`` defaults to ``t - 1``) and
-    ``key``. Returns ``(x_t, x0_hat, t, s)`` as arrays, with ``t`` and ``s`` of the batch shape.
+    Checks the states (``process.check_states``), ``x_t``'s event shape, that ``x0_hat``
+    matches it, the step ``t -> s`` (``s`` defaults to ``t - 1``) and ``key``. Returns
+    ``(x_t, x0_hat, t, s)`` as arrays, with ``t`` and ``s`` of the batch shape.
     """
-    if process is not None and hasattr(process, "vocab"):
-        x_t = states(process, x_t, "x_t", allow_mask=True)
-        x0_hat = states(process, x0_hat, "x0_hat")
-    else:
-        x_t, x0_hat = data(x_t, "x_t"), data(x0_hat, "x0_hat")
-    t, s = check_step(t, s, T=T)
-    batch = batch_shape(x_t, event_shape, t, name="x_t")
+    x_t = states(process, x_t, "x_t", allow_mask=True)
+    x0_hat = states(process, x0_hat, "x0_hat")
+    t, s = check_step(t, s, T=process.T)
+    batch = batch_shape(x_t, process.event_shape, t, name="x_t")
     check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
     if jnp.shape(s) not in ((), batch):
         raise ValueError(f"s must be a scalar or have the batch shape {batch} of x_t; "
@@ -236,22 +228,21 @@ def reverse_inputs(x_t, x0_hat, t, s, *, event_shape: Sequence[int] | None, T: i
     return x_t, x0_hat, jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
 
 
-def kernel_inputs(process, x_t, x0_hat, t, s, key,
-                  needs: Sequence[str] = ("T", "apply", "draw_noise", "invert")):
+def kernel_inputs(process, x_t, x0_hat, t, s, key):
     """Validates the arguments of a reverse kernel: ``t`` and ``s`` carry the batch shape.
 
-    ``x0_hat`` has shape ``batch + event_shape``, ``x_t`` the same shape (for a process with
-    an ``encoding``, the shape of the encoding of ``x0_hat``); ``1 ≤ t ≤ T`` and ``0 ≤ s < t``.
+    ``x0_hat`` has shape ``batch + event_shape``, ``x_t`` the shape of its states
+    (``process.state_shape``); ``1 ≤ t ≤ T`` and ``0 ≤ s < t``.
     Returns ``(x_t, x0_hat, t, s)`` as arrays.
     """
-    check_process(process, needs=needs)
+    check_process(process)
     T = base.check_int(process.T, "process.T", low=1)
     if s is None:  # required here: no default step
         raise TypeError("s must be integer time(s) in [0, t) with the batch shape; got None")
     x0_hat = states(process, x0_hat, "x0_hat")
     x_t = states(process, x_t, "x_t", allow_mask=True)
     t, s = check_step(t, s, T=T)
-    event_shape = getattr(process, "event_shape", None)
+    event_shape = process.event_shape
     if event_shape is None:
         batch = tuple(t.shape)
         if tuple(x0_hat.shape[: len(batch)]) != batch:
@@ -264,13 +255,12 @@ def kernel_inputs(process, x_t, x0_hat, t, s, key,
     if tuple(s.shape) != tuple(t.shape):
         raise ValueError(f"s must have the shape {t.shape} of t (the batch shape); got shape "
                          f"{s.shape}")
-    if hasattr(process, "encoding"):
-        expected = jax.eval_shape(process.encoding, x0_hat).shape
-        if tuple(x_t.shape) != tuple(expected):
-            raise ValueError(f"x_t must have the shape {tuple(expected)} of the encoding of "
-                             f"x0_hat; got {x_t.shape}")
-    else:
+    expected = process.state_shape(tuple(x0_hat.shape))
+    if tuple(expected) == tuple(x0_hat.shape):
         check_same_shape(x_t, x0_hat, names=("x_t", "x0_hat"))
+    elif tuple(x_t.shape) != tuple(expected):
+        raise ValueError(f"x_t must have the shape {tuple(expected)} of the states of x0_hat "
+                         f"{tuple(x0_hat.shape)}; got {x_t.shape}")
     base.check_key(key)
     return x_t, x0_hat, t, s
 

@@ -9,6 +9,7 @@ Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（�
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import final
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,15 @@ import jax.numpy as jnp
 from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
+from diffusionlab.udm.base import Process, event_mean
 from diffusionlab.udm.kernels import KERNELS, kernel
 
 Array = jax.Array
 
 
+@final
 @process_dataclass
-class CustomDiffusion:
+class CustomDiffusion(Process):
     r"""Diffusion with forward map ``F(x0, t, eps)`` and Gaussian noise; kernel chosen by name.
 
     Attributes:
@@ -35,8 +38,9 @@ class CustomDiffusion:
       sigma_tilde: :math:`\tilde\sigma\in[0,1]` of the interpolating kernel.
       event_shape: shape of one example, or ``None`` for any.
 
-    The model is Gaussian, so the loss is :math:`\|x_0-\hat x_0\|^2` (mean over the event);
-    the sample is the last :math:`\hat x_0`; the terminal law is :math:`\mathcal F_T` of data.
+    The model is Gaussian, so the loss is :math:`\|x_0-\hat x_0\|^2` (mean over the event) and
+    a network predicts :math:`\hat x_0` directly; the sample is the last :math:`\hat x_0`; the
+    terminal law is :math:`\mathcal F_T` of data.
 
     Raises:
       TypeError: for a non-callable ``F`` (or ``F_inverse``), a non-string kernel, a non-real
@@ -78,46 +82,14 @@ class CustomDiffusion:
     def draw_noise(self, x0, *, key):
         return jax.random.normal(key, jnp.shape(x0), jnp.asarray(x0).dtype)
 
-    def forward(self, x0, t, *, key):
-        """Draws :math:`x_t=\\mathcal F_t(x_0,\\varepsilon)`.
-
-        Raises:
-          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
-            a PRNG key.
-          ValueError: for ``t`` outside ``[0, T]``, a shape that does not match or (when
-            concrete) NaN/inf in ``x0``.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
-        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
-
-    def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
-        """One reverse step ``t -> s`` (default ``t - 1``) with the chosen kernel.
-
-        Raises:
-          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
-            integers or ``key`` not a PRNG key.
-          ValueError: for times out of range, mismatched shapes or (when concrete) NaN/inf.
-        """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
-                                                   T=self.T, key=key)
+    def reverse_kernel(self, x_t, x0_hat, t, s, *, key):
+        """The kernel named by ``kernel`` (with ``sigma_tilde`` for the interpolating one)."""
         extra = {"sigma_tilde": self.sigma_tilde} if self.kernel == "gaussian_interpolation" else {}
         return kernel(self.kernel)(self, x_t, x0_hat, t, s, key=key, **extra)
 
-    def loss(self, x0, prediction, t):
-        """Per-example :math:`\\|x_0-\\hat x_0\\|^2`, mean over the event axes (``t`` in ``[1, T]``).
-
-        Raises:
-          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
-          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete) NaN/inf.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
-        prediction = _checks.data(prediction, "prediction")
-        _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        return jnp.mean((x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
-
-    def draw_x0(self, prediction, x_t, t, *, key):
-        del x_t, t, key
-        return prediction
+    def nll(self, x0, prediction, t):
+        """Per-example :math:`\\|x_0-\\hat x_0\\|^2`, mean over the event axes."""
+        return event_mean((x0 - prediction) ** 2, t)
 
     def prior(self, x0, *, key):
         """:math:`x_T=\\mathcal F_T(x_0,\\varepsilon)` for data ``x0`` (only the shape matters when
@@ -136,5 +108,6 @@ class CustomDiffusion:
         return self.apply(x0, jnp.full(x0.shape[:1], self.T), self.draw_noise(x0, key=key))
 
     def finish(self, x_last, x0_hat):
+        r"""The sample is the last :math:`\hat x_0`."""
         del x_last
         return x0_hat

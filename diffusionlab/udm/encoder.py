@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
+from diffusionlab.udm.base import Process, event_mean
 from diffusionlab.udm.hot import HotDiffusion
 
 
@@ -36,9 +37,13 @@ def identity_encoder(params, x0):
     return x0.reshape(x0.shape[0], math.prod(x0.shape[1:]))
 
 
+@final
 @process_dataclass(data_fields=("encoder_params",))
-class EncoderDiffusion:
+class EncoderDiffusion(Process):
     r"""Hot diffusion on :math:`\mathcal F_\phi(x_0)`, with :math:`\phi` = ``encoder_params`` trained jointly.
+
+    The network is a decoder from the latent :math:`x_t` to data space (an MLP: the latent has
+    no spatial layout), and the sample is its last :math:`\hat x_0`.
 
     Attributes:
       encode: ``encode(params, x0_B) -> z_BxD``, a batched function of data with shape
@@ -72,9 +77,25 @@ class EncoderDiffusion:
         """The hot diffusion acting on the encoding."""
         return HotDiffusion(T=self.T, eta=self.eta, sigma=self.sigma, schedule=self.schedule)
 
+    # --- parts trained with the network ---------------------------------------------------------
+
+    @property
+    def trainable_params(self) -> Any:
+        r""":math:`\phi`, trained jointly with the decoder."""
+        return self.encoder_params
+
     def with_params(self, encoder_params) -> EncoderDiffusion:
         """The same process with new encoder parameters."""
         return dataclasses.replace(self, encoder_params=encoder_params)
+
+    def initialised(self, data_shape, network, *, key) -> EncoderDiffusion:
+        """The process with a fresh MLP encoder (:func:`~diffusionlab.udm.networks.make_encoder`)
+        for examples of ``data_shape``."""
+        from diffusionlab.udm.networks import make_encoder  # networks builds on the contract
+
+        encode, encoder_params = make_encoder(data_shape, network, key=key)
+        return dataclasses.replace(self, encode=encode, encoder_params=encoder_params,
+                                   event_shape=tuple(data_shape))
 
     def encoding(self, x0):
         r""":math:`\mathcal F_\phi(x_0)=z\sqrt d/\|z\|`, :math:`z` = ``encode(params, x0)``.
@@ -107,19 +128,7 @@ class EncoderDiffusion:
         z = jax.eval_shape(self._encoding, x0)
         return jax.random.normal(key, z.shape, z.dtype)
 
-    # --- public API ---------------------------------------------------------------------------
-
-    def forward(self, x0, t, *, key):
-        r"""Draws the latent :math:`x_t=\bar\alpha_t\mathcal F_\phi(x_0)+\bar\beta_t\varepsilon`.
-
-        Raises:
-          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
-            a PRNG key.
-          ValueError: if ``t`` is outside ``[0, T]``, ``x0``'s shape does not match or (when
-            concrete) ``x0`` holds NaN/inf.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
-        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
+    # --- the reverse step, the loss and the network head ----------------------------------------
 
     def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
         r"""One latent reverse step :math:`x_t\to x_s`, using :math:`\mathcal F_\phi(\hat x_0)`.
@@ -142,26 +151,28 @@ class EncoderDiffusion:
         t, s = jnp.broadcast_to(t, batch), jnp.broadcast_to(s, batch)
         return self.latent.reverse_step(x_t, latent, t, key=key, s=s)
 
-    def loss(self, x0, prediction, t):
-        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|^2` (mean over the event): a Gaussian decoder.
+    def nll(self, x0, prediction, t):
+        r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|^2` (mean over the event): a Gaussian
+        decoder; ``t`` is not used."""
+        return event_mean((x0 - prediction) ** 2, t)
 
-        ``t`` (in ``[1, T]``) is checked, not used.
+    spatial_network = False
 
-        Raises:
-          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
-          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete) NaN/inf.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
-        prediction = _checks.data(prediction, "prediction")
-        _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        return jnp.mean((x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
+    def network_sizes(self, data_shape) -> tuple[int, int]:
+        """The decoder's sizes: the encoding's dimension in, one example out."""
+        del data_shape
+        example = jax.ShapeDtypeStruct((1,) + self.event_shape, jnp.float32)
+        return int(jax.eval_shape(self._encoding, example).shape[-1]), math.prod(self.event_shape)
+
+    def network_output_shape(self, x_t) -> tuple[int, ...]:
+        return tuple(jnp.shape(x_t)[:1]) + self.event_shape
+
+    def state_shape(self, x0_shape) -> tuple[int, ...]:
+        """The latents' shape: the batch axes of ``x0_shape``, then the encoding's dimension."""
+        example = jax.ShapeDtypeStruct(tuple(x0_shape), jnp.float32)
+        return tuple(jax.eval_shape(self._encoding, example).shape)
 
     # --- what the generic sampler needs -------------------------------------------------------
-
-    def draw_x0(self, prediction, x_t, t, *, key):
-        """The decoder's mean (data space)."""
-        del x_t, t, key
-        return prediction
 
     def prior(self, x0, *, key):
         r""":math:`\mathcal N(0,I)` latents, one per example of the data batch ``x0``.

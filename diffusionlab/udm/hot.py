@@ -16,6 +16,8 @@ Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型�
 
 from __future__ import annotations
 
+from typing import final
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,7 @@ import numpy as np
 from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm._pytree import process_dataclass
+from diffusionlab.udm.base import Process, event_mean
 from diffusionlab.udm.kernels import gaussian_interpolation_kernel
 from diffusionlab.udm.schedule import SCHEDULES, Schedule, _schedule, schedule
 
@@ -47,8 +50,9 @@ def _sigma_values(sigma, T: int) -> np.ndarray:
     return values.astype(np.float64).reshape(-1)
 
 
+@final
 @process_dataclass
-class HotDiffusion:
+class HotDiffusion(Process):
     r"""Gaussian diffusion; DDPM and DDIM are presets of one :math:`\sigma_t` family.
 
     Notation: Su's :math:`\bar\alpha_t` is the **square root** of Ho et al.'s
@@ -66,9 +70,11 @@ class HotDiffusion:
     :math:`\tilde\sigma_t=\sigma_t/\bar\beta_{t-1}`.
 
     The predict step uses :math:`\bar\sigma_t=0` (all presets): :math:`\hat x_0` is the
-    network's mean. The training loss is :math:`\|\varepsilon-\epsilon_\theta\|^2`, written in
-    terms of :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` through the exact
-    identity :math:`\|x_0-\hat x_0\|^2=(\bar\beta_t/\bar\alpha_t)^2\|\varepsilon-\epsilon_\theta\|^2`.
+    network's mean. The network predicts :math:`\epsilon_\theta(x_t,t)`, read as
+    :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t`. The training loss is
+    :math:`\|\varepsilon-\epsilon_\theta\|^2`, written in terms of :math:`\hat x_0` through the
+    exact identity
+    :math:`\|x_0-\hat x_0\|^2=(\bar\beta_t/\bar\alpha_t)^2\|\varepsilon-\epsilon_\theta\|^2`.
 
     Attributes:
       T: number of steps.
@@ -149,27 +155,7 @@ class HotDiffusion:
         r""":math:`\varepsilon\sim\mathcal N(0,I)` shaped like ``x0``."""
         return jax.random.normal(key, jnp.shape(x0), _float_dtype(x0))
 
-    # --- public API ---------------------------------------------------------------------------
-
-    def forward(self, x0, t, *, key):
-        r"""Draws :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon`.
-
-        Args:
-          x0: clean data, shape ``batch + event_shape``.
-          t: integer time(s) in ``[0, T]``: a scalar or the batch shape.
-          key: PRNG key for :math:`\varepsilon`.
-
-        Returns:
-          :math:`x_t`, in float32 for half-precision ``x0`` (else in ``x0``'s dtype).
-
-        Raises:
-          TypeError: if ``x0`` is not a real float array, ``t`` not integer(s) or ``key`` not
-            a PRNG key.
-          ValueError: if ``t`` is outside ``[0, T]``, ``x0``'s shape does not match or (when
-            concrete) ``x0`` holds NaN/inf.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, key)
-        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
+    # --- the reverse kernel and the loss ---------------------------------------------------------
 
     def reverse_sigma(self, t, s=None, *, dtype=None) -> jax.Array:
         r""":math:`\sigma_{t\to s}` of the kernel (``s = t - 1`` by default), in :math:`[0,\bar\beta_s]`.
@@ -193,27 +179,9 @@ class HotDiffusion:
         sigma = self.eta * beta_bar[s] / safe * jnp.sqrt(jnp.maximum(1.0 - ratio**2, 0.0))
         return jnp.minimum(sigma, beta_bar[s])
 
-    def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
-        r"""One reverse step :math:`x_t\to x_s` (``s = t - 1`` by default) of the :math:`\sigma_t` kernel.
-
-        Args:
-          x_t: current state, shape ``batch + event_shape``.
-          x0_hat: the predicted :math:`\hat x_0`, same shape.
-          t: integer time(s) in ``[1, T]``.
-          key: PRNG key for the fresh part of the noise.
-          s: target time(s) in ``[0, t)``; default ``t - 1``.
-
-        Returns:
-          :math:`x_s`, in float32 for half-precision inputs.
-
-        Raises:
-          TypeError: if ``x_t`` or ``x0_hat`` are not real float arrays, the times not
-            integers or ``key`` not a PRNG key.
-          ValueError: for times out of range, mismatched shapes or (when concrete) NaN/inf in
-            ``x_t`` or ``x0_hat``.
-        """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
-                                                   T=self.T, key=key)
+    def reverse_kernel(self, x_t, x0_hat, t, s, *, key):
+        r"""The Gaussian-interpolation kernel with :math:`\tilde\sigma=\sigma_{t\to s}/\bar\beta_s`
+        (see :meth:`reverse_sigma`)."""
         sigma = self.reverse_sigma(t, s, dtype=_float_dtype(x_t))
         beta_bar_s = jnp.asarray(self.coefficients.beta_bar, sigma.dtype)[s]
         sigma_tilde = jnp.where(beta_bar_s > 0, sigma / jnp.where(beta_bar_s > 0, beta_bar_s, 1.0), 0.0)
@@ -221,23 +189,14 @@ class HotDiffusion:
         sigma_tilde = jnp.clip(sigma_tilde, 0.0, 1.0)
         return gaussian_interpolation_kernel(self, x_t, x0_hat, t, s, sigma_tilde=sigma_tilde, key=key)
 
-    def loss(self, x0, prediction, t):
+    def nll(self, x0, prediction, t):
         r"""Per-example :math:`\|\varepsilon-\epsilon_\theta\|^2` (mean over the event axes).
 
         Written in :math:`\hat x_0` = ``prediction``:
-        :math:`(\bar\alpha_t/\bar\beta_t)^2\,\|x_0-\hat x_0\|^2`. ``t`` must lie in ``[1, T]``.
-
-        Raises:
-          TypeError: if ``x0`` or ``prediction`` are not real float arrays or ``t`` not integer(s).
-          ValueError: for ``t`` outside ``[1, T]``, mismatched shapes or (when concrete)
-            NaN/inf in ``x0`` or ``prediction``.
+        :math:`(\bar\alpha_t/\bar\beta_t)^2\,\|x_0-\hat x_0\|^2`, with ``t`` in ``[1, T]``.
         """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, t_low=1)
-        prediction = _checks.data(prediction, "prediction")
-        _checks.check_same_shape(x0, prediction, names=("x0", "prediction"))
-        t = jnp.broadcast_to(t, batch)
         snr = (self._at("alpha_bar", t, x0) / self._at("beta_bar", t, x0)) ** 2
-        return jnp.mean(snr * (x0 - prediction) ** 2, axis=tuple(range(len(batch), x0.ndim)))
+        return event_mean(snr * (x0 - prediction) ** 2, t)
 
     def x0_from_eps(self, x_t, eps, t):
         r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t` (``t`` has the batch shape).
@@ -252,12 +211,9 @@ class HotDiffusion:
         _checks.check_same_shape(x_t, eps, names=("x_t", "eps"))
         return (x_t - self._at("beta_bar", t, x_t) * eps) / self._at("alpha_bar", t, x_t)
 
-    # --- what the generic sampler needs -------------------------------------------------------
-
-    def draw_x0(self, prediction, x_t, t, *, key):
-        r"""The predict step with :math:`\bar\sigma_t=0`: :math:`\hat x_0` is the prediction itself."""
-        del x_t, t, key
-        return prediction
+    def from_network(self, output, x_t, t):
+        r"""The network predicts :math:`\epsilon_\theta`: :math:`\hat x_0` by :meth:`x0_from_eps`."""
+        return self.x0_from_eps(x_t, output, t)
 
     def prior(self, x0, *, key):
         r"""A draw from the terminal law :math:`\mathcal N(0,I)`, shaped like ``x0``.
@@ -270,8 +226,3 @@ class HotDiffusion:
         _checks.batch_shape(x0, self.event_shape, name="x0")
         base.check_key(key)
         return self.draw_noise(x0, key=key)
-
-    def finish(self, x_last, x0_hat):
-        """The sample: the state after the last step (which equals :math:`\\hat x_0`)."""
-        del x0_hat
-        return x_last

@@ -1,6 +1,7 @@
 r"""The three reverse kernels :math:`p(x_{s}\mid x_t, x_0=\hat x_0)` of the UDM theory essay.
 
-Each kernel is written once, for any process that provides the reparameterised forward map
+Each kernel is written once, for any process (:class:`diffusionlab.udm.Process`) through its
+reparameterised forward map
 
 * ``apply(x0, t, noise)``: :math:`\mathcal F_t(x_0,\varepsilon)`,
 * ``draw_noise(x0, *, key)``: :math:`\varepsilon\sim q(\varepsilon)`,
@@ -14,11 +15,12 @@ jumps serve samplers with fewer steps than ``T``. All three satisfy the consiste
 :math:`x_t=\mathcal F_t(x_0,\varepsilon)` then :math:`\mathcal F_t^{-1}(x_0,x_t)=\varepsilon\sim q`.
 
 Every kernel checks its arguments alike and names the argument in its error: a TypeError for
-a ``process`` without the forward map, states of the wrong kind (non-arrays; bool, integer or
-complex states of a continuous process; non-integer token ids of a discrete one), non-integer
-times or a bad ``key``; a ValueError for NaN/inf states or token ids outside the vocabulary
-(when concrete), shapes that do not match (``x0_hat``: ``batch + event_shape``, ``x_t`` the
-same, ``t`` and ``s`` the batch shape), ``t`` outside ``[1, T]`` or ``s`` outside ``[0, t)``.
+a ``process`` that is not a :class:`~diffusionlab.udm.Process`, states of the wrong kind
+(non-arrays; bool, integer or complex states of a continuous process; non-integer token ids
+of a discrete one), non-integer times or a bad ``key``; a ValueError for NaN/inf states or
+token ids outside the vocabulary (when concrete), shapes that do not match (``x0_hat``:
+``batch + event_shape``, ``x_t`` the same, ``t`` and ``s`` the batch shape), ``t`` outside
+``[1, T]`` or ``s`` outside ``[0, t)``.
 Float states in half precision are computed (and returned) in float32.
 
 Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262
@@ -44,8 +46,7 @@ def baseline_kernel(process, x_t, x0_hat, t, s, *, key):
     Raises:
       TypeError, ValueError: as every kernel (see the module docstring).
     """
-    x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key,
-                                      needs=("T", "apply", "draw_noise"))
+    x_t, x0_hat, t, s = kernel_inputs(process, x_t, x0_hat, t, s, key)
     del x_t, t
     return process.apply(x0_hat, s, process.draw_noise(x0_hat, key=key))
 

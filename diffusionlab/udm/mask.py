@@ -10,19 +10,31 @@ Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型�
 
 from __future__ import annotations
 
+from typing import final
+
 import jax
 import jax.numpy as jnp
 
-from diffusionlab.udm import _checks
-from diffusionlab.udm._positions import as_logits, first_positions, priorities_putting_first
 from diffusionlab.udm._pytree import process_dataclass
-from diffusionlab.udm.edit import DISCRETE_KERNELS, token_loss
-from diffusionlab.udm.kernels import baseline_kernel, deterministic_kernel
+from diffusionlab.udm.discrete import (
+    DiscreteProcess,
+    as_logits,
+    first_positions,
+    priorities_putting_first,
+)
+
+#: Logit margin that makes a visible token certain in the network head.
+_VISIBLE_LOGIT = 100.0
 
 
+@final
 @process_dataclass
-class MaskDiffusion:
+class MaskDiffusion(DiscreteProcess):
     r"""Masked discrete diffusion on ``length`` tokens in ``[0, vocab)``; ``[MASK]`` is id ``vocab``.
+
+    The network head copies the visible tokens (their logits are a one-hot with margin 100),
+    so the unmasked positions contribute ~0 to the cross-entropy: the loss is the masked-LM
+    loss.
 
     Attributes:
       length: sequence length :math:`l` (also ``T``).
@@ -36,25 +48,13 @@ class MaskDiffusion:
         ``[1, 2**31 - 2]`` (the mask id ``vocab`` is an int32) or an unknown kernel.
     """
 
-    length: int = 64
-    vocab: int = 8
-    kernel: str = "deterministic"
-
-    def __post_init__(self):
-        _checks.check_discrete_config(length=self.length, vocab=self.vocab, kernel=self.kernel,
-                                      min_vocab=1, kernels=DISCRETE_KERNELS, max_vocab=2**31 - 2)
-
-    @property
-    def T(self) -> int:
-        return self.length
+    min_vocab = 1
+    max_vocab = 2**31 - 2
+    has_mask_token = True
 
     @property
     def mask_id(self) -> int:
         return self.vocab
-
-    @property
-    def event_shape(self) -> tuple[int]:
-        return (self.length,)
 
     # --- the reparameterised forward map ------------------------------------------------------
 
@@ -71,48 +71,13 @@ class MaskDiffusion:
         """Uniform priorities."""
         return jax.random.uniform(key, jnp.shape(x0))
 
-    # --- public API ---------------------------------------------------------------------------
+    # --- the network head and the generic sampler ---------------------------------------------
 
-    def forward(self, x0, t, *, key):
-        """Masks ``t`` distinct uniformly chosen positions.
-
-        Raises:
-          TypeError: if ``x0`` does not hold integer token ids, ``t`` is not integer(s) or
-            ``key`` not a PRNG key.
-          ValueError: for ``t`` outside ``[0, length]``, a wrong shape, or ids outside ``[0, vocab)``.
-        """
-        x0, t, batch = _checks.forward_inputs(self, x0, t, key, tokens_of=self.vocab)
-        return self.apply(x0, jnp.broadcast_to(t, batch), self.draw_noise(x0, key=key))
-
-    def reverse_step(self, x_t, x0_hat, t, *, key, s=None):
-        """One reverse step ``t -> s`` (``s = t - 1``: exactly one position is unmasked).
-
-        Raises:
-          TypeError: if ``x_t`` or ``x0_hat`` do not hold integer token ids, the times are not
-            integers or ``key`` is not a PRNG key.
-          ValueError: for times out of range, mismatched shapes, or ids outside the vocabulary
-            (``x_t`` may hold the mask id).
-        """
-        x_t, x0_hat, t, s = _checks.reverse_inputs(x_t, x0_hat, t, s, event_shape=self.event_shape,
-                                                   T=self.T, key=key, process=self)
-        kernel = deterministic_kernel if self.kernel == "deterministic" else baseline_kernel
-        return kernel(self, x_t, x0_hat, t, s, key=key)
-
-    def loss(self, x0, prediction, t):
-        r"""Per-example cross-entropy :math:`-\frac1l\sum_i\log q(x_0^i\mid x_t)`; ``prediction``: logits.
-
-        ``prediction`` has shape ``x0.shape + (vocab,)``.
-
-        A predictor that copies the visible tokens (see :mod:`.networks`) makes the unmasked
-        positions contribute ~0, so this is the masked-LM loss. ``t`` (in ``[1, length]``) is
-        checked, not used.
-
-        Raises:
-          TypeError, ValueError: as :func:`~diffusionlab.udm.edit.token_loss`.
-        """
-        return token_loss(self, x0, prediction, t)
-
-    # --- what the generic sampler needs -------------------------------------------------------
+    def from_network(self, output, x_t, t):
+        """Logits at the masked positions; the visible tokens are copied (one-hot, margin 100)."""
+        del t
+        visible = (x_t != self.mask_id)[..., None]
+        return jnp.where(visible, _VISIBLE_LOGIT * jax.nn.one_hot(x_t, self.vocab), output)
 
     def draw_x0(self, prediction, x_t, t, *, key):
         r"""Draws :math:`\hat x_0\sim q(x_0\mid x_t)` at the masked positions; visible tokens are kept."""
@@ -124,14 +89,7 @@ class MaskDiffusion:
         """All ``[MASK]``, shaped like ``x0``.
 
         Raises:
-          TypeError: if ``x0`` does not hold integer token ids or ``key`` is not a PRNG key.
-          ValueError: if ``x0``'s shape is not ``(..., length)`` or it holds ids outside
-            ``[0, vocab)``.
+          TypeError, ValueError: as :meth:`~diffusionlab.udm.discrete.DiscreteProcess.prior_input`.
         """
-        x0 = _checks.prior_tokens(self, x0, key)
+        x0 = self.prior_input(x0, key)
         return jnp.full(jnp.shape(x0), self.mask_id, jnp.int32)
-
-    def finish(self, x_last, x0_hat):
-        """The sample is the state after the last step."""
-        del x0_hat
-        return x_last

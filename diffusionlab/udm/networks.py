@@ -1,6 +1,8 @@
 r"""Networks as :math:`\hat x_0` predictors for each process, built from :mod:`diffusionlab.nn`.
 
-What the network outputs, per process (the parameterisation the essay derives):
+The network reads what the process's head gives it (``process.network_input``: the states, or
+one-hot tokens) with ``process.network_channels`` channels per position, and its raw output
+becomes the prediction through ``process.from_network`` (see :class:`diffusionlab.udm.Process`):
 
 * hot: :math:`\epsilon_\theta(x_t,t)`, read as
   :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta)/\bar\alpha_t`;
@@ -8,7 +10,8 @@ What the network outputs, per process (the parameterisation the essay derives):
 * edit / mask: logits of :math:`q(x_0\mid x_t)` per position; for mask the visible tokens are
   copied (their logits are a one-hot), so only masked positions are predicted;
 * encoder: a decoder from the latent :math:`x_t` to data space; the encoder
-  :math:`\mathcal F_\phi` is a second network (see :func:`make_encoder`).
+  :math:`\mathcal F_\phi` is a second network (see :func:`make_encoder`);
+* custom (and a new process, by default): :math:`\hat x_0` itself.
 
 The network sees the time as :math:`t/T\in[0,1]`.
 
@@ -25,11 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from diffusionlab import nn
-from diffusionlab.udm.cold import ColdDiffusion
-from diffusionlab.udm.edit import EditDiffusion
-from diffusionlab.udm.encoder import EncoderDiffusion
-from diffusionlab.udm.hot import HotDiffusion
-from diffusionlab.udm.mask import MaskDiffusion
+from diffusionlab.udm import _checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,42 +46,32 @@ class NetworkConfig:
             raise ValueError(f"kind must be 'mlp' or 'unet'; got {self.kind!r}")
 
 
-def _data_shape(process, data_shape):
-    return tuple(process.event_shape) if getattr(process, "event_shape", None) else tuple(data_shape)
-
-
-def _channels_in_out(process) -> tuple[int, int]:
-    """Per-position input and output channels."""
-    if isinstance(process, MaskDiffusion):
-        return process.vocab + 1, process.vocab
-    if isinstance(process, EditDiffusion):
-        return process.vocab, process.vocab
-    return 1, 1
-
-
 def make_network(process, data_shape, config: NetworkConfig, *, key):
     """``(apply, params)`` with ``apply(params, x_t, t_over_T) -> raw output`` for ``process``.
 
+    An MLP of the process's ``network_sizes``, or, for ``config.kind == "unet"`` and a process
+    with a ``spatial_network``, a U-Net over 8×8 positions with ``max(c_in, c_out)`` channels.
+
     Args:
-      process: the process the network serves.
+      process: the :class:`~diffusionlab.udm.Process` the network serves.
       data_shape: shape of one data example (used when the process has no ``event_shape``).
       config: a :class:`NetworkConfig`.
       key: PRNG key for initialisation.
+
+    Raises:
+      TypeError: if ``process`` is not a UDM process.
+      ValueError: for a U-Net on data without 64 values per example.
     """
-    rngs = nnx.Rngs(int(jax.random.randint(key, (), 0, 2**30)))
-    shape = _data_shape(process, data_shape)
-    c_in, c_out = _channels_in_out(process)
-    if isinstance(process, EncoderDiffusion):
-        latent = config.latent_dim or math.prod(shape)
-        module = nn.MLP(latent, math.prod(shape), hidden=config.hidden, depth=config.depth, rngs=rngs)
-        return nn.pure(module)
-    size = math.prod(shape)
-    if config.kind == "unet":
-        if size != 64:
+    _checks.check_process(process)
+    rngs = nnx.Rngs(key)
+    if config.kind == "unet" and process.spatial_network:
+        shape = tuple(process.event_shape) if process.event_shape else tuple(data_shape)
+        if math.prod(shape) != 64:
             raise ValueError(f"the U-Net serves 8x8 data (64 values per example); got shape {shape}")
-        module = nn.UNet(max(c_in, c_out), base=config.base, rngs=rngs)
+        module = nn.UNet(max(process.network_channels), base=config.base, rngs=rngs)
     else:
-        module = nn.MLP(size * c_in, size * c_out, hidden=config.hidden, depth=config.depth, rngs=rngs)
+        size_in, size_out = process.network_sizes(tuple(data_shape))
+        module = nn.MLP(size_in, size_out, hidden=config.hidden, depth=config.depth, rngs=rngs)
     return nn.pure(module)
 
 
@@ -90,7 +79,7 @@ def make_encoder(data_shape, config: NetworkConfig, *, key):
     r"""``(encode, params)`` for :class:`EncoderDiffusion`: an MLP :math:`x_0\mapsto z` (time input 0)."""
     size = math.prod(data_shape)
     latent = config.latent_dim or size
-    rngs = nnx.Rngs(int(jax.random.randint(key, (), 0, 2**30)))
+    rngs = nnx.Rngs(key)
     apply, params = nn.pure(nn.MLP(size, latent, hidden=config.hidden, depth=config.depth, rngs=rngs))
     return _Encoder(apply), params
 
@@ -122,26 +111,16 @@ def _run(apply, params, x, t_unit, config_kind, c_in, c_out):
 
 
 def predict(process, apply, params, x_t, t, *, kind: str = "mlp"):
-    """The prediction the sampler and the loss expect (:math:`\\hat x_0`, or logits), from a network."""
-    batch = x_t.shape[0]
+    """The prediction the sampler and the loss expect (:math:`\\hat x_0`, or logits), from a network.
+
+    ``x_t`` is a batch of states, ``t`` integer times with the batch shape; ``kind`` is the
+    :class:`NetworkConfig` kind the network was made with.
+    """
     t_unit = jnp.asarray(t, jnp.float32) / process.T
-    c_in, c_out = _channels_in_out(process)
-    if isinstance(process, (EditDiffusion, MaskDiffusion)):
-        x = jax.nn.one_hot(x_t, c_in)
-        logits = _run(apply, params, x, t_unit, kind, c_in, c_out).reshape(x_t.shape + (c_out,))
-        if isinstance(process, MaskDiffusion):
-            visible = (x_t != process.mask_id)[..., None]
-            logits = jnp.where(visible, 100.0 * jax.nn.one_hot(x_t, c_out), logits)
-        return logits
-    out = _run(apply, params, x_t, t_unit, kind, 1, 1)
-    if isinstance(process, EncoderDiffusion):
-        return out.reshape((batch,) + process.event_shape)
-    out = out.reshape(x_t.shape)
-    if isinstance(process, HotDiffusion):
-        return process.x0_from_eps(x_t, out, t)
-    if isinstance(process, ColdDiffusion):
-        return x_t + out
-    raise TypeError(f"no network parameterisation for {type(process).__name__}")
+    c_in, c_out = process.network_channels
+    kind = kind if process.spatial_network else "mlp"
+    out = _run(apply, params, process.network_input(x_t), t_unit, kind, c_in, c_out)
+    return process.from_network(out.reshape(process.network_output_shape(x_t)), x_t, t)
 
 
 def predictor(process, apply, params, *, kind: str = "mlp"):

@@ -13,9 +13,9 @@ Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（�
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,39 +37,10 @@ def reverse_times(T: int, steps: int) -> np.ndarray:
     return np.round(np.linspace(T, 0, steps + 1)).astype(np.int32)
 
 
-def _is_dynamic(leaf) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic)) and not isinstance(leaf, np.bool_)
-
-
-def _node_types(tree) -> tuple[type, ...]:
-    """The types of all nodes of ``tree``, outermost first."""
-    children = jax.tree_util.tree_flatten(tree, is_leaf=lambda x: x is not tree)[0]
-    if len(children) == 1 and children[0] is tree:
-        return (type(tree),)
-    return (type(tree),) + tuple(t for child in children for t in _node_types(child))
-
-
-def _partition(tree):
-    """Splits a pytree into its array leaves (traced) and everything else (static, hashed).
-
-    The static part also names the node types: two dataclass pytrees with equal metadata but
-    different classes have equal ``PyTreeDef`` s in jax 0.10, which must not share a compilation.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
-    static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
-    return dynamic, (treedef, static, _node_types(tree))
-
-
-def _combine(dynamic, static):
-    treedef, static_leaves, _ = static
-    leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves, strict=True)]
-    return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-@functools.partial(jax.jit, static_argnames=("static", "steps", "trajectory"))
-def _sample_jit(dynamic, x_T, key, *, static, steps: int, trajectory: bool):
-    process, predict_x0 = _combine(dynamic, static)
+@eqx.filter_jit
+def _sample_jit(process, predict_x0, x_T, key, steps: int, trajectory: bool):
+    # Arrays in ``process`` and ``predict_x0`` (parameters) are traced; everything else (the
+    # process's configuration, the predictor's function, ``steps``) is static.
     times = reverse_times(process.T, steps)
     batch = x_T.shape[:1]
 
@@ -110,12 +81,15 @@ def sample(
     .. math:: \hat x_0\sim q(x_0\mid x_t),\qquad x_{s}\sim p(x_{s}\mid x_t,x_0=\hat x_0).
 
     Args:
-      process: any UDM process (``HotDiffusion``, ``ColdDiffusion``, ``EditDiffusion``,
-        ``MaskDiffusion``, ``EncoderDiffusion`` or one of the same shape).
+      process: any UDM process (a :class:`~diffusionlab.udm.Process`: ``HotDiffusion``,
+        ``ColdDiffusion``, ``EditDiffusion``, ``MaskDiffusion``, ``EncoderDiffusion``,
+        ``CustomDiffusion`` or your own).
       predict_x0: ``predict_x0(x_t_B..., t_B) -> prediction``: :math:`\hat x_0`, or logits for
         the discrete processes. Any callable (network, oracle). A pytree callable such as
-        ``jax.tree_util.Partial(apply, params)`` has its arrays traced, so new parameters do
-        not recompile; a plain function is static (a new closure recompiles).
+        ``jax.tree_util.Partial(apply, params)`` (or an ``equinox.Module``) has its arrays
+        traced, so new parameters do not recompile; a plain function is static (a new
+        closure recompiles). This is the library's one convention for a function with
+        parameters (``equinox.filter_jit``).
       x_T: a batch ``(B, ...)`` from the terminal law (``process.prior``): ``(B,) + event_shape``
         floats (token ids for the discrete processes, latents ``(B, D)`` for
         ``EncoderDiffusion``). An empty batch gives empty samples; half-precision floats are
@@ -135,7 +109,7 @@ def sample(
       ValueError: if ``steps`` is outside ``[1, T]``, ``x_T`` is not ``(B,) + event_shape``
         (one batch axis) or (when concrete) holds NaN/inf or token ids outside the vocabulary.
     """
-    _checks.check_process(process, needs=("T", "reverse_step", "draw_x0", "finish"))
+    _checks.check_process(process)
     base.check_callable(predict_x0, "predict_x0")
     T = base.check_int(process.T, "process.T", low=1)
     steps = T if steps is None else base.check_int(steps, "steps", low=1, high=T)
@@ -145,15 +119,9 @@ def sample(
     x_T = _checks.states(process, x_T, "x_T", allow_mask=True)
     if x_T.ndim < 1:
         raise ValueError(f"x_T must be a batch (B, ...); got shape {x_T.shape}")
-    event_shape = getattr(process, "event_shape", None)
-    if hasattr(process, "encoding"):
-        example = jax.ShapeDtypeStruct((1,) + tuple(event_shape), x_T.dtype)
-        expected = x_T.shape[:1] + tuple(jax.eval_shape(process.encoding, example).shape[1:])
-        if x_T.shape != expected:
-            raise ValueError(f"x_T must be latents of shape {expected} (B, then the encoding's "
-                             f"size); got {x_T.shape}")
-    elif event_shape is not None and x_T.shape[1:] != tuple(event_shape):
-        raise ValueError(f"x_T must have shape (B, {', '.join(map(str, event_shape))}) (one batch "
-                         f"axis, then event_shape); got {x_T.shape}")
-    dynamic, static = _partition((process, predict_x0))
-    return _sample_jit(dynamic, x_T, key, static=static, steps=int(steps), trajectory=bool(trajectory))
+    if process.event_shape is not None:
+        expected = process.state_shape(x_T.shape[:1] + tuple(process.event_shape))
+        if x_T.shape != tuple(expected):
+            raise ValueError(f"x_T must have shape {tuple(expected)} (one batch axis, then the "
+                             f"shape of one state of the process); got {x_T.shape}")
+    return _sample_jit(process, predict_x0, x_T, key, int(steps), bool(trajectory))
