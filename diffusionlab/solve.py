@@ -8,6 +8,13 @@ generative ODEs are compared.
 The problem is positional (vector field, initial state, start and end time); the numerics
 are keyword-only, with defaults that suit float32 sampling.
 
+Velocity conventions: the science modules write a velocity state first, ``v(x, t)`` (the
+essays' :math:`v_t(x)`; :func:`diffusionlab.odes.generate`, :func:`diffusionlab.odes.log_likelihood`).
+The integrator here takes the vector field in the integration variable first, ``f(t, x)``:
+diffrax's ``(t, y, args)`` without ``args``, which :func:`solve_ode` and :func:`solve_sde`
+add in one place. :func:`diffusionlab.odes.generate.time_change` is the one adapter from
+``v(x, t)`` to ``f(s, x)`` (with :math:`s = \log t` when integrating in log-time).
+
 Precision: the state and the time are integrated in at least float32 (a half-precision
 state is promoted on entry and the result cast back at the end), because a step size or a
 tolerance of 1e-5 means nothing in bfloat16's 8 mantissa bits. Arguments are checked when

@@ -2,7 +2,10 @@ r"""ODE generators: gravity (the Poisson field), the isotropic CDF family, power
 straight paths (flow matching, rectified flow), the VP probability flow, generation and
 likelihood.
 
-Time runs from :math:`t = T` (prior) down to :math:`t = 0` (data) throughout.
+Time runs from :math:`t = T` (prior) down to :math:`t = 0` (data) throughout. A velocity is
+written state first, ``v(x, t)``, everywhere in this package; it enters
+:func:`diffusionlab.solve.solve_ode` (whose vector fields are ``f(t, x)``) through one adapter,
+:func:`diffusionlab.odes.generate.time_change`.
 
 References: 苏剑林, 《生成扩散模型漫谈》 (十三) https://kexue.fm/archives/9305,
 (十四) https://kexue.fm/archives/9370, (十五) https://kexue.fm/archives/9379,

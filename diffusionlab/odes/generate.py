@@ -48,7 +48,13 @@ def as_partial(fn: Callable) -> jax.tree_util.Partial:
 
 
 def time_change(velocity_fn, time: str):
-    """The vector field in the integration variable: ``(s, x) -> dx/ds``."""
+    """The vector field in the integration variable: ``(s, x) -> dx/ds``.
+
+    The one adapter from the package's ``v(x, t)`` to the order of
+    :func:`diffusionlab.solve.solve_ode`, ``f(s, x)``: ``s = t`` for ``time="linear"``,
+    ``s = log t`` (so ``dx/ds = t v(x, t)``) for ``time="log"``. ``v`` may return a pytree
+    shaped like the state (the likelihood integrates ``(x, Δ)``).
+    """
     _checks.check_choice(time, "time", TIMES)
     if time == "linear":
         return lambda s, x: velocity_fn(x, s)

@@ -35,6 +35,7 @@ from diffusionlab.odes.generate import (
     check_numerics,
     check_times,
     check_velocity,
+    time_change,
 )
 
 METHODS = ("exact", "hutchinson")
@@ -53,20 +54,17 @@ class Likelihood(NamedTuple):
                                              "rtol", "atol", "time"))
 def _log_likelihood(velocity_fn, x, T, t_start, probe, *, log_prior, method, solver, steps,
                     rtol, atol, time):
-    def rhs(s, state):
+    def augmented_velocity(state, t):
+        # The velocity of (x_t, Δ_t) in the library's (state, t) order; Δ moves at ∇·v.
         z, _ = state
-        t = s if time == "linear" else jnp.exp(s)
-        scale = 1.0 if time == "linear" else t
         if method == "exact":
-            v, div = exact_divergence(lambda y: velocity_fn(y, t), z)
-        else:
-            v, div = hutchinson_divergence(lambda y: velocity_fn(y, t), z, probe)
-        return scale * v, scale * div
+            return exact_divergence(lambda y: velocity_fn(y, t), z)
+        return hutchinson_divergence(lambda y: velocity_fn(y, t), z, probe)
 
     start, end = (t_start, T) if time == "linear" else (jnp.log(t_start), jnp.log(T))
     state = (x, jnp.zeros(x.shape[:1], x.dtype))
-    sol = solve.solve_ode(rhs, state, start, end, solver=solver, steps=steps, rtol=rtol,
-                          atol=atol)
+    sol = solve.solve_ode(time_change(augmented_velocity, time), state, start, end,
+                          solver=solver, steps=steps, rtol=rtol, atol=atol)
     x_T, delta = sol.x
     log_p = jnp.asarray(log_prior(x_T))
     if log_p.shape != x.shape[:1]:
