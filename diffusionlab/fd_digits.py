@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import pathlib
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffusionlab.cache import cache_dir
+from diffusionlab.cache import build_once, cache_dir
 from diffusionlab.data.digits import digits
 
 _VERSION = "v2"  # bump when the architecture, the training recipe or the storage changes
@@ -105,19 +103,16 @@ def _train() -> dict[str, dict[str, np.ndarray]]:
         return jax.tree.map(lambda a: np.asarray(a, np.float64).astype(np.float32), trained)
 
 
+def _save(params, staging: pathlib.Path) -> None:
+    np.savez(staging / "params.npz", **{f"{name}.{leaf}": value for name, layer in params.items()
+                                        for leaf, value in layer.items()})
+
+
 @functools.cache
-def _load_or_train(path: pathlib.Path) -> Params:
-    if not path.exists():
-        params = _train()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write a private file, then rename: concurrent first uses never read half a file,
-        # and a process that loses the race replaces the file with identical contents.
-        fd, staging = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"{name}.{leaf}": value for name, layer in params.items()
-                           for leaf, value in layer.items()})
-        os.replace(staging, path)
-    with np.load(path) as stored:
+def _load_or_train(folder: pathlib.Path) -> Params:
+    # Trained by the first process that needs it, written once; the others wait, then load.
+    build_once(folder, lambda staging: _save(_train(), staging))
+    with np.load(folder / "params.npz") as stored:
         return {name: {leaf: jnp.asarray(stored[f"{name}.{leaf}"], jnp.float32)
                        for leaf in ("kernel", "bias")}
                 for name, _, _ in _LAYERS}
@@ -130,7 +125,7 @@ def classifier_params() -> Params:
       ``{"hidden" | "feature" | "head": {"kernel": (in, out), "bias": (out,)}}``.
     """
     # A fresh dict each call, so a caller's edit cannot reach the cached network.
-    return jax.tree.map(lambda a: a, _load_or_train(cache_dir() / f"fd_digits_{_VERSION}.npz"))
+    return jax.tree.map(lambda a: a, _load_or_train(cache_dir() / f"fd_digits_{_VERSION}"))
 
 
 _features_jit = jax.jit(_features)

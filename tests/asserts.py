@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 
@@ -33,9 +35,34 @@ def assert_z(estimate, standard_error, expected, *, z=4.0):
     assert np.all(score <= z), f"z-scores {score} exceed {z} (estimate {estimate}, expected {expected})"
 
 
-def assert_compiles_once(jitted, calls):
-    """Calls ``jitted`` with each argument tuple and asserts exactly one compilation."""
-    jitted.clear_cache() if hasattr(jitted, "clear_cache") else None
-    for args in calls:
-        jax.block_until_ready(jitted(*args))
-    assert jitted._cache_size() == 1, f"compiled {jitted._cache_size()} times, expected once"
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+
+@contextlib.contextmanager
+def count_traces():
+    """Counts the programs JAX traces inside the block (its public monitoring events): a list
+    whose length is the count. Eager operations count too, the first time each is seen."""
+    traced = []
+
+    def listen(event, duration, **kwargs):
+        if event == _TRACE_EVENT:
+            traced.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield traced
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def assert_compiles_once(fn, calls):
+    """Calls ``fn`` with each argument tuple of ``calls`` (built beforehand) and asserts that
+    only the first call traces anything: the later ones, with new values of the same shapes,
+    reuse its programs."""
+    calls = list(calls)
+    assert len(calls) >= 2, "need a first call and at least one more"
+    jax.block_until_ready(fn(*calls[0]))
+    for i, args in enumerate(calls[1:], start=1):
+        with count_traces() as traced:
+            jax.block_until_ready(fn(*args))
+        assert not traced, f"call {i} traced {len(traced)} new program(s); expected none"
