@@ -62,7 +62,7 @@ def run(config: Config, out) -> None:
                                 gravity_t_min=config.t_end)
         tc = train.TrainConfig(steps=config.train_steps, batch_size=128,
                                ema_decay=0.99 if config.train_steps < 1000 else 0.999,
-                               log_every=min(500, config.train_steps), seed=config.seed)
+                               log_every=min(500, config.train_steps))
         model = learned.fit("gravity", x, budget=budget, config=tc, key=k_train)
         learned_out = generate(model.velocity(), x_T, config.T, t_end=config.t_end, time="log",
                                rtol=config.rtol, atol=config.rtol)

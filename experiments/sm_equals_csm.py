@@ -43,7 +43,7 @@ class Config:
     gaussian_thetas: int = 8
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     num_batches: int = 2_000
-    seeds: int = 3  # replicates: evaluation pairs, θ draws and batches per seed
+    seeds: int = 3  # replicates: evaluation pairs, θ draws and batches per replicate
     seed: int = 0
     family_alpha: float = 1e-3  # family-wise level of each max |z| check, Bonferroni-split
 
@@ -54,41 +54,25 @@ class Config:
                    batch_sizes=(2, 64), num_batches=100, seeds=2)
 
 
-def train_with_snapshots(config: Config, data_x0: jax.Array, *, seed: int):
-    """Trains a score MLP with the CSM loss; returns ``apply`` and stacked parameter snapshots."""
-    model = nn.MLP(2, 2, hidden=config.hidden, depth=2, time_dim=16,
-                   rngs=nnx.Rngs(seed))
-    module_apply, params = nn.pure(model)
+def train_with_snapshots(config: Config, data_x0: jax.Array, *, key: jax.Array):
+    """Trains a score MLP with the CSM loss on ``data_x0`` ``(N, 2)``; returns ``apply``, the
+    parameter snapshots (stacked, the untrained model first) and their steps."""
+    init_key, train_key = jax.random.split(key)
+    module_apply, params = nn.pure(nn.MLP(2, 2, hidden=config.hidden, depth=2, time_dim=16,
+                                          rngs=nnx.Rngs(init_key)))
 
     def apply(p, x):
         return module_apply(p, x, jnp.zeros(x.shape[:1]))
 
-    def loss_fn(p, x0, key):
-        x_t = config.alpha * x0 + config.sigma * jax.random.normal(key, x0.shape)
-        return sm.conditional_score_matching_loss(apply(p, x_t), x_t, x0, alpha=config.alpha,
-                                                  sigma=config.sigma)
-
-    tc = train.TrainConfig(steps=config.steps, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, seed=seed)
-    optimizer = train.make_optimizer(tc)
-    step = train.make_train_step(loss_fn, optimizer, num_examples=data_x0.shape[0],
-                                 batch_size=config.batch_size, ema_decay=tc.ema_decay,
-                                 seed=seed)
     per_snapshot = config.steps // config.num_snapshots
-
-    @jax.jit
-    def run(state):
-        def chunk(state, _):
-            state, _ = jax.lax.scan(lambda s, _: step(s, data_x0), state, length=per_snapshot)
-            return state, state.params
-
-        return jax.lax.scan(chunk, state, length=config.num_snapshots)[1]
-
-    snapshots = run(train.init_state(params, optimizer))
-    # Prepend the initialisation, so the first snapshot is the untrained model.
-    snapshots = jax.tree.map(lambda a, s: jnp.concatenate([a[None], s]), params, snapshots)
-    steps = np.arange(config.num_snapshots + 1) * per_snapshot
-    return apply, snapshots, steps
+    tc = train.TrainConfig(steps=per_snapshot * config.num_snapshots,
+                           batch_size=config.batch_size, learning_rate=config.learning_rate,
+                           log_every=per_snapshot)
+    result = train.fit(sm.conditional_score_matching_objective(apply, alpha=config.alpha,
+                                                               sigma=config.sigma),
+                       params, data_x0, config=tc, key=train_key, snapshot_every=per_snapshot,
+                       progress=False)
+    return apply, result.snapshots.params, result.snapshots.steps
 
 
 def plot_losses(ax, steps, rows, constant, constant_se):
@@ -125,19 +109,15 @@ def plot_bias(ax, sizes, bias, bias_se):
     ax.grid(alpha=0.3, which="both")
 
 
-def run_seed(config: Config, seed: int, *, trained=None, batch_sizes=None) -> dict:
-    """One replicate, drawn from ``seed``: SM and CSM along a training run (``trained``, the
-    ``(apply, snapshots, steps)`` of :func:`train_with_snapshots`, or a new run when None) on
-    fresh evaluation pairs, the Gaussian closed form, and the batch-ratio bias at
-    ``batch_sizes`` (default ``config.batch_sizes``)."""
-    key = jax.random.key(seed)
-    k_data, k_eval0, k_eval1, k_gauss, k_bias, k_points = jax.random.split(key, 6)
-    data = sm.GaussianMixture.ring(8, radius=2.0, std=0.3)
+def run_replicate(config: Config, data: sm.GaussianMixture, trained, *, key: jax.Array,
+                  batch_sizes=None) -> dict:
+    """One replicate, drawn from ``key``: SM and CSM along the training run ``trained`` (the
+    ``(apply, snapshots, steps)`` of :func:`train_with_snapshots`) on fresh evaluation pairs of
+    ``data``, the Gaussian closed form, and the batch-ratio bias at ``batch_sizes`` (default
+    ``config.batch_sizes``)."""
+    k_eval0, k_eval1, k_gauss, k_bias, k_points = jax.random.split(key, 5)
 
     # --- along a training run --------------------------------------------------------------
-    if trained is None:
-        trained = train_with_snapshots(config, data.sample(config.num_data, key=k_data),
-                                       seed=seed)
     apply, snapshots, steps = trained
     x0 = data.sample(config.num_eval, key=k_eval0)
     x_t = config.alpha * x0 + config.sigma * jax.random.normal(k_eval1, x0.shape)
@@ -148,11 +128,7 @@ def run_seed(config: Config, seed: int, *, trained=None, batch_sizes=None) -> di
                                        sigma=config.sigma, true_score=true_score)
         g_sm, g_csm = sm.loss_gradients(apply, p, x_t, x0, alpha=config.alpha,
                                         sigma=config.sigma, true_score=true_score)
-        flat_sm = jnp.concatenate([g.ravel() for g in jax.tree.leaves(g_sm)])
-        flat_csm = jnp.concatenate([g.ravel() for g in jax.tree.leaves(g_csm)])
-        cosine = flat_sm @ flat_csm / (jnp.linalg.norm(flat_sm) * jnp.linalg.norm(flat_csm))
-        relative = jnp.linalg.norm(flat_csm - flat_sm) / jnp.linalg.norm(flat_sm)
-        return comparison, cosine, relative
+        return (comparison, *sm.gradient_agreement(g_sm, g_csm))
 
     # The evaluation pairs are arguments, not constants baked into the program.
     comparisons, cosines, relatives = jax.jit(
@@ -203,7 +179,7 @@ def run_seed(config: Config, seed: int, *, trained=None, batch_sizes=None) -> di
                           "bias_se": float(norm_se.mean() / np.sqrt(len(points))),
                           "mean_standard_error": float(norm_se.mean())})
     return {
-        "seed": seed, "trained": trained, "steps": steps, "rows": rows, "gauss_rows": gauss_rows,
+        "steps": steps, "rows": rows, "gauss_rows": gauss_rows,
         "bias_rows": bias_rows, "constant": constant, "constant_se": constant_se,
         "gap_spread": float(np.std(gaps)),
         "gap_max_z": float(np.max(np.abs(gaps - constant) / np.hypot(gap_ses, constant_se))),
@@ -223,13 +199,18 @@ def bonferroni_bound(checks: int, family_alpha: float) -> float:
 
 
 def run(config: Config, out) -> None:
-    # Replicate r draws from seed config.seed + r: fresh evaluation pairs, θ draws and batches.
-    # The identities hold for every θ, so all replicates reuse replicate 0's training run;
-    # they score only the ends of the bias curve, which the claim uses.
-    first = run_seed(config, config.seed)
+    key = jax.random.key(config.seed)
+    k_data, k_train, k_replicates = jax.random.split(key, 3)
+    data = sm.GaussianMixture.ring(8, radius=2.0, std=0.3)
+    trained = train_with_snapshots(config, data.sample(config.num_data, key=k_data), key=k_train)
+    # Each replicate draws its own evaluation pairs, θ draws and batches. The identities hold
+    # for every θ, so all replicates score the one training run; replicates after the first
+    # score only the ends of the bias curve, which the claim uses.
+    keys = jax.random.split(k_replicates, config.seeds)
+    first = run_replicate(config, data, trained, key=keys[0])
     ends = (config.batch_sizes[0], config.batch_sizes[-1])
-    replicates = [first] + [run_seed(config, config.seed + r, trained=first["trained"],
-                                     batch_sizes=ends) for r in range(1, config.seeds)]
+    replicates = [first] + [run_replicate(config, data, trained, key=k, batch_sizes=ends)
+                            for k in keys[1:]]
     rows, gauss_rows, bias_rows = first["rows"], first["gauss_rows"], first["bias_rows"]
     constant, constant_se = first["constant"], first["constant_se"]
     out.table(rows, stem="training_run", caption=(
@@ -245,9 +226,10 @@ def run(config: Config, out) -> None:
     summary_keys = ("gap_max_z", "gaussian_max_z", "grad_cosine_min",
                     "grad_relative_difference_max", "sm_drop", "bias_ratio",
                     "bias_z_smallest_batch")
-    out.table([{"seed": rep["seed"], **{k: rep[k] for k in summary_keys}} for rep in replicates],
+    out.table([{"replicate": r, **{k: rep[k] for k in summary_keys}}
+               for r, rep in enumerate(replicates)],
               stem="replicates", caption=(
-                  "Per seed (each its own evaluation pairs, θ draws and batches, on the same "
+                  "Per replicate (each its own evaluation pairs, θ draws and batches, on the same "
                   "training run): the statistics the claims are decided on."))
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))

@@ -620,7 +620,7 @@ def _entries() -> list[Entry]:
     add(E("nbce.nbce_decode", lambda **k: nbce.nbce_decode(*_lm(), **k).tokens,
           lambda: dict(logits_RxV=np.asarray(_prefilled()[0]), cache=_prefilled()[1],
                        key=_key(), max_new_tokens=2, beta=0.25, eta=0.1, top_p=0.9,
-                       temperature=1.0),
+                       temperature=1.0, greedy=False),  # sampling: the key is required
           dict(logits_RxV=F(), cache=Obj(), key=Key(), max_new_tokens=Int(1),
                beta=Real(-1, None), eta=Real(), top_p=Real(0, 1, low_open=True),
                temperature=Real(0, None, low_open=True))))
@@ -1126,15 +1126,15 @@ def _entries() -> list[Entry]:
         add(E("train.make_train_step", train.make_train_step,
               lambda: dict(loss_fn=lambda p, b, k: jnp.sum(p["w"] ** 2),
                            optimizer=train.make_optimizer(train.TrainConfig(steps=2, batch_size=4)),
-                           num_examples=10, batch_size=4, ema_decay=0.9, seed=0),
+                           num_examples=10, batch_size=4, ema_decay=0.9),
               dict(loss_fn=Fn(), optimizer=Obj(), num_examples=Int(1), batch_size=Int(1)),
               check_output=False))
         add(E("train.fit", lambda **k: train.fit(**k).params,
               lambda: dict(loss_fn=lambda p, b, k: jnp.sum((p["w"][None, :] - b) ** 2, axis=-1),
                            params={"w": jnp.ones(2)}, data=_x(10, 2),
-                           config=train.TrainConfig(steps=2, batch_size=4)),
+                           config=train.TrainConfig(steps=2, batch_size=4), key=_key()),
               # Integer data (token ids) is valid.
-              dict(loss_fn=Fn(), data=F(rank=False, ints=True), config=Obj())))
+              dict(loss_fn=Fn(), data=F(rank=False, ints=True), config=Obj(), key=Key())))
         add(E("train.Checkpointer", train.Checkpointer,
               lambda: dict(directory=_tmpdir(), max_to_keep=2),
               dict(directory=Text(), max_to_keep=Int(1)), check_output=False))

@@ -108,6 +108,25 @@ def test_generate_compiles_once(model):
     assert callable(assert_compiles_once)
 
 
+def test_greedy_decoding_needs_no_key_and_ignores_one(model):
+    """Greedy decoding draws nothing: without a key, and with any key, the tokens are the
+    argmax path of the uncached baseline."""
+    apply, params = model
+    prompts = np.array([[0, 0, 1, 5, 9], [1, 7, 8, 9, 10]], np.int32)
+    keyless = lm.generate(apply, params, prompts, max_new_tokens=4, eos_id=-1)
+    for seed in (0, 1):
+        keyed = lm.generate(apply, params, prompts, max_new_tokens=4, eos_id=-1,
+                            key=jax.random.key(seed))
+        np.testing.assert_array_equal(keyed, keyless)
+    np.testing.assert_array_equal(
+        keyless, lm.uncached_generate(apply, params, jnp.asarray(prompts), max_new_tokens=4))
+    from diffusionlab.lm.decode import decode, prefill
+    logits, cache = prefill(apply, params, jnp.asarray(prompts), max_new_tokens=4)
+    with pytest.raises(ValueError, match="needs a key"):
+        decode(apply, params, logits, cache, None, jnp.float32(1.0), max_new_tokens=4,
+               eos_id=-1, greedy=False)
+
+
 def test_generate_rejects_bad_arguments(model):
     apply, params = model
     prompts = np.array([[1, 2]], np.int32)
@@ -139,7 +158,8 @@ def test_overfits_a_tiny_corpus():
     data["answer"] = (data["tokens"] != 0).astype(np.float32)
     train = TrainConfig(steps=150, batch_size=2, learning_rate=1e-2, ema_decay=0.0,
                         log_every=50)
-    result = fit(lm.lm_loss(apply, lm_weight=0.0), params, data, config=train, progress=False)
+    result = fit(lm.lm_loss(apply, lm_weight=0.0), params, data, config=train,
+                 key=jax.random.key(0), progress=False)
     assert result.history["loss"][-1] < 0.05 * result.history["loss"][0]
     prompts = lm.left_pad([tok.encode(t.rsplit(": ", 1)[0] + ": ", bos=True) for t in texts])
     out = lm.generate(apply, result.params, prompts, max_new_tokens=4)

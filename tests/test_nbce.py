@@ -236,6 +236,21 @@ def test_string_inputs_with_a_tokenizer(model):
     assert out.tokens.shape == (3,) and out.entropies.shape == (3, 3)
 
 
+def test_greedy_nbce_decoding_needs_no_key_and_sampling_requires_one(model):
+    apply, params = model
+    prompts = jnp.asarray(nbce_prompts([_tokens(1, 5), _tokens(2, 7)], _tokens(3, 2)))
+    logits, cache = nbce_prefill(apply, params, prompts, max_new_tokens=4)
+    hyper = dict(max_new_tokens=4, beta=0.25, eta=0.1, top_p=0.95, temperature=1.0)
+    keyless = nbce_decode(apply, params, logits, cache, **hyper)
+    keyed = nbce_decode(apply, params, logits, cache, jax.random.key(5), **hyper)
+    for a, b in zip(keyless, keyed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="needs a key"):
+        nbce_decode(apply, params, logits, cache, greedy=False, **hyper)
+    with pytest.raises(ValueError, match="needs a key"):
+        nbce_generate(apply, params, [[5, 6]], [7], max_new_tokens=2, temperature=1.0)
+
+
 def test_decode_compiles_once_across_hyperparameters(model):
     apply, params = model
     prompts = jnp.asarray(nbce_prompts([_tokens(1, 5), _tokens(2, 7)], _tokens(3, 2)))

@@ -219,3 +219,29 @@ def test_losses_match_their_per_example_formulas():
         jax.jit(lambda y: sm.sliced_score_matching_loss(score_fn, y, key=key,
                                                         num_projections=4))(x),
         jax.vmap(sliced_old)(x, v_BxPxD), rtol=1e-5, atol=1e-5)
+
+
+def test_objective_is_the_conditional_loss_at_fresh_perturbations():
+    """``loss_fn(θ, x₀, key)`` perturbs with ε = normal(key) and returns ‖s_θ(x_t) + ε/σ‖²."""
+    theta = random_theta(jax.random.key(1))
+    x0 = DATA_STD * jax.random.normal(jax.random.key(2), (64, DIM))
+    loss_fn = sm.conditional_score_matching_objective(linear_score, alpha=ALPHA, sigma=SIGMA)
+    key = jax.random.key(3)
+    eps = jax.random.normal(key, x0.shape)
+    expected = jnp.sum((linear_score(theta, ALPHA * x0 + SIGMA * eps) + eps / SIGMA) ** 2, -1)
+    assert_tree_allclose(loss_fn(theta, x0, key), expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(loss_fn(theta, x0, jax.random.key(4)), expected)
+    with pytest.raises(ValueError, match="sigma"):
+        sm.conditional_score_matching_objective(linear_score, alpha=ALPHA, sigma=0.0)
+
+
+def test_gradient_agreement_is_the_cosine_and_the_relative_difference():
+    g = {"w": jnp.array([[3.0, 0.0], [0.0, 0.0]]), "b": jnp.array([4.0, 0.0])}
+    cosine, relative = sm.gradient_agreement(g, jax.tree.map(lambda a: 2 * a, g))
+    assert (float(cosine), float(relative)) == pytest.approx((1.0, 1.0), abs=1e-6)
+    orthogonal = {"w": jnp.zeros((2, 2)), "b": jnp.array([0.0, 5.0])}
+    cosine, relative = sm.gradient_agreement(g, orthogonal)
+    # |g| = 5 and |o| = 5, orthogonal: cos 0 and |o − g| / |g| = √50 / 5 = √2.
+    assert (float(cosine), float(relative)) == pytest.approx((0.0, np.sqrt(2.0)), abs=1e-6)
+    with pytest.raises(ValueError, match="same structure"):
+        sm.gradient_agreement(g, {"w": g["w"]})

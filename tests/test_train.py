@@ -21,7 +21,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 from asserts import assert_tree_allclose
-from train_problem import CONFIG, nan_gradient_where, problem
+from train_problem import CONFIG, SEED, nan_gradient_where, problem
 
 from diffusionlab.train import (
     Checkpointer,
@@ -41,6 +41,7 @@ from diffusionlab.train import (
 )
 
 HERE = os.path.dirname(__file__)
+RUN_KEY = jax.random.key(SEED)
 
 
 def test_batches_cover_each_epoch_exactly_once():
@@ -53,7 +54,8 @@ def test_batches_cover_each_epoch_exactly_once():
 
 def test_training_reduces_the_loss_to_the_noise_floor():
     loss_fn, params, data = problem()
-    result = fit(loss_fn, params, data, config=dataclasses.replace(CONFIG, steps=300), progress=False)
+    result = fit(loss_fn, params, data, config=dataclasses.replace(CONFIG, steps=300), key=RUN_KEY,
+                 progress=False)
     # Residual noise 0.1 per output (2 outputs) plus input noise: expected loss ≈ 0.02.
     assert np.mean(result.history["loss"][-20:]) < 0.05 < result.history["loss"][0]
     assert result.history["step"] == list(range(300))
@@ -62,8 +64,8 @@ def test_training_reduces_the_loss_to_the_noise_floor():
 def test_sharded_over_8_devices_matches_one_device():
     assert len(jax.devices()) == 8, "conftest provides 8 virtual CPU devices"
     loss_fn, params, data = problem()
-    many = fit(loss_fn, params, data, config=CONFIG, progress=False)
-    one = fit(loss_fn, params, data, config=CONFIG, progress=False, devices=jax.devices()[:1])
+    many = fit(loss_fn, params, data, config=CONFIG, key=RUN_KEY, progress=False)
+    one = fit(loss_fn, params, data, config=CONFIG, key=RUN_KEY, progress=False, devices=jax.devices()[:1])
     # Sharding changes the order of the batch reductions: float32 rounding (a few ulps).
     np.testing.assert_allclose(many.history["loss"], one.history["loss"], rtol=1e-6, atol=1e-6)
     assert_tree_allclose(many.params, one.params, rtol=1e-5, atol=1e-6)
@@ -72,7 +74,8 @@ def test_sharded_over_8_devices_matches_one_device():
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     loss_fn, params, data = problem()
     config = dataclasses.replace(CONFIG, checkpoint_every=10)
-    reference = fit(loss_fn, params, data, config=config, workdir=tmp_path / "ref", progress=False)
+    reference = fit(loss_fn, params, data, config=config, workdir=tmp_path / "ref", key=RUN_KEY,
+                    progress=False)
 
     workdir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "train_problem.py"), "slow", str(workdir)],
@@ -86,7 +89,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps and 20 <= steps[-1] < config.steps, f"killed mid-run, checkpoints {steps}"
 
-    resumed = fit(loss_fn, params, data, config=config, workdir=workdir, progress=False)
+    resumed = fit(loss_fn, params, data, config=config, workdir=workdir, key=RUN_KEY, progress=False)
     assert resumed.history["step"][0] == steps[-1], "resumes where the last checkpoint stopped"
     assert_tree_allclose(resumed.params, reference.params, rtol=0, atol=1e-6)
     assert_tree_allclose(resumed.ema_params, reference.ema_params, rtol=0, atol=1e-6)
@@ -99,12 +102,12 @@ def test_nan_loss_aborts_naming_the_step_and_keeps_last_good_checkpoint(tmp_path
     # front): the first batch holding example 200 has an infinite loss.
     y[200] = np.finfo(np.float32).max
     config = dataclasses.replace(CONFIG, checkpoint_every=10, log_every=10, steps=200)
-    data_key = jax.random.split(jax.random.key(config.seed))[0]
+    data_key = jax.random.split(RUN_KEY)[0]
     first_bad = next(s for s in range(config.steps) if 200 in np.asarray(
         batch_indices(jnp.asarray(s), num_examples=256, batch_size=config.batch_size, key=data_key)))
     with pytest.raises(NonFiniteLossError, match=rf"non-finite loss at step {first_bad}\b"):
         fit(lambda p, b, k: jnp.sum((b[0] @ p["w"] - b[1]) ** 2, -1), params, (x, y),
-            config=config, workdir=tmp_path, progress=False)
+            config=config, workdir=tmp_path, key=RUN_KEY, progress=False)
     kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert kept == [s for s in (10, 20, 30, 40, 50, 60, 70) if s <= first_bad][-3:], \
         "checkpoints up to the NaN are kept, none after it"
@@ -118,18 +121,19 @@ def test_train_step_compiles_once():
         traces.append(1)
         return loss_fn(p, batch, key)
 
-    fit(counting, params, data, config=dataclasses.replace(CONFIG, steps=95, log_every=10), progress=False)
+    fit(counting, params, data, config=dataclasses.replace(CONFIG, steps=95, log_every=10), key=RUN_KEY,
+        progress=False)
     # One trace of the scanned step for all 10 chunks (the last one partly masked).
     assert len(traces) == 1
 
 
-def test_runs_that_differ_only_in_the_seed_share_one_compiled_program():
-    """The seed is an argument of the compiled training chunk, not a constant in it: a second
-    run with another seed compiles nothing new (the suite's compilation cache answers), and
+def test_runs_that_differ_only_in_the_key_share_one_compiled_program():
+    """The key is an argument of the compiled training chunk, not a constant in it: a second
+    run with another key compiles nothing new (the suite's compilation cache answers), and
     still trains differently."""
     loss_fn, params, data = problem()
     config = dataclasses.replace(CONFIG, steps=8, log_every=8)
-    first = fit(loss_fn, params, data, config=config, progress=False, devices=ONE)
+    first = fit(loss_fn, params, data, config=config, key=RUN_KEY, progress=False, devices=ONE)
     misses = []
 
     def listener(event, **kwargs):
@@ -138,22 +142,102 @@ def test_runs_that_differ_only_in_the_seed_share_one_compiled_program():
 
     jax.monitoring.register_event_listener(listener)
     try:
-        other = fit(loss_fn, params, data, config=dataclasses.replace(config, seed=config.seed + 1),
-                    progress=False, devices=ONE)
+        other = fit(loss_fn, params, data, config=config, key=jax.random.key(4), progress=False,
+                    devices=ONE)
     finally:
         jax.monitoring.unregister_event_listener(listener)
     assert misses == []
     assert not np.allclose(first.history["loss"], other.history["loss"])
 
 
+def test_the_key_decides_the_run_through_the_documented_steps():
+    """``fit(key=k)`` is the scanned :func:`make_train_step` with ``k``: batches from
+    ``split(k)[0]``, the loss's keys ``fold_in(split(k)[1], step)``. The same key gives the
+    same run bit for bit, another key another run; a raw key equals its typed key."""
+    loss_fn, params, data = problem()
+    config = dataclasses.replace(CONFIG, steps=12, log_every=4)
+    first = fit(loss_fn, params, data, config=config, key=RUN_KEY, progress=False, devices=ONE)
+    again = fit(loss_fn, params, data, config=config, key=RUN_KEY, progress=False, devices=ONE)
+    raw = fit(loss_fn, params, data, config=config, key=jax.random.key_data(RUN_KEY),
+              progress=False, devices=ONE)
+    other = fit(loss_fn, params, data, config=config, key=jax.random.key(4), progress=False,
+                devices=ONE)
+    for run in (again, raw):
+        assert run.history == first.history
+        assert_tree_allclose(run.params, first.params, rtol=0, atol=0)
+        assert_tree_allclose(run.ema_params, first.ema_params, rtol=0, atol=0)
+    assert not np.allclose(other.history["loss"], first.history["loss"])
+
+    # The same steps by hand, one jitted step at a time (float32: a few ulps of fusion).
+    optimizer = make_optimizer(config)
+    step = jax.jit(make_train_step(loss_fn, optimizer, num_examples=256,
+                                   batch_size=config.batch_size, ema_decay=config.ema_decay))
+    state, losses = init_state(params, optimizer), []
+    for _ in range(config.steps):
+        state, loss = step(state, data, RUN_KEY)
+        losses.append(float(loss))
+    np.testing.assert_allclose(first.history["loss"], losses, rtol=1e-6, atol=0)
+    assert_tree_allclose(first.params, state.params, rtol=1e-6, atol=1e-7)
+    assert_tree_allclose(first.ema_params, state.ema_params, rtol=1e-6, atol=1e-7)
+
+    # The loss's key at step n is fold_in(split(key)[1], n): a loss that returns its key's
+    # first uniform draw per example makes the history spell out the keys.
+    def key_loss(p, batch, key):
+        return jnp.full(batch[0].shape[:1], jax.random.uniform(key)) + 0.0 * p["b"][0]
+
+    drawn = fit(key_loss, params, data, config=config, key=RUN_KEY, progress=False, devices=ONE)
+    noise_key = jax.random.split(RUN_KEY)[1]
+    expected = [float(jax.random.uniform(jax.random.fold_in(noise_key, n)))
+                for n in range(config.steps)]
+    np.testing.assert_array_equal(np.float32(drawn.history["loss"]), np.float32(expected))
+
+
+@pytest.mark.parametrize("steps, log_every, expected", [
+    (60, 10, [0, 20, 40, 60]),
+    (50, 15, [0, 20, 40, 50]),  # the last step always, and log steps that miss the snapshots
+])
+def test_snapshots_are_the_states_at_their_steps(steps, log_every, expected):
+    loss_fn, params, data = problem()
+    config = dataclasses.replace(CONFIG, steps=steps, log_every=log_every)
+    result = fit(loss_fn, params, data, config=config, key=RUN_KEY, snapshot_every=20,
+                 progress=False, devices=ONE)
+    snapshots = result.snapshots
+    assert snapshots.steps.tolist() == expected
+    assert result.history["step"] == list(range(steps)), "snapshots change no step"
+    for tree in (snapshots.params, snapshots.ema_params):
+        assert jax.tree.map(np.shape, tree) == {"w": (len(expected), 4, 2), "b": (len(expected), 2)}
+    # Copies, no arithmetic: the first snapshot is the initial parameters and the last the
+    # returned ones, exactly.
+    assert_tree_allclose(jax.tree.map(lambda s: s[0], snapshots.params), params, rtol=0, atol=0)
+    assert_tree_allclose(jax.tree.map(lambda s: s[0], snapshots.ema_params), params, rtol=0, atol=0)
+    assert_tree_allclose(jax.tree.map(lambda s: s[-1], snapshots.params), result.params,
+                         rtol=0, atol=0)
+    assert_tree_allclose(jax.tree.map(lambda s: s[-1], snapshots.ema_params), result.ema_params,
+                         rtol=0, atol=0)
+    # A snapshot at step n is the state of a run stopped at n (another compiled program:
+    # float32 fusion may differ by a few ulps).
+    for i, n in enumerate(expected[1:-1], start=1):
+        shorter = fit(loss_fn, params, data, config=dataclasses.replace(config, steps=n),
+                      key=RUN_KEY, progress=False, devices=ONE)
+        assert_tree_allclose(jax.tree.map(lambda s, i=i: s[i], snapshots.params), shorter.params,
+                             rtol=1e-6, atol=1e-7)
+        assert_tree_allclose(jax.tree.map(lambda s, i=i: s[i], snapshots.ema_params),
+                             shorter.ema_params, rtol=1e-6, atol=1e-7)
+    no_snapshots = fit(loss_fn, params, data, config=config, key=RUN_KEY, progress=False,
+                       devices=ONE)
+    assert no_snapshots.snapshots is None
+    assert_tree_allclose(no_snapshots.params, result.params, rtol=0, atol=0)
+
+
 def test_bad_config_raises():
     loss_fn, params, data = problem()
     with pytest.raises(ValueError, match="batch_size"):
-        fit(loss_fn, params, data, config=TrainConfig(batch_size=1000), progress=False)
+        fit(loss_fn, params, data, config=TrainConfig(batch_size=1000), key=RUN_KEY, progress=False)
     with pytest.raises(ValueError, match="steps"):
-        fit(loss_fn, params, data, config=TrainConfig(steps=0, batch_size=8), progress=False)
+        fit(loss_fn, params, data, config=TrainConfig(steps=0, batch_size=8), key=RUN_KEY, progress=False)
     with pytest.raises(ValueError, match="workdir"):
-        fit(loss_fn, params, data, config=TrainConfig(checkpoint_every=5, batch_size=8), progress=False)
+        fit(loss_fn, params, data, config=TrainConfig(checkpoint_every=5, batch_size=8), key=RUN_KEY,
+            progress=False)
 
 
 def _free_port() -> int:
@@ -164,7 +248,7 @@ def _free_port() -> int:
 
 def test_two_processes_match_one(tmp_path):
     loss_fn, params, data = problem()
-    single = fit(loss_fn, params, data, config=CONFIG, progress=False)
+    single = fit(loss_fn, params, data, config=CONFIG, key=RUN_KEY, progress=False)
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "train_problem.py"), "multihost",
@@ -192,7 +276,7 @@ def trained(tmp_path_factory):
     """A workdir trained by ``FAST`` (checkpoints 4, 8, 12): each test works on a copy."""
     workdir = tmp_path_factory.mktemp("trained")
     loss_fn, params, data = problem()
-    fit(loss_fn, params, data, config=FAST, workdir=workdir, progress=False, devices=ONE)
+    fit(loss_fn, params, data, config=FAST, workdir=workdir, key=RUN_KEY, progress=False, devices=ONE)
     return workdir
 
 
@@ -201,7 +285,7 @@ def reference_16():
     """``FAST`` run uninterrupted for 16 steps, without a workdir."""
     loss_fn, params, data = problem()
     return fit(loss_fn, params, data, config=dataclasses.replace(FAST, steps=16, checkpoint_every=0),
-               progress=False, devices=ONE)
+               key=RUN_KEY, progress=False, devices=ONE)
 
 
 def _copy(trained, tmp_path):
@@ -223,7 +307,7 @@ def _restore(workdir, params, step, optimizer=None):
 
 def _first_seen_at(step, config=FAST):
     """An example whose first batch is ``step`` (each epoch is a permutation of 256 examples)."""
-    data_key = jax.random.split(jax.random.key(config.seed))[0]
+    data_key = jax.random.split(RUN_KEY)[0]
     return int(batch_indices(jnp.asarray(step), num_examples=256, batch_size=config.batch_size,
                              key=data_key)[0])
 
@@ -254,7 +338,7 @@ def test_first_non_finite_update_is_named_and_the_kept_checkpoint_is_finite(tmp_
         optimizer = optax.chain(optax.sgd(0.03),
                                 optax.scale_by_schedule(lambda n: jnp.where(n >= 6, jnp.inf, 1.0)))
     with pytest.raises(NonFiniteLossError, match=rf"non-finite {kind} at step 6\b") as caught:
-        fit(loss_fn, params, (x, y, flag), config=config, workdir=tmp_path, progress=False,
+        fit(loss_fn, params, (x, y, flag), config=config, workdir=tmp_path, key=RUN_KEY, progress=False,
             optimizer=optimizer, devices=ONE)
     error = caught.value
     assert isinstance(error, NonFiniteTrainingError)
@@ -282,7 +366,7 @@ def test_another_models_checkpoint_is_refused_naming_the_first_mismatch(
         warnings.simplefilter("always")
         with pytest.raises(CheckpointMismatchError) as caught:
             fit(loss_fn, foreign, data, config=dataclasses.replace(FAST, steps=16), workdir=workdir,
-                progress=False, devices=ONE)
+                key=RUN_KEY, progress=False, devices=ONE)
     message = str(caught.value)
     assert isinstance(caught.value, ValueError)
     assert str(workdir) in message and expected in message, message
@@ -292,7 +376,7 @@ def test_another_models_checkpoint_is_refused_naming_the_first_mismatch(
 
 
 @pytest.mark.parametrize("change, listed", [
-    (dict(learning_rate=1e-2, seed=4), ["learning_rate: 0.03 in the workdir, 0.01 now", "seed: 3"]),
+    (dict(learning_rate=1e-2), ["learning_rate: 0.03 in the workdir, 0.01 now"]),
     (dict(batch_size=16, ema_decay=0.5), ["batch_size: 32", "ema_decay: 0.9"]),
     (dict(steps=8), ["steps: 8 now, below step 12"]),
     (dict(grad_clip=0.0), ["grad_clip: 1.0 in the workdir, 0.0 now"]),
@@ -302,7 +386,7 @@ def test_changed_config_is_refused_listing_the_fields(trained, tmp_path, change,
     loss_fn, params, data = problem()
     with pytest.raises(CheckpointMismatchError, match=str(workdir)) as caught:
         fit(loss_fn, params, data, config=dataclasses.replace(FAST, **change), workdir=workdir,
-            progress=False, devices=ONE)
+            key=RUN_KEY, progress=False, devices=ONE)
     for text in listed:
         assert text in str(caught.value), str(caught.value)
     untouched = set(dataclasses.asdict(FAST)) - set(change)
@@ -313,14 +397,42 @@ def test_other_data_is_refused_but_more_steps_resume_exactly(trained, reference_
     workdir = _copy(trained, tmp_path)
     loss_fn, params, (x, y) = problem()
     with pytest.raises(CheckpointMismatchError, match=r"data: data\[0\] \(256, 4\)"):
-        fit(loss_fn, params, (x[:200], y[:200]), config=FAST, workdir=workdir, progress=False,
+        fit(loss_fn, params, (x[:200], y[:200]), config=FAST, workdir=workdir, key=RUN_KEY, progress=False,
             devices=ONE)
     # More steps, logged and saved at another rhythm: the same run, continued.
     longer = dataclasses.replace(FAST, steps=16, log_every=2, checkpoint_every=8)
-    resumed = fit(loss_fn, params, (x, y), config=longer, workdir=workdir, progress=False,
+    resumed = fit(loss_fn, params, (x, y), config=longer, workdir=workdir, key=RUN_KEY, progress=False,
                   devices=ONE)
     assert resumed.history["step"] == list(range(12, 16))
     assert_tree_allclose(resumed.params, reference_16.params, rtol=0, atol=1e-6)
+
+
+def test_a_resumed_run_snapshots_and_saves_on_exact_steps(trained, reference_16, tmp_path):
+    """Resumed at step 12 with chunks of 8 steps: the first chunk stops at 16, so snapshots and
+    checkpoints fall on multiples of 8, and the snapshot of step 16 is the uninterrupted run's."""
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    longer = dataclasses.replace(FAST, steps=24, log_every=8, checkpoint_every=8)
+    resumed = fit(loss_fn, params, data, config=longer, key=RUN_KEY, snapshot_every=8,
+                  workdir=workdir, progress=False, devices=ONE)
+    assert resumed.history["step"] == list(range(12, 24))
+    assert resumed.snapshots.steps.tolist() == [16, 24]
+    assert 16 in _steps_on_disk(workdir) and 24 in _steps_on_disk(workdir)
+    assert_tree_allclose(jax.tree.map(lambda s: s[0], resumed.snapshots.params),
+                         reference_16.params, rtol=0, atol=1e-6)
+    assert_tree_allclose(jax.tree.map(lambda s: s[-1], resumed.snapshots.params), resumed.params,
+                         rtol=0, atol=0)
+
+
+def test_another_key_is_refused_on_resume(trained, tmp_path):
+    workdir = _copy(trained, tmp_path)
+    loss_fn, params, data = problem()
+    with pytest.raises(CheckpointMismatchError) as caught:
+        fit(loss_fn, params, data, config=dataclasses.replace(FAST, steps=16),
+            key=jax.random.key(4), workdir=workdir, progress=False, devices=ONE)
+    assert ("key: threefry2x32 key with data [0, 3] in the workdir, threefry2x32 key with data "
+            "[0, 4] now") in str(caught.value)
+    assert _steps_on_disk(workdir) == [4, 8, 12], "nothing trained or saved"
 
 
 # orbax leaves tensorstore callbacks of the failed reads to a closed event loop.
@@ -338,7 +450,7 @@ def test_damaged_newest_checkpoints_fall_back_to_the_newest_intact_one(trained, 
     with pytest.warns(UserWarning, match=r"step 12 .* damaged.*step 8 .* damaged.*"
                                          r"newest intact checkpoint, step 4"):
         resumed = fit(loss_fn, params, data, config=dataclasses.replace(FAST, steps=16),
-                      workdir=workdir, progress=False, devices=ONE)
+                      workdir=workdir, key=RUN_KEY, progress=False, devices=ONE)
     assert resumed.history["step"] == list(range(4, 16)), "resumed from step 4"
     assert_tree_allclose(resumed.params, reference_16.params, rtol=0, atol=1e-6)
     assert _steps_on_disk(workdir) == [8, 12, 16]
@@ -361,7 +473,7 @@ def test_disk_full_raises_naming_the_workdir_and_older_checkpoints_restore(train
     monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_disk_at_step_16)
     longer = dataclasses.replace(FAST, steps=16)
     with pytest.raises(CheckpointWriteError) as caught:
-        fit(loss_fn, params, data, config=longer, workdir=workdir, progress=False, devices=ONE)
+        fit(loss_fn, params, data, config=longer, workdir=workdir, key=RUN_KEY, progress=False, devices=ONE)
     error = caught.value
     assert isinstance(error, OSError) and error.errno == errno.ENOSPC
     assert str(workdir) in str(error) and "step 16" in str(error) and "[4, 8, 12]" in str(error)
@@ -370,7 +482,8 @@ def test_disk_full_raises_naming_the_workdir_and_older_checkpoints_restore(train
         kept = _restore(workdir, params, step)
         assert int(kept.step) == step and bool(all_finite(kept))
     monkeypatch.undo()  # space freed: the same call resumes from step 12 and finishes
-    resumed = fit(loss_fn, params, data, config=longer, workdir=workdir, progress=False, devices=ONE)
+    resumed = fit(loss_fn, params, data, config=longer, workdir=workdir, key=RUN_KEY, progress=False,
+                  devices=ONE)
     assert resumed.history["step"] == list(range(12, 16)) and _steps_on_disk(workdir) == [8, 12, 16]
 
 
@@ -396,7 +509,7 @@ def test_checkpointer_refuses_another_tree_and_bad_arguments(tmp_path):
 def _bad_calls():
     """``{name: (call, error type, regex of the message)}`` for invalid arguments."""
     loss_fn, params, (x, y) = problem()
-    ok = dict(config=dataclasses.replace(CONFIG, steps=2), progress=False)
+    ok = dict(config=dataclasses.replace(CONFIG, steps=2), key=RUN_KEY, progress=False)
     calls = [
         (lambda: TrainConfig(learning_rate=float("nan")), ValueError,
          r"TrainConfig\.learning_rate must be a finite real number > 0; got nan"),
@@ -418,13 +531,27 @@ def _bad_calls():
          r"params\['n'\] has dtype int32"),
         (lambda: fit(loss_fn, {}, (x, y), **ok), ValueError, "params must hold at least one array"),
         (lambda: fit("loss", params, (x, y), **ok), TypeError, "loss_fn must be callable"),
-        (lambda: fit(loss_fn, params, (x, y), config={"steps": 2}), TypeError,
+        (lambda: fit(loss_fn, params, (x, y), config={"steps": 2}, key=RUN_KEY), TypeError,
          "config must be a TrainConfig"),
-        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, workdir=3), TypeError, "workdir must be"),
-        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, devices=[]), ValueError,
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=RUN_KEY, workdir=3), TypeError,
+         "workdir must be"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=RUN_KEY, devices=[]), ValueError,
          "devices must be None"),
-        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, progress="yes"), TypeError,
-         "progress must be a bool"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=RUN_KEY, progress="yes"),
+         TypeError, "progress must be a bool"),
+        # The run's randomness comes from a key, required and checked.
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG), TypeError,
+         "missing 1 required keyword-only argument: 'key'"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=3), TypeError,
+         r"key must be a JAX PRNG key \(jax.random.key\(seed\)\); got 3"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=None), TypeError,
+         "key must be a JAX PRNG key"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=jax.random.split(RUN_KEY)),
+         ValueError, r"key must be a single PRNG key .* shape \(2,\)"),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=RUN_KEY, snapshot_every=0),
+         ValueError, r"snapshot_every must be an integer in \[1, "),
+        (lambda: fit(loss_fn, params, (x, y), config=CONFIG, key=RUN_KEY, snapshot_every=2.0),
+         TypeError, "snapshot_every must be an integer"),
         # Non-finite data is refused before the first step, naming the leaf.
         (lambda: fit(loss_fn, params, (x, jnp.asarray(y).at[3, 1].set(jnp.inf)), **ok), ValueError,
          r"data\[1\] holds NaN or infinite values"),
@@ -462,7 +589,7 @@ def _bad_calls():
 
 KEY = jax.random.key(0)
 OPTIMIZER = optax.sgd(0.1)
-STEP = dict(num_examples=100, batch_size=10, ema_decay=0.9, seed=0)
+STEP = dict(num_examples=100, batch_size=10, ema_decay=0.9)
 BAD_CALLS = _bad_calls()
 
 
@@ -477,4 +604,4 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
     loss_fn, params, data = problem()
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match=rf"workdir {tmp_path / 'file'} exists and is not a folder"):
-        fit(loss_fn, params, data, config=CONFIG, workdir=tmp_path / "file", progress=False)
+        fit(loss_fn, params, data, config=CONFIG, workdir=tmp_path / "file", key=RUN_KEY, progress=False)

@@ -17,7 +17,10 @@ import numpy as np
 from diffusionlab.train import TrainConfig
 
 CONFIG = TrainConfig(steps=60, batch_size=32, learning_rate=3e-2, ema_decay=0.9, log_every=10,
-                     checkpoint_every=0, seed=3)
+                     checkpoint_every=0)
+# The run's key, jax.random.key(SEED), draws the data order and the input noise (made where it
+# is used: a key at import would start JAX before a worker joins its distributed run).
+SEED = 3
 
 
 def problem(slow: bool = False):
@@ -65,12 +68,13 @@ def main(argv: list[str]) -> None:
     if mode == "slow":
         loss_fn, params, data = problem(slow=True)
         fit(loss_fn, params, data, config=dataclasses.replace(CONFIG, checkpoint_every=10),
-            workdir=argv[1], progress=False)
+            key=jax.random.key(SEED), workdir=argv[1], progress=False)
     elif mode == "multihost":
         port, process_id, out = int(argv[1]), int(argv[2]), argv[3]
         initialize_distributed(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
         loss_fn, params, data = problem()
-        result = fit(loss_fn, params, data, config=CONFIG, progress=False)
+        result = fit(loss_fn, params, data, config=CONFIG, key=jax.random.key(SEED),
+                     progress=False)
         np.savez(out, loss=np.asarray(result.history["loss"]), **to_host(result.params),
                  devices=len(jax.devices()), local=len(jax.local_devices()))
     else:

@@ -50,6 +50,20 @@ def _pick(logits_BxV, key, temperature, greedy: bool):
     return jax.random.categorical(key, logits_BxV / temperature, axis=-1).astype(jnp.int32)
 
 
+def step_keys(key: jax.Array | None, max_new_tokens: int, *, greedy: bool) -> jax.Array | None:
+    """The per-step keys a decoding scan runs over: none for greedy decoding (nothing is
+    drawn), else ``split(key, max_new_tokens)``.
+
+    Raises:
+      ValueError: sampling (``greedy=False``) without a key.
+    """
+    if greedy:
+        return None
+    if key is None:
+        raise ValueError("sampling (greedy=False) needs a key")
+    return jax.random.split(key, max_new_tokens)
+
+
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens"))
 def prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
     """Runs the prompts once into a fresh cache with room for ``max_new_tokens`` more.
@@ -66,7 +80,14 @@ def prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id", "greedy"))
 def decode(apply, params, logits_BxV, cache, key, temperature, *, max_new_tokens: int,
            eos_id: int, greedy: bool):
-    """The decoding loop from prefilled ``(logits, cache)``: ``(B, max_new_tokens)`` tokens."""
+    """The decoding loop from prefilled ``(logits, cache)``: ``(B, max_new_tokens)`` tokens.
+
+    ``key`` (a PRNG key) draws the sampled tokens; greedy decoding draws nothing, and its
+    ``key`` may be None (a given key is not used).
+
+    Raises:
+      ValueError: ``greedy=False`` with ``key=None``.
+    """
     batch = logits_BxV.shape[0]
 
     def step(carry, key_t):
@@ -78,7 +99,8 @@ def decode(apply, params, logits_BxV, cache, key, temperature, *, max_new_tokens
         return (logits_Bx1xV[:, -1], cache, done_B), token_B
 
     carry = (logits_BxV, cache, jnp.zeros((batch,), bool))
-    _, tokens_TxB = jax.lax.scan(step, carry, jax.random.split(key, max_new_tokens))
+    _, tokens_TxB = jax.lax.scan(step, carry, step_keys(key, max_new_tokens, greedy=greedy),
+                                 length=max_new_tokens)
     return tokens_TxB.T
 
 
@@ -93,10 +115,17 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
       max_new_tokens: number of decoding steps.
       eos_id: after it, a row keeps emitting ``eos_id``; -1 never stops.
       temperature: 0 for greedy decoding, > 0 for sampling (needs ``key``).
-      key: PRNG key for sampling.
+      key: PRNG key of the sampled tokens; greedy decoding draws nothing and needs none
+        (a key given with ``temperature=0`` is checked, then not used).
 
     Returns:
       ``(B, max_new_tokens)`` int32 generated tokens.
+
+    Raises:
+      TypeError: ``key`` is neither None nor a PRNG key; bad prompts (see
+        :func:`check_prompts`).
+      ValueError: ``temperature > 0`` without a key, ``temperature < 0``, ``eos_id``
+        outside ``[-1, V)``, ``max_new_tokens < 1``.
     """
     prompts_BxP = check_prompts(apply, prompts_BxP, max_new_tokens)
     max_new_tokens = int(max_new_tokens)
@@ -105,9 +134,12 @@ def generate(apply, params, prompts_BxP, *, max_new_tokens: int, eos_id: int = 2
     greedy = temperature == 0
     if not greedy and key is None:
         raise ValueError("sampling (temperature > 0) needs a key")
-    key = jax.random.key(0) if key is None else _checks.check_key(key)
+    if key is not None:
+        _checks.check_key(key)
     logits, cache = prefill(apply, params, prompts_BxP, max_new_tokens=max_new_tokens)
-    return decode(apply, params, logits, cache, key, jnp.float32(max(temperature, 1e-6)),
+    # Greedy decoding compiles one program, with or without a key.
+    return decode(apply, params, logits, cache, None if greedy else key,
+                  jnp.float32(max(temperature, 1e-6)),
                   max_new_tokens=max_new_tokens, eos_id=eos_id, greedy=greedy)
 
 

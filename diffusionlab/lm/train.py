@@ -18,6 +18,7 @@ import os
 import pathlib
 import shutil
 
+import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -43,7 +44,9 @@ class LMTrainConfig:
       lm_weight: $\\lambda$, weight of the all-token language-modelling term.
       train: the shared :class:`~diffusionlab.train.TrainConfig`; None skips training (the
         randomly initialised model, for smoke tests of the pipeline).
-      seed: parameter initialisation and data generation.
+      seed: the run's seed, an integer in ``[0, 2**32)``: the training sequences are
+        generated from it (NumPy), and ``jax.random.key(seed)`` initialises the parameters
+        and orders the data (see :func:`train_lm`).
     """
 
     model: LMConfig = LMConfig(dim=128, depth=2, num_heads=4, mlp_dim=256, max_length=128,
@@ -110,11 +113,18 @@ def lm_loss(apply: LMApply, *, lm_weight: float = 0.1):
 def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
     """Trains the LM on the training split of the synthetic QA corpus.
 
+    The config is the recipe, seed included: the LM is cached under
+    :func:`checkpoint_name` and shared by every experiment that asks for it, so its key is
+    ``jax.random.key(config.seed)``, not an argument. The parameters and the data order
+    draw from it by different derivations: ``nnx.Rngs`` folds in a counter per parameter,
+    :func:`~diffusionlab.train.fit` splits it (the loss itself draws no noise).
+
     Returns:
       ``(apply, params, history)``: the pure model, its EMA parameters, the loss history.
     """
     _check_train_config(config)
-    model = LanguageModel(config.model, rngs=nnx.Rngs(config.seed))
+    key = jax.random.key(config.seed)
+    model = LanguageModel(config.model, rngs=nnx.Rngs(key))
     apply, params = pure(model)
     if config.train is None:
         return apply, params, {"step": [], "loss": []}
@@ -122,7 +132,7 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
                         max_length=config.model.max_length + 1, corpus=config.corpus,
                         mix=config.mix)
     result = fit(lm_loss(apply, lm_weight=config.lm_weight), params, data,
-                 config=config.train, progress=progress)
+                 config=config.train, key=key, progress=progress)
     return apply, result.ema_params, result.history
 
 

@@ -54,14 +54,15 @@ def decoding_cost(apply, params, prompts_RxP, *, nbce: bool, steps: int = 16,
     # timing does not depend on it.
     eos_id = 2
     logits, cache = prefill(apply, params, prompts_RxP, max_new_tokens=steps)
-    key = jax.random.key(0)
+    # Greedy decoding in both loops: nothing is drawn, so no key.
     if nbce:
         def run():
-            return nbce_decode(apply, params, logits, cache, key, max_new_tokens=steps,
-                               beta=0.25, eta=0.1, top_p=0.95, temperature=1.0, eos_id=eos_id)
+            return nbce_decode(apply, params, logits, cache, max_new_tokens=steps, beta=0.25,
+                               eta=0.1, top_p=0.95, temperature=1.0, eos_id=eos_id,
+                               greedy=True)
     else:
         def run():
-            return decode(apply, params, logits, cache, key, jnp.float32(1.0),
+            return decode(apply, params, logits, cache, None, jnp.float32(1.0),
                           max_new_tokens=steps, eos_id=eos_id, greedy=True)
     # One untimed call first compiles and warms up each program.
     prefill_seconds = best_time(

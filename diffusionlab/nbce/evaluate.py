@@ -64,7 +64,7 @@ def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings
         logits, cache = nbce_prefill(apply, params, prompts_RxP, max_new_tokens=max_new_tokens)
 
         def decode(pooling, values_3):
-            return nbce_decode(apply, params, logits, cache, jax.random.key(0),
+            return nbce_decode(apply, params, logits, cache,
                                max_new_tokens=max_new_tokens, beta=values_3[0],
                                eta=values_3[1], top_p=values_3[2], temperature=1.0,
                                pooling=pooling, greedy=True).tokens

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffusionlab import _checks
-from diffusionlab.lm.decode import check_prompts, prefill
+from diffusionlab.lm.decode import check_prompts, prefill, step_keys
 from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
 
 __all__ = ["NBCEOutput", "nbce_decode", "nbce_generate", "nbce_prefill", "nbce_prompts"]
@@ -100,18 +100,20 @@ def nbce_prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
     return prefill(apply, params, prompts_BxP, max_new_tokens=int(max_new_tokens))
 
 
-def nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, beta, eta, top_p,
-                temperature, pooling: str = "min_entropy", greedy: bool = True,
+def nbce_decode(apply, params, logits_RxV, cache, key=None, *, max_new_tokens: int, beta, eta,
+                top_p, temperature, pooling: str = "min_entropy", greedy: bool = True,
                 eos_id: int = 2) -> NBCEOutput:
     """The NBCE loop from prefilled ``(logits, cache)`` (see :func:`nbce_prefill`).
 
     ``beta``, ``eta``, ``top_p`` and ``temperature`` are traced, so sweeps compile once.
+    ``key`` (a PRNG key) draws the sampled tokens when ``greedy=False``; greedy decoding (the
+    default) draws nothing, and its key may be omitted (a given key is checked, then not used).
 
     Raises:
       TypeError, ValueError: naming the argument, for logits not ``(R, V)`` real floats with
         ``R >= 2``, a cache that is not a decode cache of ``R`` rows or has no room for
-        ``max_new_tokens``, a bad key, ``beta < -1``, ``top_p`` outside (0, 1],
-        ``temperature <= 0`` or an unknown pooling.
+        ``max_new_tokens``, a bad key, ``greedy=False`` without a key, ``beta < -1``,
+        ``top_p`` outside (0, 1], ``temperature <= 0`` or an unknown pooling.
     """
     from diffusionlab.lm.model import check_cache_room
     logits_RxV = _checks.float_array(logits_RxV, "logits_RxV", ndim=2, layout="(R, V)")
@@ -120,12 +122,16 @@ def nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, b
                          f"contexts); got shape {logits_RxV.shape}")
     max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
     check_cache_room(cache, (logits_RxV.shape[0], max_new_tokens))
-    _checks.check_key(key)
+    if key is not None:
+        _checks.check_key(key)
+    elif not greedy:
+        raise ValueError("sampling (greedy=False) needs a key")
     validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
     _checks.check_real(eta, "eta")
     _checks.check_real(temperature, "temperature", low=0, low_open=True)
     eos_id = _checks.check_int(eos_id, "eos_id", low=-1, high=logits_RxV.shape[1] - 1)
-    return _nbce_decode(apply, params, logits_RxV, cache, key, max_new_tokens=max_new_tokens,
+    return _nbce_decode(apply, params, logits_RxV, cache, None if greedy else key,
+                        max_new_tokens=max_new_tokens,
                         beta=beta, eta=eta, top_p=top_p, temperature=temperature,
                         pooling=pooling, greedy=bool(greedy), eos_id=eos_id)
 
@@ -152,8 +158,8 @@ def _nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, 
         return (logits_Rx1xV[:, -1], cache, choice, done), (token, choice, entropies_R)
 
     carry = (logits_RxV, cache, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    _, (tokens, choices, entropies) = jax.lax.scan(step, carry,
-                                                   jax.random.split(key, max_new_tokens))
+    _, (tokens, choices, entropies) = jax.lax.scan(
+        step, carry, step_keys(key, max_new_tokens, greedy=greedy), length=max_new_tokens)
     return NBCEOutput(tokens, choices, entropies)
 
 
@@ -181,7 +187,8 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
       top_p: nucleus mass in (0, 1]; 1 switches truncation off.
       pooling: ``"min_entropy"``, ``"average"`` or ``"max"``.
       temperature: 0 for greedy decoding; > 0 samples (needs ``key``).
-      key: PRNG key for sampling.
+      key: PRNG key of the sampled tokens; greedy decoding draws nothing and needs none (a
+        key given with ``temperature=0`` is checked, then not used).
       tokenizer: encodes string inputs (``encode``, ``bos_id``, ``eos_id``, ``pad_id``).
       prefix: tokens starting every row; default ``[tokenizer.bos_id]`` with a tokenizer,
         else none.
@@ -225,11 +232,11 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
     prompts = nbce_prompts(contexts, question, prefix=prefix or (), pad_id=pad_id,
                            max_length=max_length)
     logits, cache = nbce_prefill(apply, params, prompts, max_new_tokens=max_new_tokens)
-    return _nbce_decode(apply, params, logits, cache,
-                       jax.random.key(0) if key is None else key,
+    greedy = temperature == 0
+    return _nbce_decode(apply, params, logits, cache, None if greedy else key,
                        max_new_tokens=max_new_tokens, beta=beta, eta=eta, top_p=top_p,
                        temperature=max(temperature, 1e-6), pooling=pooling,
-                       greedy=temperature == 0, eos_id=2 if eos_id is None else eos_id)
+                       greedy=greedy, eos_id=2 if eos_id is None else eos_id)
 
 
 # The compiled loop's cache, for tests that pin the number of compilations.

@@ -196,7 +196,8 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
       data: training data.
       budget: the shared network budget.
       config: the training configuration (identical across methods for a fair comparison).
-      key: PRNG key of the initial parameters.
+      key: the run's PRNG key: split into the key of the initial parameters and the key of
+        the training run (data order and noise, see :func:`diffusionlab.train.fit`).
       init: start from this model's parameters (reflow fine-tunes cfm).
       progress: show the progress bar.
 
@@ -220,11 +221,12 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
     if init is not None:
         _check_model(init)
     dim = data.shape[1]
-    apply, params = init_network(dim, budget, key=key)
+    init_key, train_key = jax.random.split(key)
+    apply, params = init_network(dim, budget, key=init_key)
     if init is not None:
         params = init.params
     result = train.fit(_loss(method, apply, budget), params, data, config=config,
-                       progress=progress)
+                       key=train_key, progress=progress)
     return LearnedModel(method, apply, result.ema_params, budget, dim, result.history)
 
 
@@ -232,10 +234,11 @@ def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig
                progress: bool = False) -> LearnedModel:
     r"""One reflow: couple fresh noise :math:`x_1` with its image :math:`\hat x_0` under
     ``model`` (adaptive solve), then fine-tune ``model`` on the straight paths between them."""
-    noise = jax.random.normal(key, (int(num_pairs), model.dim))
+    noise_key, fit_key = jax.random.split(key)
+    noise = jax.random.normal(noise_key, (int(num_pairs), model.dim))
     x0_hat, x1 = flows.reflow_pairs(model.velocity(), noise)
     pairs = jnp.stack([x0_hat, x1], axis=-1)
-    return fit("reflow", pairs, budget=model.budget, config=config, key=key, init=model,
+    return fit("reflow", pairs, budget=model.budget, config=config, key=fit_key, init=model,
                progress=progress)
 
 

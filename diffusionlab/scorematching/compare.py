@@ -101,3 +101,35 @@ def loss_gradients(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x_
                                                         sigma=sigma))
 
     return jax.grad(sm)(params), jax.grad(csm)(params)
+
+
+def gradient_agreement(grad_reference: Any, grad_other: Any) -> tuple[jax.Array, jax.Array]:
+    r"""How closely two gradients (pytrees of the same structure) agree, flattened to vectors.
+
+    .. math:: \cos=rac{\langle g_a,g_bangle}{\|g_a\|\,\|g_b\|},\qquad
+       \delta=rac{\|g_b-g_a\|}{\|g_a\|}.
+
+    Args:
+      grad_reference: :math:`g_a`, e.g. :math:`
+abla_	heta\mathcal L_{SM}` (non-zero).
+      grad_other: :math:`g_b`, e.g. :math:`
+abla_	heta\mathcal L_{CSM}`, shaped like it.
+
+    Returns:
+      ``(cosine, relative_difference)``: scalars; cosine in :math:`[-1, 1]` (1 when the
+      gradients point the same way), relative difference ≥ 0 (0 when they are equal). A zero
+      gradient gives NaN.
+
+    Raises:
+      ValueError: the two pytrees differ in structure or in a leaf's shape.
+    """
+    leaves_a, tree_a = jax.tree.flatten(grad_reference)
+    leaves_b, tree_b = jax.tree.flatten(grad_other)
+    if tree_a != tree_b or any(jnp.shape(a) != jnp.shape(b) for a, b in zip(leaves_a, leaves_b,
+                                                                             strict=True)):
+        raise ValueError("grad_reference and grad_other must be pytrees of the same structure "
+                         f"and shapes; got {tree_a} and {tree_b}")
+    flat_a = jnp.concatenate([jnp.ravel(a) for a in leaves_a])
+    flat_b = jnp.concatenate([jnp.ravel(b) for b in leaves_b])
+    cosine = flat_a @ flat_b / (jnp.linalg.norm(flat_a) * jnp.linalg.norm(flat_b))
+    return cosine, jnp.linalg.norm(flat_b - flat_a) / jnp.linalg.norm(flat_a)

@@ -1,9 +1,11 @@
 """``fit``: the training loop shared by every model in diffusionlab.
 
 Data parallel over every device (``jax.sharding``), checkpointed with orbax, resumable
-exactly (data order and keys are functions of the step), with a tqdm progress bar and
-metrics written as JSONL. Steps run in jitted ``lax.scan`` chunks of ``log_every`` steps,
-so Python is visited once per chunk, not once per step.
+exactly (data order and keys are functions of the run's key and the step), with a tqdm
+progress bar and metrics written as JSONL. Parameter snapshots along the run can be kept
+(``snapshot_every``), for experiments that study how a quantity evolves during training.
+Steps run in jitted ``lax.scan`` chunks of ``log_every`` steps (shorter where checkpoints or
+snapshots fall between), so Python is visited once per chunk, not once per step.
 
 A run never calls a bad state good:
 
@@ -11,9 +13,9 @@ A run never calls a bad state good:
   state, see :mod:`diffusionlab.train.step`); the first bad one stops the run with a
   :class:`NonFiniteTrainingError` naming its exact step, even inside a scanned chunk, and
   no checkpoint is written after it;
-* a workdir keeps a record of its run (``train_config.json``: the config, the data's
-  shapes and the state's structure), and resuming with another model or another config
-  is refused with a :class:`~diffusionlab.train.checkpoint.CheckpointMismatchError`;
+* a workdir keeps a record of its run (``train_config.json``: the config, the key, the
+  data's shapes and the state's structure), and resuming with another model, another
+  config or another key is refused with a :class:`~diffusionlab.train.checkpoint.CheckpointMismatchError`;
 * a damaged newest checkpoint is passed over for the newest intact one, with a warning.
 """
 
@@ -58,7 +60,6 @@ RUN_RECORD = "train_config.json"
 # log or save, never what a step computes.
 RESUMABLE_FIELDS = ("steps", "log_every", "checkpoint_every")
 
-_INT64 = 2**63
 # Counts of steps and examples: the step counter and the batch indices are int32.
 _INTEGER_FIELDS = {"steps": 1, "batch_size": 1, "log_every": 1, "checkpoint_every": 0,
                    "warmup_steps": 0}
@@ -81,7 +82,9 @@ class TrainConfig:
       weight_decay: AdamW weight decay (finite, ≥ 0).
       log_every: steps per jitted chunk, progress update and JSONL record (≥ 1).
       checkpoint_every: steps between checkpoints (≥ 0; 0: never; > 0 needs ``workdir``).
-      seed: seeds the data order and the per-step keys (an integer in [-2**63, 2**63)).
+
+    The randomness of a run (its data order and the loss's keys) is not configuration: it
+    comes from the ``key`` given to :func:`fit`.
 
     The counts (``steps``, ``batch_size``, ``log_every``, ``checkpoint_every``,
     ``warmup_steps``) are at most ``2**31 - 1``: the step counter is int32.
@@ -100,13 +103,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     log_every: int = 50
     checkpoint_every: int = 0
-    seed: int = 0
 
     def __post_init__(self):
         checked = {name: _checks.check_int(getattr(self, name), f"TrainConfig.{name}", low=low)
                    for name, low in _INTEGER_FIELDS.items()}
-        checked["seed"] = _checks.check_int(self.seed, "TrainConfig.seed", low=-_INT64,
-                                            high=_INT64 - 1)
         for name, bounds in _REAL_FIELDS.items():
             checked[name] = float(_checks.check_real(getattr(self, name), f"TrainConfig.{name}",
                                                      **bounds))
@@ -127,12 +127,35 @@ class TrainConfig:
                              f"examples {num_examples}")
 
 
+class Snapshots(NamedTuple):
+    """Parameters along a training run, stacked on a leading snapshot axis of length S.
+
+    Attributes:
+      steps: ``(S,)`` int, increasing: snapshot ``i`` holds the state after ``steps[i]``
+        completed steps (0: the initial parameters).
+      params: the parameters' pytree, each leaf of shape ``(S, *leaf.shape)`` (NumPy).
+      ema_params: their EMA at the same steps, stacked the same way.
+    """
+
+    steps: np.ndarray
+    params: Any
+    ema_params: Any
+
+
 class FitResult(NamedTuple):
-    """What :func:`fit` returns: final and EMA parameters, and the per-step loss history."""
+    """What :func:`fit` returns.
+
+    Attributes:
+      params: the final parameters.
+      ema_params: their exponential moving average.
+      history: ``{"step": [...], "loss": [...]}``, one entry per step this call ran.
+      snapshots: :class:`Snapshots` when ``fit`` was asked for them, else None.
+    """
 
     params: Any
     ema_params: Any
     history: dict[str, list]
+    snapshots: Snapshots | None = None
 
 
 class NonFiniteTrainingError(FloatingPointError):
@@ -238,6 +261,20 @@ def _check_config(config: Any) -> None:
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
 
 
+def _check_key(key: Any) -> jax.Array:
+    """The run's key as a typed scalar key (a raw ``uint32[2]`` key is wrapped)."""
+    key = _checks.check_key(key, "key")
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != (2,):
+            raise ValueError(f"key must be a single PRNG key; got a raw key array of shape "
+                             f"{key.shape}")
+        key = jax.random.wrap_key_data(key)
+    if key.shape != ():
+        raise ValueError(f"key must be a single PRNG key (jax.random.key(seed)); got a "
+                         f"batch of keys of shape {key.shape}")
+    return key
+
+
 def _check_arguments(loss_fn, config, workdir, progress, optimizer, devices) -> None:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(params, batch, key) -> (B,), "
@@ -268,10 +305,13 @@ def _mesh_for(batch_size: int, devices=None):
     return sharding.data_mesh(devices[: math.gcd(batch_size, len(devices))])
 
 
-def _run_record(config: TrainConfig, data: Any, state: TrainState) -> dict:
-    """What identifies a run: its config, the data's shapes and dtypes, the state's shapes."""
+def _run_record(config: TrainConfig, key: jax.Array, data: Any, state: TrainState) -> dict:
+    """What identifies a run: its config, its key, the data's shapes and dtypes, the state's
+    shapes."""
     return {
         "config": dataclasses.asdict(config),
+        "key": {"impl": str(jax.random.key_impl(key)),
+                "data": sharding.to_host(jax.random.key_data(key)).tolist()},
         "data": {"data" + jax.tree_util.keystr(path): [list(np.shape(leaf)), str(_dtype(leaf))]
                  for path, leaf in jax.tree.leaves_with_path(data)},
         "state": {name: list(shape) for name, shape in leaf_shapes(state).items()},
@@ -285,6 +325,9 @@ def _record_differences(stored: dict, current: dict, *, newest_step: int) -> lis
     for name, value in config.items():
         if name not in RESUMABLE_FIELDS and name in stored_config and stored_config[name] != value:
             differences.append(f"{name}: {stored_config[name]!r} in the workdir, {value!r} now")
+    if "key" in stored and stored["key"] != current["key"]:
+        differences.append(f"key: {_describe_key(stored['key'])} in the workdir, "
+                           f"{_describe_key(current['key'])} now")
     if config["steps"] < newest_step:
         differences.append(f"steps: {config['steps']} now, below step {newest_step} already "
                            "trained in the workdir (raise steps to train further)")
@@ -296,6 +339,12 @@ def _record_differences(stored: dict, current: dict, *, newest_step: int) -> lis
         if mismatch is not None:
             differences.append(f"model: {mismatch} (another model's checkpoints?)")
     return differences
+
+
+def _describe_key(key_record: Any) -> str:
+    if isinstance(key_record, dict):
+        return f"{key_record.get('impl')} key with data {key_record.get('data')}"
+    return repr(key_record)
 
 
 def _describe(data_specs: dict) -> str:
@@ -342,12 +391,23 @@ def fit(
     data: Any,
     *,
     config: TrainConfig,
+    key: jax.Array,
+    snapshot_every: int | None = None,
     workdir: str | pathlib.Path | None = None,
     progress: bool = True,
     optimizer: optax.GradientTransformation | None = None,
     devices=None,
 ) -> FitResult:
-    """Trains ``params`` to minimise the mean of ``loss_fn`` over batches of ``data``.
+    r"""Trains ``params`` to minimise the mean of ``loss_fn`` over batches of ``data``.
+
+    The run's randomness comes from ``key`` alone: it splits into a data key and a noise key;
+    the batch of step :math:`n` is a slice of one permutation of the data per epoch, drawn
+    from :math:`\mathrm{fold\_in}(k_\text{data}, \text{epoch})`, and ``loss_fn`` gets
+    :math:`\mathrm{fold\_in}(k_\text{noise}, n)` (see :func:`~diffusionlab.train.make_train_step`).
+    Each step is thus a function of ``(key, n)``: a run resumed from a checkpoint equals an
+    uninterrupted one, and the same key gives the same run. The key is an argument of the
+    compiled program, not a constant in it, so runs that differ only in their key
+    (replicates) share one compilation.
 
     Args:
       loss_fn: ``loss_fn(params, batch, key) -> (B,)`` per-example losses.
@@ -356,6 +416,14 @@ def fit(
       data: a pytree of real arrays (integers, e.g. token ids, or finite floats) sharing
         the leading dimension N ≥ 1 (kept on every device).
       config: a :class:`TrainConfig`.
+      key: the run's PRNG key, a single typed key from ``jax.random.key`` (a raw
+        ``uint32[2]`` key is accepted and wrapped).
+      snapshot_every: if given (an integer ≥ 1), ``FitResult.snapshots`` holds the
+        parameters and their EMA after every step count this call reaches that is a
+        multiple of ``snapshot_every`` (0, the initial parameters, included), and after the
+        last step, so the last snapshot is the returned parameters. A resumed run snapshots
+        from the step it resumes at. The snapshots are copied to host memory as they are
+        taken. None (the default) keeps none.
       workdir: if given, checkpoints go to ``workdir/checkpoints``, metrics to
         ``workdir/metrics.jsonl`` and the run's record to ``workdir/train_config.json``.
         An existing checkpoint is resumed from: the newest intact one (a damaged newer
@@ -374,16 +442,21 @@ def fit(
         applied or saved, and the last good checkpoint (named too) holds finite values.
       CheckpointMismatchError: (a ValueError) ``workdir`` holds checkpoints of another
         model (the first leaf that differs is named, with both shapes) or of a run with
-        another config (every differing field is listed; ``steps`` may grow, not shrink).
+        another config or key (every difference is listed; ``steps`` may grow, not shrink).
       CheckpointDamagedError: every checkpoint in ``workdir`` is damaged.
       CheckpointWriteError: (an OSError) a checkpoint or record could not be written, e.g.
         a full disk; the checkpoints written before are intact.
+      TypeError: ``key`` is missing or not a PRNG key (the message names ``key``).
       TypeError, ValueError: invalid arguments (each message names the argument and its
-        valid range), an invalid config, or inconsistent data: ``data`` leaves that are
-        boolean, complex or non-numeric (TypeError), or hold NaN or ±inf (ValueError,
-        before any step runs).
+        valid range: a batch of keys, ``snapshot_every < 1``), an invalid config, or
+        inconsistent data: ``data`` leaves that are boolean, complex or non-numeric
+        (TypeError), or hold NaN or ±inf (ValueError, before any step runs).
     """
     _check_arguments(loss_fn, config, workdir, progress, optimizer, devices)
+    key = _check_key(key)
+    if snapshot_every is not None:
+        snapshot_every = _checks.check_int(snapshot_every, "snapshot_every", low=1,
+                                           high=2**31 - 1)
     num_examples = _num_examples(data)
     config.validate(num_examples)
     _check_params(params)
@@ -391,19 +464,24 @@ def fit(
     mesh = _mesh_for(config.batch_size, devices)
     step_fn = make_train_step(
         loss_fn, optimizer, num_examples=num_examples, batch_size=config.batch_size,
-        ema_decay=config.ema_decay, seed=config.seed,
-        batch_sharding=sharding.batch_sharded(mesh),
+        ema_decay=config.ema_decay, batch_sharding=sharding.batch_sharded(mesh),
     )
-    chunk = math.gcd(config.log_every, config.checkpoint_every) if config.checkpoint_every \
-        else config.log_every
-    chunk = min(chunk, config.steps)
+    # Steps run in scanned chunks; a chunk stops early (its remaining steps masked) at the
+    # next log, checkpoint or snapshot step, so those land on exact steps even when a
+    # resumed run starts between them.
+    periods = [config.log_every, config.checkpoint_every, snapshot_every or 0]
+    chunk = min(math.gcd(*periods), config.steps)
     stop = config.steps
+    impl = jax.random.key_impl(key)
 
-    def run_chunk(state: TrainState, data: Any, key_data: jax.Array):
-        key = jax.random.wrap_key_data(key_data)
+    def next_boundary(step: int) -> int:
+        return min([stop] + [(step // period + 1) * period for period in periods if period])
+
+    def run_chunk(state: TrainState, data: Any, key_data: jax.Array, until: jax.Array):
+        key = jax.random.wrap_key_data(key_data, impl=impl)
 
         def body(state, _):
-            active = (state.step < stop) & (state.bad_step < 0)
+            active = (state.step < until) & (state.bad_step < 0)
             new_state, loss = step_fn(state, data, key)
             new_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_state, state)
             return new_state, (state.step, loss, active)
@@ -411,9 +489,9 @@ def fit(
         return jax.lax.scan(body, state, length=chunk)
 
     run_chunk = jax.jit(run_chunk, donate_argnums=0)
-    # The seed's key is an argument, not a constant of the program: runs that differ only in
-    # their seed (replicates) share one compiled program through the compilation cache.
-    seed_key_data = sharding.put_replicated(jax.random.key_data(jax.random.key(config.seed)), mesh)
+    # The key is an argument, not a constant of the program: runs that differ only in their
+    # key (replicates) share one compiled program through the compilation cache.
+    key_data = sharding.put_replicated(jax.random.key_data(key), mesh)
     state = sharding.put_replicated(init_state(params, optimizer), mesh)
     data = sharding.put_replicated(data, mesh)
 
@@ -424,7 +502,7 @@ def fit(
         # The newest checkpoint this run saved or resumed from: finite, and a valid restart.
         last_good = None
         if checkpointer is not None:
-            record = _run_record(config, data, state)
+            record = _run_record(config, key, data, state)
             record_path = workdir / RUN_RECORD
             if checkpointer.steps():
                 state = _resume(checkpointer, state, record, record_path)
@@ -435,12 +513,21 @@ def fit(
 
         history: dict[str, list] = {"step": [], "loss": []}
         start_step = int(sharding.to_host(state.step))
+        snapshots: list[tuple[int, Any, Any]] = []
+
+        def snapshot(done: int) -> None:
+            # Host copies: the next chunk donates (overwrites) the state's device buffers.
+            if snapshot_every is not None and (done % snapshot_every == 0 or done == stop):
+                snapshots.append((done, *sharding.to_host((state.params, state.ema_params))))
+
+        snapshot(start_step)
         bar = tqdm(total=stop, initial=start_step, disable=not (progress and is_main),
                    desc="train", dynamic_ncols=True, leave=False)
         started = time.perf_counter()
         try:
-            while int(sharding.to_host(state.step)) < stop:
-                state, (steps, losses, active) = run_chunk(state, data, seed_key_data)
+            while (step := int(sharding.to_host(state.step))) < stop:
+                state, (steps, losses, active) = run_chunk(state, data, key_data,
+                                                           np.int32(next_boundary(step)))
                 steps, losses, active, bad, mask = sharding.to_host(
                     (steps, losses, active, state.bad_step, state.non_finite))
                 if bad >= 0:
@@ -450,6 +537,7 @@ def fit(
                 history["step"] += steps[active].tolist()
                 history["loss"] += losses[active].tolist()
                 done = int(steps[active][-1]) + 1
+                snapshot(done)
                 bar.update(int(active.sum()))
                 bar.set_postfix(loss=f"{float(losses[active].mean()):.4g}")
                 if log_file is not None:
@@ -468,7 +556,14 @@ def fit(
     finally:
         if checkpointer is not None:
             checkpointer.close()
-    return FitResult(state.params, state.ema_params, history)
+    return FitResult(state.params, state.ema_params, history, _stack(snapshots)
+                     if snapshot_every is not None else None)
+
+
+def _stack(snapshots: list[tuple[int, Any, Any]]) -> Snapshots:
+    steps, params, ema_params = zip(*snapshots, strict=True)
+    return Snapshots(np.asarray(steps), jax.tree.map(lambda *leaves: np.stack(leaves), *params),
+                     jax.tree.map(lambda *leaves: np.stack(leaves), *ema_params))
 
 
 def _resume(checkpointer: Checkpointer, state: TrainState, record: dict,

@@ -1,8 +1,8 @@
 r"""One generic, jitted training step: loss, gradient, optimizer update and parameter EMA.
 
-The step is a pure function of ``(state, data, step)``: the batch and the step's key are
-derived from the step number, so a run resumed from a checkpoint repeats exactly what an
-uninterrupted run would have done.
+The step is a pure function of ``(state, data, key)``: the batch and the step's key are
+derived from the run's key and the step number, so a run resumed from a checkpoint repeats
+exactly what an uninterrupted run would have done.
 
 The step checks the whole update for finiteness: the loss, the gradient, the new
 parameters (and their EMA) and the new optimizer state. The first update with a NaN or an
@@ -141,17 +141,18 @@ def make_train_step(
     num_examples: int,
     batch_size: int,
     ema_decay: float,
-    seed: int,
     batch_sharding=None,
-) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
-    r"""Builds ``train_step(state, data, key=None) -> (state, loss)`` (not yet jitted).
+) -> Callable[[TrainState, Any, jax.Array], tuple[TrainState, jax.Array]]:
+    r"""Builds ``train_step(state, data, key) -> (state, loss)`` (not yet jitted).
 
     ``loss_fn(params, batch, key)`` returns per-example losses; the step minimises their
     mean. The EMA follows :math:`\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta`.
 
-    The batch order and the loss's keys come from ``jax.random.key(seed)``; passing that
-    key as ``key`` (a traced argument) gives the same steps from a compiled program that
-    does not depend on the seed, so one compilation serves every seed.
+    ``key`` is the run's key, the same at every step: it splits into a data key and a noise
+    key, the batch of step ``n`` is :func:`batch_indices` ``(n, key=data key)`` and the
+    loss's key is ``fold_in(noise key, n)``. Every step is thus a function of ``(key, n)``
+    (a resumed run repeats an uninterrupted one), and the key can be a traced argument, so
+    one compiled program serves every key.
 
     Once an update is non-finite (see the module docstring), the returned state is the
     input state with ``bad_step`` and ``non_finite`` set, and every later call returns it
@@ -162,7 +163,8 @@ def make_train_step(
     Raises:
       TypeError: ``loss_fn`` is not callable, ``optimizer`` is not an optax
         ``GradientTransformation``, ``batch_sharding`` is neither None nor a
-        ``jax.sharding.Sharding``, or a size, ``ema_decay`` or ``seed`` has the wrong type.
+        ``jax.sharding.Sharding``, or a size or ``ema_decay`` has the wrong type; when the
+        step runs, ``key`` is not a PRNG key.
       ValueError: ``num_examples < 1``, ``batch_size`` outside ``[1, num_examples]``,
         ``ema_decay`` outside ``[0, 1)``, or a size beyond int32 or this machine's memory.
     """
@@ -170,15 +172,12 @@ def make_train_step(
     check_optimizer(optimizer)
     num_examples, batch_size = check_sizes(num_examples, batch_size)
     _checks.check_real(ema_decay, "ema_decay", low=0, high=1, high_open=True)
-    seed = _checks.check_int(seed, "seed", low=-2**63, high=2**63 - 1)
     if batch_sharding is not None and not isinstance(batch_sharding, jax.sharding.Sharding):
         raise TypeError(f"batch_sharding must be None or a jax.sharding.Sharding; "
                         f"got {type(batch_sharding).__name__}")
-    seed_key = jax.random.key(seed)
 
-    def train_step(state: TrainState, data: Any, key: jax.Array | None = None
-                   ) -> tuple[TrainState, jax.Array]:
-        data_key, step_key = jax.random.split(seed_key if key is None else key)
+    def train_step(state: TrainState, data: Any, key: jax.Array) -> tuple[TrainState, jax.Array]:
+        data_key, step_key = jax.random.split(_checks.check_key(key))
         index = batch_indices(state.step, num_examples=num_examples, batch_size=batch_size,
                               key=data_key)
         batch = jax.tree.map(lambda leaf: leaf[index], data)
