@@ -659,3 +659,40 @@ def test_importing_the_plots_leaves_the_backend_to_the_caller():
         "assert buffer.getvalue()[:4] == b'\\x89PNG'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_learned_algorithms_are_final_classes_behind_the_method_names():
+    import abc
+
+    assert tuple(learned.ALGORITHMS) == learned.METHODS
+    assert isinstance(learned.Algorithm, abc.ABCMeta) and learned.Algorithm.__abstractmethods__
+    budget = learned.Budget(hidden=8, depth=1, time_dim=4, gravity_T=30.0, gravity_t_min=1e-2)
+    intervals = {"gravity": (30.0, 1e-2, "log"), "vp": (1.0, 1e-3, "linear"),
+                 "cfm": (1.0, 0.0, "linear"), "reflow": (1.0, 0.0, "linear")}
+    apply, params = learned.init_network(2, budget, key=KEY)
+    for name, algorithm in learned.ALGORITHMS.items():
+        assert type(algorithm).__bases__ == (learned.Algorithm,)  # one level: final classes
+        model = learned.LearnedModel(name, apply, params, budget, 2)
+        assert model.algorithm is algorithm
+        assert (model.T, model.t_end, model.time) == intervals[name]
+
+
+def test_learned_velocities_follow_their_parameterisations():
+    budget = learned.Budget(hidden=8, depth=1, time_dim=4)
+    apply, params = learned.init_network(2, budget, key=KEY)
+    x = jax.random.normal(jax.random.key(5), (6, 2))
+    t = 0.4
+    t_B = jnp.full((6,), t)
+
+    def velocity(name):
+        return learned.LearnedModel(name, apply, params, budget, 2).velocity()(x, t)
+
+    # Gravity: v = (x - D)/t with D the denoiser; cfm and reflow: the network itself.
+    denoised = learned.gravity_denoiser(apply, budget, params, x, t_B)
+    assert_tree_allclose(velocity("gravity"), (x - denoised) / t)
+    assert_tree_allclose(velocity("cfm"), apply(params, x, t_B))
+    assert_tree_allclose(velocity("reflow"), apply(params, x, t_B))
+    # VP: v = -β/2 (x - ε/σ), the probability flow of the noise predictor.
+    schedule = VPSchedule()
+    expected = -0.5 * schedule.beta(t) * (x - apply(params, x, t_B) / schedule.sigma(t))
+    assert_tree_allclose(velocity("vp"), expected, rtol=1e-5, atol=1e-6)

@@ -14,6 +14,9 @@ time variable and its prior:
   :math:`\mathcal N(0, I)`.
 * reflow: cfm fine-tuned once on its own couplings (noise, ODE image).
 
+Each method is a small final :class:`Algorithm` (``ALGORITHMS[method]``); :func:`fit` takes
+its name.
+
 The gravity loss is the unbiased conditional target of :func:`diffusionlab.odes.gravity.
 conditional_loss` weighted by :math:`t^2` (the same minimiser, and bounded: :math:`z` is
 Cauchy, with no variance, but :math:`x_0` is bounded). The input is scaled by
@@ -25,11 +28,12 @@ References: 苏剑林, https://kexue.fm/archives/9305 (gravity), https://kexue.f
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, final
 
 import jax
 import jax.numpy as jnp
@@ -72,36 +76,36 @@ class LearnedModel:
     history: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
+    def algorithm(self) -> Algorithm:
+        """The :class:`Algorithm` named by ``method``."""
+        return ALGORITHMS[self.method]
+
+    @property
     def T(self) -> float:
-        return self.budget.gravity_T if self.method == "gravity" else 1.0
+        return self.algorithm.prior_time(self.budget)
 
     @property
     def t_end(self) -> float:
-        return {"gravity": self.budget.gravity_t_min, "vp": 1e-3}.get(self.method, 0.0)
+        return self.algorithm.end_time(self.budget)
 
     @property
     def time(self) -> str:
-        return "log" if self.method == "gravity" else "linear"
+        return self.algorithm.time
 
     @functools.cached_property
     def _field(self) -> Callable:
         # One function object per model, so that jitted solvers compile once per model.
-        return functools.partial(_VELOCITY[self.method], self.apply, self.budget)
+        return functools.partial(self.algorithm.velocity, self.apply, self.budget)
 
     def velocity(self) -> jax.tree_util.Partial:
         """The ODE right-hand side ``v(x, t)`` as a pytree (params are its leaves)."""
         return jax.tree_util.Partial(self._field, self.params)
 
     def sample_prior(self, num: int, *, key) -> jax.Array:
-        if self.method == "gravity":
-            return gravity.sample_prior(num, self.dim, self.T, key=key)
-        _checks.check_key(key)
-        return jax.random.normal(key, (sample_count(num, self.dim, jnp.float32), self.dim))
+        return self.algorithm.sample_prior(num, self.dim, self.budget, key=key)
 
     def log_prior(self) -> Callable:
-        if self.method == "gravity":
-            return functools.partial(_gravity_log_prior, T=self.T)
-        return flows.standard_normal_log_density
+        return self.algorithm.log_prior(self.budget)
 
 
 def _gravity_log_prior(x, *, T):
@@ -133,8 +137,6 @@ def _direct_velocity(apply, budget, params, x, t):
     return apply(params, x, jnp.broadcast_to(jnp.asarray(t, x.dtype), x.shape[:1]))
 
 
-_VELOCITY = {"gravity": _gravity_velocity, "vp": _vp_velocity, "cfm": _direct_velocity,
-             "reflow": _direct_velocity}
 
 
 def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
@@ -148,17 +150,171 @@ def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
     return jnp.sum((gravity_denoiser(apply, budget, params, x_t, t) - x0) ** 2, axis=1)
 
 
-def _loss(method, apply, budget):
-    if method == "gravity":
+def _normal_prior(num, dim, *, key):
+    _checks.check_key(key)
+    return jax.random.normal(key, (sample_count(num, dim, jnp.float32), dim))
+
+
+class Algorithm(abc.ABC):
+    """What one training method fixes: its velocity from the network, its loss, its time
+    variable and interval, and its prior. The network and its budget are shared.
+
+    Attributes:
+      name: the ``method`` string of :func:`fit`.
+      time: the integration variable, ``"linear"`` or ``"log"``.
+      data_ndim: the rank of the training data: 2 for points ``(N, d)``, 3 for pairs.
+    """
+
+    name: ClassVar[str]
+    time: ClassVar[str]
+    data_ndim: ClassVar[int]
+
+    @abc.abstractmethod
+    def prior_time(self, budget: Budget) -> float:
+        """The time ``T`` of the prior."""
+
+    @abc.abstractmethod
+    def end_time(self, budget: Budget) -> float:
+        """The time ``t_end`` at which sampling stops."""
+
+    @abc.abstractmethod
+    def velocity(self, apply, budget: Budget, params, x, t) -> jax.Array:
+        """The ODE velocity ``v(x, t)`` of the network ``apply(params, x, t_B)``."""
+
+    @abc.abstractmethod
+    def loss(self, apply, budget: Budget) -> Callable:
+        """The per-example loss ``loss(params, batch, key) -> (B,)`` for :func:`train.fit`."""
+
+    @abc.abstractmethod
+    def sample_prior(self, num: int, dim: int, budget: Budget, *, key) -> jax.Array:
+        """``num`` draws ``(num, dim)`` of the prior at ``T``."""
+
+    @abc.abstractmethod
+    def log_prior(self, budget: Budget) -> Callable:
+        """The prior's log-density ``x_T -> (B,)`` (a hashable function)."""
+
+
+@final
+class GravityAlgorithm(Algorithm):
+    r"""The gravity denoiser: :math:`v_\theta = (x - D_\theta)/t`, :math:`\log t` uniform on
+    :math:`[\log t_\min, \log T]`, integrated in :math:`\log t`; the gravity prior at ``T``."""
+
+    name = "gravity"
+    time = "log"
+    data_ndim = 2
+
+    def prior_time(self, budget):
+        return budget.gravity_T
+
+    def end_time(self, budget):
+        return budget.gravity_t_min
+
+    def velocity(self, apply, budget, params, x, t):
+        return _gravity_velocity(apply, budget, params, x, t)
+
+    def loss(self, apply, budget):
         return functools.partial(gravity_loss, apply, budget)
-    if method == "vp":
+
+    def sample_prior(self, num, dim, budget, *, key):
+        return gravity.sample_prior(num, dim, budget.gravity_T, key=key)
+
+    def log_prior(self, budget):
+        return functools.partial(_gravity_log_prior, T=budget.gravity_T)
+
+
+@final
+class VPAlgorithm(Algorithm):
+    r"""VP noise prediction :math:`\varepsilon_\theta`, :math:`t\in[10^{-3}, 1]`, prior
+    :math:`\mathcal N(0, I)` at :math:`t = 1`."""
+
+    name = "vp"
+    time = "linear"
+    data_ndim = 2
+
+    def prior_time(self, budget):
+        return 1.0
+
+    def end_time(self, budget):
+        return 1e-3
+
+    def velocity(self, apply, budget, params, x, t):
+        return _vp_velocity(apply, budget, params, x, t)
+
+    def loss(self, apply, budget):
         return lambda params, x0, key: vp.vp_loss(functools.partial(apply, params), x0, key=key)
-    if method == "cfm":
+
+    def sample_prior(self, num, dim, budget, *, key):
+        return _normal_prior(num, dim, key=key)
+
+    def log_prior(self, budget):
+        return flows.standard_normal_log_density
+
+
+@final
+class FlowMatchingAlgorithm(Algorithm):
+    r"""Conditional flow matching: the velocity :math:`v_\theta` of straight paths,
+    :math:`t\in[0, 1]`, prior :math:`\mathcal N(0, I)`."""
+
+    name = "cfm"
+    time = "linear"
+    data_ndim = 2
+
+    def prior_time(self, budget):
+        return 1.0
+
+    def end_time(self, budget):
+        return 0.0
+
+    def velocity(self, apply, budget, params, x, t):
+        return _direct_velocity(apply, budget, params, x, t)
+
+    def loss(self, apply, budget):
         return lambda params, x0, key: flows.cfm_loss(functools.partial(apply, params), x0,
                                                       key=key)
-    # reflow: each example is a (x̂0, x1) pair, stacked on the last axis.
-    return lambda params, pair, key: flows.rectified_loss(
-        functools.partial(apply, params), pair[..., 0], pair[..., 1], key=key)
+
+    def sample_prior(self, num, dim, budget, *, key):
+        return _normal_prior(num, dim, key=key)
+
+    def log_prior(self, budget):
+        return flows.standard_normal_log_density
+
+
+@final
+class ReflowAlgorithm(Algorithm):
+    r"""Rectified flow: flow matching fine-tuned on its own couplings (noise, ODE image);
+    each training example is a pair :math:`(\hat x_0, x_1)` stacked on the last axis."""
+
+    name = "reflow"
+    time = "linear"
+    data_ndim = 3
+
+    def prior_time(self, budget):
+        return 1.0
+
+    def end_time(self, budget):
+        return 0.0
+
+    def velocity(self, apply, budget, params, x, t):
+        return _direct_velocity(apply, budget, params, x, t)
+
+    def loss(self, apply, budget):
+        return lambda params, pair, key: flows.rectified_loss(
+            functools.partial(apply, params), pair[..., 0], pair[..., 1], key=key)
+
+    def sample_prior(self, num, dim, budget, *, key):
+        return _normal_prior(num, dim, key=key)
+
+    def log_prior(self, budget):
+        return flows.standard_normal_log_density
+
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
+    GravityAlgorithm(), VPAlgorithm(), FlowMatchingAlgorithm(), ReflowAlgorithm())}
+"""One instance per method name; ``tuple(ALGORITHMS) == METHODS``."""
+
+
+def _loss(method, apply, budget):
+    return ALGORITHMS[method].loss(apply, budget)
 
 
 def _check_budget(budget):
@@ -210,7 +366,7 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
         trained in float32).
     """
     _checks.check_choice(method, "method", METHODS)
-    data, _ = float_input(data, "data", ndim=3 if method == "reflow" else 2,
+    data, _ = float_input(data, "data", ndim=ALGORITHMS[method].data_ndim,
                           allow_empty=False)
     if method == "reflow" and data.shape[2] != 2:
         raise ValueError(f"data must have shape (N, d, 2) (pairs) for reflow; got {data.shape}")
