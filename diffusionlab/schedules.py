@@ -26,7 +26,22 @@ import jax.numpy as jnp
 
 from diffusionlab import _checks
 
-__all__ = ["VPSchedule"]
+__all__ = ["VPSchedule", "vp_beta", "vp_log_alpha", "vp_sigma"]
+
+
+def vp_beta(t, beta_min, beta_max):
+    r"""The rate :math:`\beta(t) = \beta_\min + t(\beta_\max - \beta_\min)`."""
+    return beta_min + t * (beta_max - beta_min)
+
+
+def vp_log_alpha(t, beta_min, beta_max):
+    r""":math:`\log\alpha_t = -\frac14 t^2(\beta_\max - \beta_\min) - \frac12 t\beta_\min`."""
+    return -0.25 * t * t * (beta_max - beta_min) - 0.5 * t * beta_min
+
+
+def vp_sigma(t, beta_min, beta_max):
+    r""":math:`\sigma_t = \sqrt{1 - \alpha_t^2}`, through ``expm1`` (exact as :math:`t\to0`)."""
+    return jnp.sqrt(-jnp.expm1(2 * vp_log_alpha(t, beta_min, beta_max)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +49,8 @@ class VPSchedule:
     """Linear :math:`\\beta(t)` schedule of the VP SDE (DDPM's continuous limit).
 
     Its methods are plain arithmetic on ``t`` (a scalar, a numpy or a JAX array), except
-    :meth:`sigma`, which returns a JAX array.
+    :meth:`sigma`, which returns a JAX array. The formulas are the module's functions, which
+    classes with their own validation (``weakform.reference.VPSDE``) share.
 
     Raises:
       TypeError, ValueError: ``beta_min`` not finite and ≥ 0, ``beta_max`` not finite and
@@ -52,13 +68,13 @@ class VPSchedule:
             raise ValueError(f"beta_max must be ≥ beta_min = {float(beta_min)}; got {float(beta_max)}")
 
     def beta(self, t):
-        r"""The rate :math:`\beta(t) = \beta_\min + t(\beta_\max - \beta_\min)`."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+        """:func:`vp_beta` of this schedule."""
+        return vp_beta(t, self.beta_min, self.beta_max)
 
     def log_alpha(self, t):
-        r""":math:`\log\alpha_t = -\frac14 t^2(\beta_\max - \beta_\min) - \frac12 t\beta_\min`."""
-        return -0.25 * t * t * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        """:func:`vp_log_alpha` of this schedule."""
+        return vp_log_alpha(t, self.beta_min, self.beta_max)
 
     def sigma(self, t):
-        r""":math:`\sigma_t = \sqrt{1 - \alpha_t^2}`, through ``expm1`` (exact as :math:`t\to0`)."""
-        return jnp.sqrt(-jnp.expm1(2 * self.log_alpha(t)))
+        """:func:`vp_sigma` of this schedule."""
+        return vp_sigma(t, self.beta_min, self.beta_max)

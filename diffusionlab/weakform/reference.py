@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from diffusionlab import _checks
+from diffusionlab.schedules import vp_beta, vp_log_alpha
 from diffusionlab.weakform.diffusion import DiffusionMatrix
 
 
@@ -158,7 +159,8 @@ class VPSDE:
     With the linear schedule :math:`\beta(t)=\beta_\min+t(\beta_\max-\beta_\min)` on
     :math:`t\in[0,1]`, the path is :math:`x_t=\alpha_tx_0+\sigma_t\varepsilon` with
     :math:`\log\alpha_t=-\tfrac14t^2(\beta_\max-\beta_\min)-\tfrac12t\beta_\min` and
-    :math:`\sigma_t^2=1-\alpha_t^2` (Song et al., arXiv:2011.13456, eq. 11 and appendix B).
+    :math:`\sigma_t^2=1-\alpha_t^2` (Song et al., arXiv:2011.13456, eq. 11 and appendix B): the
+    formulas of :mod:`diffusionlab.schedules`, with this class's own validation.
 
     Attributes:
       beta_min, beta_max: the schedule's ends, :math:`0\le\beta_\min\le\beta_\max`.
@@ -177,12 +179,12 @@ class VPSDE:
     def alpha_sigma(self, t):
         r"""``(α_t, σ_t)`` at times ``t``; :math:`\sigma_t` through ``expm1`` so that it stays
         accurate (and nonzero) near ``t = 0``."""
-        log_alpha = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        log_alpha = vp_log_alpha(t, self.beta_min, self.beta_max)
         return jnp.exp(log_alpha), jnp.sqrt(-jnp.expm1(2 * log_alpha))
 
     def beta(self, t):
         r""":math:`\beta(t)` (per unit time)."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+        return vp_beta(t, self.beta_min, self.beta_max)
 
     def drift(self, x, t):
         r""":math:`f(x,t)=-\tfrac12\beta(t)x`."""
