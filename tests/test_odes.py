@@ -663,6 +663,7 @@ def test_importing_the_plots_leaves_the_backend_to_the_caller():
 
 def test_learned_algorithms_are_final_classes_behind_the_method_names():
     import abc
+    import inspect
 
     assert tuple(learned.ALGORITHMS) == learned.METHODS
     assert isinstance(learned.Algorithm, abc.ABCMeta) and learned.Algorithm.__abstractmethods__
@@ -671,7 +672,9 @@ def test_learned_algorithms_are_final_classes_behind_the_method_names():
                  "cfm": (1.0, 0.0, "linear"), "reflow": (1.0, 0.0, "linear")}
     apply, params = learned.init_network(2, budget, key=KEY)
     for name, algorithm in learned.ALGORITHMS.items():
-        assert type(algorithm).__bases__ == (learned.Algorithm,)  # one level: final classes
+        # A final class: no subclasses, and every class above it is abstract.
+        assert not type(algorithm).__subclasses__()
+        assert all(inspect.isabstract(c) for c in type(algorithm).__mro__[1:-2])
         model = learned.LearnedModel(name, apply, params, budget, 2)
         assert model.algorithm is algorithm
         assert (model.T, model.t_end, model.time) == intervals[name]

@@ -150,11 +150,6 @@ def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
     return jnp.sum((gravity_denoiser(apply, budget, params, x_t, t) - x0) ** 2, axis=1)
 
 
-def _normal_prior(num, dim, *, key):
-    _checks.check_key(key)
-    return jax.random.normal(key, (sample_count(num, dim, jnp.float32), dim))
-
-
 class Algorithm(abc.ABC):
     """What one training method fixes: its velocity from the network, its loss, its time
     variable and interval, and its prior. The network and its budget are shared.
@@ -222,17 +217,29 @@ class GravityAlgorithm(Algorithm):
         return functools.partial(_gravity_log_prior, T=budget.gravity_T)
 
 
-@final
-class VPAlgorithm(Algorithm):
-    r"""VP noise prediction :math:`\varepsilon_\theta`, :math:`t\in[10^{-3}, 1]`, prior
-    :math:`\mathcal N(0, I)` at :math:`t = 1`."""
+class _NormalPriorAlgorithm(Algorithm):
+    r"""Abstract: a method on :math:`t\in[t_{\rm end}, 1]`, integrated in :math:`t`, with the
+    prior :math:`\mathcal N(0, I)` at :math:`t = 1`."""
 
-    name = "vp"
     time = "linear"
-    data_ndim = 2
 
     def prior_time(self, budget):
         return 1.0
+
+    def sample_prior(self, num, dim, budget, *, key):
+        _checks.check_key(key)
+        return jax.random.normal(key, (sample_count(num, dim, jnp.float32), dim))
+
+    def log_prior(self, budget):
+        return flows.standard_normal_log_density
+
+
+@final
+class VPAlgorithm(_NormalPriorAlgorithm):
+    r"""VP noise prediction :math:`\varepsilon_\theta`, :math:`t\in[10^{-3}, 1]`."""
+
+    name = "vp"
+    data_ndim = 2
 
     def end_time(self, budget):
         return 1e-3
@@ -243,69 +250,41 @@ class VPAlgorithm(Algorithm):
     def loss(self, apply, budget):
         return lambda params, x0, key: vp.vp_loss(functools.partial(apply, params), x0, key=key)
 
-    def sample_prior(self, num, dim, budget, *, key):
-        return _normal_prior(num, dim, key=key)
 
-    def log_prior(self, budget):
-        return flows.standard_normal_log_density
-
-
-@final
-class FlowMatchingAlgorithm(Algorithm):
-    r"""Conditional flow matching: the velocity :math:`v_\theta` of straight paths,
-    :math:`t\in[0, 1]`, prior :math:`\mathcal N(0, I)`."""
-
-    name = "cfm"
-    time = "linear"
-    data_ndim = 2
-
-    def prior_time(self, budget):
-        return 1.0
+class _StraightPathAlgorithm(_NormalPriorAlgorithm):
+    r"""Abstract: the network is the velocity :math:`v_\theta` of straight paths from data at
+    :math:`t = 0` to noise at :math:`t = 1`."""
 
     def end_time(self, budget):
         return 0.0
 
     def velocity(self, apply, budget, params, x, t):
         return _direct_velocity(apply, budget, params, x, t)
+
+
+@final
+class FlowMatchingAlgorithm(_StraightPathAlgorithm):
+    """Conditional flow matching on data points."""
+
+    name = "cfm"
+    data_ndim = 2
 
     def loss(self, apply, budget):
         return lambda params, x0, key: flows.cfm_loss(functools.partial(apply, params), x0,
                                                       key=key)
 
-    def sample_prior(self, num, dim, budget, *, key):
-        return _normal_prior(num, dim, key=key)
-
-    def log_prior(self, budget):
-        return flows.standard_normal_log_density
-
 
 @final
-class ReflowAlgorithm(Algorithm):
+class ReflowAlgorithm(_StraightPathAlgorithm):
     r"""Rectified flow: flow matching fine-tuned on its own couplings (noise, ODE image);
     each training example is a pair :math:`(\hat x_0, x_1)` stacked on the last axis."""
 
     name = "reflow"
-    time = "linear"
     data_ndim = 3
-
-    def prior_time(self, budget):
-        return 1.0
-
-    def end_time(self, budget):
-        return 0.0
-
-    def velocity(self, apply, budget, params, x, t):
-        return _direct_velocity(apply, budget, params, x, t)
 
     def loss(self, apply, budget):
         return lambda params, pair, key: flows.rectified_loss(
             functools.partial(apply, params), pair[..., 0], pair[..., 1], key=key)
-
-    def sample_prior(self, num, dim, budget, *, key):
-        return _normal_prior(num, dim, key=key)
-
-    def log_prior(self, budget):
-        return flows.standard_normal_log_density
 
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
