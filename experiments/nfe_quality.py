@@ -78,7 +78,7 @@ def run(config: Config, out) -> None:
                             gravity_T=config.gravity_T)
     tc = train.TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
                            ema_decay=0.999 if config.train_steps >= 2000 else 0.99,
-                           log_every=min(500, config.train_steps), seed=config.seed)
+                           log_every=min(500, config.train_steps))
     rc = dataclasses.replace(tc, steps=config.reflow_steps,
                              log_every=min(500, config.reflow_steps))
     coarse = min(config.euler_steps)
@@ -96,11 +96,9 @@ def run(config: Config, out) -> None:
                                   k_sample=k_sample, k_metric=k_metric)
         seeds = config.training_seeds if name in config.replicated else 1
         for r in range(seeds):
-            # Training seed r: its own initialisation, data order and reflow couplings
-            # (r = 0 is the single run of earlier versions); the same data and sampling keys.
-            models = _train(config, x_train, budget=budget,
-                            tc=dataclasses.replace(tc, seed=config.seed + r),
-                            rc=dataclasses.replace(rc, seed=config.seed + r),
+            # Training run r: its own initialisation, data order and reflow couplings (all from
+            # its keys); the same data and sampling keys.
+            models = _train(config, x_train, budget=budget, tc=tc, rc=rc,
                             k_init=k_init if r == 0 else jax.random.fold_in(k_init, r),
                             k_reflow=k_reflow if r == 0 else jax.random.fold_in(k_reflow, r))
             if r == 0:  # the whole curve, and the adaptive solve
@@ -118,13 +116,13 @@ def run(config: Config, out) -> None:
                     curves[method], markers[method] = (nfes, values), (nfe, value)
                 _, value = score(models["gravity (log t)"], time="linear", solver="euler",
                                  steps=coarse)
-                seed_rows.append({"dataset": name, "training seed": config.seed,
+                seed_rows.append({"dataset": name, "training run": 0,
                                   "method": SECOND_TRY, "steps": coarse, metric_name: value})
             for method, model in models.items():
                 value = (next(row[metric_name] for row in rows if row["dataset"] == name
                               and row["method"] == method and row["steps"] == coarse)
                          if r == 0 else score(model, solver="euler", steps=coarse)[1])
-                seed_rows.append({"dataset": name, "training seed": config.seed + r,
+                seed_rows.append({"dataset": name, "training run": r,
                                   "method": method, "steps": coarse, metric_name: value})
         floor = metrics.quality(x_train[:num], x_eval[:num], domain=data.domain(name),
                                 key=k_metric)
@@ -135,42 +133,40 @@ def run(config: Config, out) -> None:
                      "NFE": 0, metric_name: floor})
     fig.tight_layout()
     out.figure(fig, "nfe_quality", caption="Quality against NFE with one MLP budget (training "
-               f"seed {config.seed}). Gravity is integrated in log t (PFGM's choice), the "
+               "run 0). Gravity is integrated in log t (PFGM's choice), the "
                "others in t. Dotted: the train-vs-held-out floor.")
     columns = ["dataset", "method", "solver", "steps", "NFE", "sliced W2", "FD-digits"]
     out.table(rows, stem="nfe_quality", columns=[c for c in columns if any(c in r for r in rows)],
-              caption=f"Sample quality by method and solver (lower is better), training seed "
-              f"{config.seed}.")
-    columns = ["dataset", "training seed", "method", "steps", "sliced W2", "FD-digits"]
+              caption="Sample quality by method and solver (lower is better), training run 0.")
+    columns = ["dataset", "training run", "method", "steps", "sliced W2", "FD-digits"]
     out.table(seed_rows, stem="coarse_steps",
               columns=[c for c in columns if any(c in r for r in seed_rows)],
-              caption=f"Every training seed at {coarse} Euler steps: the replicates behind the "
-              f"claims (lower is better); {SECOND_TRY}: seed {config.seed} only, for the earlier "
-              "rule.")
+              caption=f"Every training run at {coarse} Euler steps: the replicates behind the "
+              f"claims (lower is better); {SECOND_TRY}: run 0 only, for the earlier rule.")
     out.metric(rows=rows, coarse_rows=seed_rows)
     for name in config.datasets:
         metric_name = metrics.quality_metric(data.domain(name))
         mine = [r for r in seed_rows if r["dataset"] == name]
         per_seed = {m: np.array([r[metric_name] for r in mine if r["method"] == m])
                     for m in METHODS + (SECOND_TRY,)}
-        at = {m: v[0] for m, v in per_seed.items()}  # training seed 0: the earlier rules
+        at = {m: v[0] for m, v in per_seed.items()}  # training run 0: the earlier rules
         gravity = per_seed["gravity (log t)"]
         rivals = METHODS[1:]
         summary = {m: (f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v[0]:.4g}")
                    for m, v in per_seed.items() if m in METHODS}
         measured = {f"{metric_name} at {coarse} Euler steps, "
-                    + (f"mean ± sd over {len(gravity)} training seeds" if len(gravity) > 1
-                       else "one training seed"): summary}
+                    + (f"mean ± sd over {len(gravity)} training runs" if len(gravity) > 1
+                       else "one training run"): summary}
         if name in config.replicated:
             robust = stats.all_of(*(stats.compare(gravity, per_seed[m], alternative="less",
                                                   paired=True) for m in rivals),
                                   names=[f"gravity (log t) below {m}" for m in rivals],
-                                  claim="paired t 95% CI over training seeds of gravity (log t) "
+                                  claim="paired t 95% CI over training runs of gravity (log t) "
                                   "− each other method < 0")
             straight = stats.compare(per_seed["reflow"], per_seed["cfm"], alternative="less",
                                      paired=True)
         else:
-            reason = (f"not replicated at this size: {config.training_seeds} training seeds per "
+            reason = (f"not replicated at this size: {config.training_seeds} training runs per "
                       f"method run for {', '.join(config.replicated) or 'no dataset'} only "
                       "(CPU budget); one model per method here")
             robust = stats.undecided(reason, estimate=float(gravity[0] - min(

@@ -35,34 +35,38 @@ def assert_z(estimate, standard_error, expected, *, z=4.0):
     assert np.all(score <= z), f"z-scores {score} exceed {z} (estimate {estimate}, expected {expected})"
 
 
-_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+# Lowering a traced program to MLIR is the first step of every compilation (a hit in JAX's
+# persistent cache comes after it); abstract evaluations (eval_shape, used by argument checks)
+# trace but never lower, so they do not count.
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 
 
 @contextlib.contextmanager
-def count_traces():
-    """Counts the programs JAX traces inside the block (its public monitoring events): a list
-    whose length is the count. Eager operations count too, the first time each is seen."""
-    traced = []
+def count_compilations():
+    """Counts the programs JAX lowers for compilation inside the block (its public monitoring
+    events): a list whose length is the count. Eager operations count too, the first time
+    each is seen."""
+    lowered = []
 
     def listen(event, duration, **kwargs):
-        if event == _TRACE_EVENT:
-            traced.append(duration)
+        if event == _LOWER_EVENT:
+            lowered.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        yield traced
+        yield lowered
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def assert_compiles_once(fn, calls):
     """Calls ``fn`` with each argument tuple of ``calls`` (built beforehand) and asserts that
-    only the first call traces anything: the later ones, with new values of the same shapes,
+    only the first call compiles anything: the later ones, with new values of the same shapes,
     reuse its programs."""
     calls = list(calls)
     assert len(calls) >= 2, "need a first call and at least one more"
     jax.block_until_ready(fn(*calls[0]))
     for i, args in enumerate(calls[1:], start=1):
-        with count_traces() as traced:
+        with count_compilations() as compiled:
             jax.block_until_ready(fn(*args))
-        assert not traced, f"call {i} traced {len(traced)} new program(s); expected none"
+        assert not compiled, f"call {i} compiled {len(compiled)} new program(s); expected none"

@@ -783,9 +783,9 @@ def _entries() -> list[Entry]:
           dict(T=Int(1), eta=Real(0, 1), schedule=Choice(), event_shape=OptionalShape()),
           check_output=False))
     add(E("udm.ColdDiffusion", udm.ColdDiffusion,
-          lambda: dict(degradation="blur", sigma=0.1, sampler="improved", T=5,
+          lambda: dict(degradation="blur", sigma=0.1, kernel="deterministic", T=5,
                        event_shape=(8, 8, 1)),
-          dict(degradation=Choice(), sigma=Real(0, None), sampler=Choice(), T=Int(1),
+          dict(degradation=Choice(), sigma=Real(0, None), kernel=Choice(), T=Int(1),
                event_shape=Obj()), check_output=False))
     add(E("udm.EditDiffusion", udm.EditDiffusion,
           lambda: dict(length=6, vocab=5, kernel="deterministic"),

@@ -70,10 +70,9 @@ def test_kernels_compile_once_per_shape():
                     for n, x in ((100.0, 0.03), (1000.0, 0.005))]
         assert_compiles_once(solver.double_double_kernel, dd_calls)
     # the same static configuration as the Monte Carlo tests below, which then reuse it
-    count_hits.clear_cache()
-    for seed in range(3):
-        probability_mc(4, np.array([1.0, 3.0]), key=jax.random.key(seed), num_samples=MC_SAMPLES)
-    assert count_hits._cache_size() == 1
+    assert_compiles_once(
+        lambda key: probability_mc(4, np.array([1.0, 3.0]), key=key, num_samples=MC_SAMPLES),
+        [(jax.random.key(seed),) for seed in range(3)])
 
 
 # ---------------------------------------------------------------- closed forms and exact values

@@ -4,12 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from asserts import assert_tree_allclose, assert_z
+from asserts import assert_compiles_once, assert_tree_allclose, assert_z
 
 from diffusionlab import weakform as wf
 from diffusionlab.weakform import cases as catalogue
 from diffusionlab.weakform import reference
-from diffusionlab.weakform import verifier as verifier_module
 
 OU = reference.OrnsteinUhlenbeck()  # dx = -θx dt + g dw from N(m0, s0²I): θ, g, m0, s0 = 1, 0.8, 1.5, 0.3
 THETA, G = OU.theta, OU.g
@@ -179,12 +178,10 @@ def test_strong_form_straight_conditional_path_and_lognormal():
 
 
 def test_verification_compiles_once_across_keys():
-    jitted = verifier_module._weak_moments
-    jitted.clear_cache()
-    for seed in range(2):
-        wf.verify_fokker_planck(ou_drift, G, sampler=ou_sampler, times=TIMES,
-                                key=jax.random.key(seed), num_samples=N)
-    assert jitted._cache_size() == 1
+    assert_compiles_once(
+        lambda key: wf.verify_fokker_planck(ou_drift, G, sampler=ou_sampler, times=TIMES,
+                                            key=key, num_samples=N).lhs,
+        [(jax.random.key(seed),) for seed in range(2)])
 
 
 @pytest.mark.parametrize(

@@ -158,11 +158,13 @@ class LanguageModel(nnx.Module):
         return self.trunk.logits(h_BxLxD), DecodeCache(layers, valid_BxS, next_position_B, recent)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class LMApply:
     """The pure protocol of a :class:`LanguageModel`: ``apply(params, tokens, cache)``.
 
-    Hashable by identity, so it can be a static argument of ``jax.jit``.
+    Equal (and hashed) by the model's structure and configuration, as :class:`diffusionlab.nn.Apply`
+    is: a static argument of ``jax.jit`` that two models of one architecture share, so a model
+    loaded from disk reuses the programs compiled for the one that was trained.
     """
 
     graphdef: nnx.GraphDef
