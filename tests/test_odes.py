@@ -680,6 +680,19 @@ def test_learned_algorithms_are_final_classes_behind_the_method_names():
         assert (model.T, model.t_end, model.time) == intervals[name]
 
 
+def test_learned_models_of_one_architecture_share_the_compiled_sampler():
+    # Two trained models of one method and architecture (different weights: two replicates)
+    # give velocities whose functions are equal, so the sampler compiles once for both.
+    budget = learned.Budget(hidden=8, depth=1, time_dim=4)
+    models = []
+    for seed in (1, 2):
+        apply, params = learned.init_network(2, budget, key=jax.random.key(seed))
+        models.append(learned.LearnedModel("cfm", apply, params, budget, 2))
+    assert models[0].velocity().func == models[1].velocity().func
+    assert_compiles_once(lambda m: learned.sample(m, 8, key=KEY, solver="euler", steps=3).samples,
+                         [(m,) for m in models])
+
+
 def test_learned_velocities_follow_their_parameterisations():
     budget = learned.Budget(hidden=8, depth=1, time_dim=4)
     apply, params = learned.init_network(2, budget, key=KEY)

@@ -11,12 +11,9 @@ $$\mathcal L = \frac{\sum_t a_t\,\mathrm{CE}_t}{\sum_t a_t}
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
-import os
 import pathlib
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +21,7 @@ import optax
 from flax import nnx
 
 from diffusionlab import _checks
+from diffusionlab.cache import build_once, checkpoints_beside
 from diffusionlab.lm.data import QACorpus, check_mix, training_set
 from diffusionlab.lm.model import LanguageModel, LMApply, LMConfig, pure
 from diffusionlab.train import Checkpointer, TrainConfig, fit
@@ -181,32 +179,28 @@ def shared_checkpoints(experiment_directory: str | pathlib.Path) -> pathlib.Path
     """Where experiments cache their trained LM: ``checkpoints/`` beside their result folders.
 
     Every experiment that uses the same :class:`LMTrainConfig` then loads one training run
-    (``results/<name>/`` gives ``results/checkpoints/``).
+    (``results/<name>/`` gives ``results/checkpoints/``); see
+    :func:`diffusionlab.cache.checkpoints_beside`.
     """
-    return pathlib.Path(experiment_directory).parent / "checkpoints"
+    return checkpoints_beside(experiment_directory)
 
 
 def train_or_load(config: LMTrainConfig, directory: str | pathlib.Path, *,
                   progress: bool = True) -> tuple[LMApply, nnx.State]:
     """Loads the LM trained with ``config`` from ``directory/<checkpoint_name>``, or trains and
     saves it there first (so that the experiments and the notebook share one training run).
+
+    Experiments run in parallel processes (``--jobs``): the first trains, the others wait for
+    it and load (:func:`diffusionlab.cache.build_once`).
     """
     _check_train_config(config)
     _checks.check_path(directory, "directory")
     folder = pathlib.Path(directory) / checkpoint_name(config)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Experiments run in parallel processes (``--jobs``): the first trains, the others wait for
-    # it and load, instead of training the same model again and racing to save it.
-    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / "lm_config.json").exists():
-            return load_lm(folder)
-        apply, params, history = train_lm(config, progress=progress)
-        # Written aside and renamed into place: a folder under the final name is complete.
-        staging = folder.with_name(f"{folder.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def build(staging: pathlib.Path) -> None:
+        _, params, history = train_lm(config, progress=progress)
         save_lm(staging, config.model, params)
         (staging / "history.json").write_text(json.dumps(history))
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's incomplete folder
-        os.replace(staging, folder)
+
+    build_once(folder, build)
     return load_lm(folder)

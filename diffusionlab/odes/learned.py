@@ -92,20 +92,31 @@ class LearnedModel:
     def time(self) -> str:
         return self.algorithm.time
 
-    @functools.cached_property
-    def _field(self) -> Callable:
-        # One function object per model, so that jitted solvers compile once per model.
-        return functools.partial(self.algorithm.velocity, self.apply, self.budget)
-
     def velocity(self) -> jax.tree_util.Partial:
-        """The ODE right-hand side ``v(x, t)`` as a pytree (params are its leaves)."""
-        return jax.tree_util.Partial(self._field, self.params)
+        """The ODE right-hand side ``v(x, t)`` as a pytree (params are its leaves).
+
+        Its function is equal across models of one method, budget and architecture, so jitted
+        solvers compile once for all of them.
+        """
+        return jax.tree_util.Partial(_Field(self.method, self.apply, self.budget), self.params)
 
     def sample_prior(self, num: int, *, key) -> jax.Array:
         return self.algorithm.sample_prior(num, self.dim, self.budget, key=key)
 
     def log_prior(self) -> Callable:
         return self.algorithm.log_prior(self.budget)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    """``field(params, x, t)``: a method's velocity with its network; equal (and hashed) by value."""
+
+    method: str
+    apply: Callable
+    budget: Budget
+
+    def __call__(self, params, x, t):
+        return ALGORITHMS[self.method].velocity(self.apply, self.budget, params, x, t)
 
 
 def _gravity_log_prior(x, *, T):
