@@ -20,6 +20,7 @@ import functools
 import math
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,9 +42,14 @@ _HUTCHINSON_ABOVE_DIM = 16
 _PROPOSAL_DOF = 4
 
 
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["drift", "diffusion", "sampler", "log_density", "phi"],
+                   meta_fields=["dim", "num_samples", "central", "dt", "hutchinson", "num_probes",
+                                "proposal_scale", "chunk_size"])
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-    """Everything static about one verification (hashable, so equal specs share a compile)."""
+    """One verification: the user's functions (pytrees: a ``jax.tree_util.Partial`` has its
+    arrays traced, so new parameters do not recompile) and the static sizes and choices."""
 
     drift: Callable
     diffusion: Diffusion
@@ -273,7 +279,7 @@ def _central_difference_error(d_h_NxK, d_2h_NxK, phi_NxK, h):
     return jnp.sqrt(truncation_K**2 + rounding_K**2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 3, 4, 5))
+@eqx.filter_jit
 def _pilot_test_functions(sampler, log_density, t_mid, dim, num_samples, proposal_scale, key):
     """Default test functions scaled to (and bumps centred on) a pilot sample of p_t."""
     key_x, key_c, key_phi = jax.random.split(key, 3)
@@ -306,7 +312,7 @@ def _proposal(key, num, dim, scale):
     return x_NxD, log_q_N
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@eqx.filter_jit
 def _weak_moments(spec: _Spec, times_T, key, test_functions):
     """Per-time means of the LHS, the RHS, the residual and its standard error: 4 × (T, K)."""
     phi = test_functions if spec.phi is None else spec.phi
