@@ -39,9 +39,12 @@ def test_shift_is_detected_and_grows():
 
 
 def test_sliced_w2_of_a_translation_is_the_mean_projected_shift():
-    """For y = x + s, every projection is shifted by θ·s, so SW2² = E(θ·s)² = |s|²/D."""
+    """For y = x + s, every projection is shifted by θ·s, so SW2² = E(θ·s)² = |s|²/D.
+
+    With 4000 projections the Monte Carlo error of SW2 is about 0.6% (one sd): rtol 0.02
+    is 3.5 of them."""
     shift = jnp.array([[0.6, -0.8]])
-    value = metrics.sliced_wasserstein(X, X + shift, key=KEY, num_projections=20000)
+    value = metrics.sliced_wasserstein(X, X + shift, key=KEY, num_projections=4000)
     np.testing.assert_allclose(float(value), np.sqrt(1.0 / 2), rtol=0.02)
 
 
