@@ -18,7 +18,7 @@ SOURCE = ("PFGM (arXiv:2209.11178) as explained in 《生成扩散模型漫谈�
           "https://kexue.fm/archives/9305")
 # One pre-declared configuration per method: each integrates in its own time variable, gravity
 # in log t as PFGM does. Gravity in t (the earlier rule's second try) is scored only at the
-# coarsest grid of training seed 0, to evaluate that earlier rule.
+# coarsest grid of training run 0, to evaluate that earlier rule.
 METHODS = ("gravity (log t)", "vp", "cfm", "reflow")
 SECOND_TRY = "gravity (t)"
 

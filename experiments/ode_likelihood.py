@@ -71,7 +71,7 @@ def run(config: Config, out) -> None:
                          "final train loss": float(model.history["loss"][-1])})
     out.table(rows, stem="nll", caption=f"Test NLL of {config.num_test} dequantised digits "
               f"(d = {d}, bin width {BIN_WIDTH}); same MLP budget and training for both, "
-              f"{config.training_seeds} training seeds each (std. error: over the images). "
+              f"{config.training_seeds} training runs each (std. error: over the images). "
               "Gravity's density is that of p_{t_min} (data blurred by a Cauchy of scale "
               f"{budget.gravity_t_min}).")
     out.figure(plots.histograms(values, xlabel="bits/dim", title="Per-image test NLL"), "nll",
@@ -84,7 +84,7 @@ def run(config: Config, out) -> None:
         per_seed = np.array([r["bits/dim (mean)"] for r in rows if r["model"] == method])
         finite = np.isfinite(per_seed)
         conditions.append(stats.within(finite.mean(), 1.0, tolerance=0.0))
-        names.append(f"{method}: finite for every training seed")
+        names.append(f"{method}: finite for every training run")
         if finite.all():
             conditions.append(stats.exceeds(per_seed, uniform_bpd, alternative="less"))
             names.append(f"{method}: below uniform")
@@ -96,7 +96,7 @@ def run(config: Config, out) -> None:
                                    claim="for each model: finite bits/dim for every training "
                                    "seed, and t 95% CI over the seeds of the mean bits/dim < "
                                    f"{uniform_bpd:.3f} (uniform)"),
-              measured={f"{m}, bits/dim per training seed": [
+              measured={f"{m}, bits/dim per training run": [
                   round(r["bits/dim (mean)"], 3) for r in rows if r["model"] == m]
                   for m in ("gravity", "cfm")},
               previous=all(r["bits/dim (mean)"] < uniform_bpd for r in first))
