@@ -238,7 +238,3 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
                        temperature=max(temperature, 1e-6), pooling=pooling,
                        greedy=greedy, eos_id=2 if eos_id is None else eos_id)
 
-
-# The compiled loop's cache, for tests that pin the number of compilations.
-nbce_decode.clear_cache = _nbce_decode.clear_cache
-nbce_decode._cache_size = _nbce_decode._cache_size
