@@ -237,4 +237,3 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
                        max_new_tokens=max_new_tokens, beta=beta, eta=eta, top_p=top_p,
                        temperature=max(temperature, 1e-6), pooling=pooling,
                        greedy=greedy, eos_id=2 if eos_id is None else eos_id)
-
