@@ -165,12 +165,8 @@ def batch_shape(x, event_shape: Sequence[int] | None, t=None, *, name: str) -> t
     return batch
 
 
-def check_same_shape(a, b, *, names: tuple[str, str]) -> None:
-    """Raises ValueError if ``a`` and ``b`` differ in shape."""
-    if jnp.shape(a) != jnp.shape(b):
-        raise ValueError(
-            f"{names[0]} and {names[1]} must have the same shape; got {jnp.shape(a)} and {jnp.shape(b)}"
-        )
+#: ``check_same_shape(a, b, names=(...))``: ValueError naming both unless the shapes agree.
+check_same_shape = base.same_shape
 
 
 def expand_time(t, x) -> jax.Array:

@@ -67,6 +67,8 @@ class EncoderDiffusion(Process):
     sigma: tuple[float, ...] | None = None
     schedule: str = "linear"
 
+    spatial_network = False  # the network reads a latent vector: an MLP, whatever the config
+
     def __post_init__(self):
         base.check_callable(self.encode, "encode")
         object.__setattr__(self, "event_shape", _checks.check_event_shape(self.event_shape))
@@ -155,8 +157,6 @@ class EncoderDiffusion(Process):
         r"""Per-example :math:`\|x_0-\mathcal G_t(x_t)\|^2` (mean over the event): a Gaussian
         decoder; ``t`` is not used."""
         return event_mean((x0 - prediction) ** 2, t)
-
-    spatial_network = False
 
     def network_sizes(self, data_shape) -> tuple[int, int]:
         """The decoder's sizes: the encoding's dimension in, one example out."""
