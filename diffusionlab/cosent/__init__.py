@@ -9,7 +9,8 @@ After 苏剑林's series: "CoSENT（一）：比Sentence-BERT更有效的句向�
 * Baselines: :func:`sbert_softmax_loss`, :func:`cosine_mse_loss`, :func:`binary_cross_entropy_loss`.
 * Models: :class:`BiEncoder`, :class:`CrossEncoder` on a shared transformer trunk;
   :class:`Tokenizer` built from the training text.
-* Data: :func:`synthetic_task`, :func:`wordnet_task`, :func:`load_pair_task` (essay TSVs).
+* Data: :func:`synthetic_task`, :func:`wordnet_task`, :func:`load_pair_task` (essay TSVs);
+  :func:`human_rated` / :func:`human_rated_task` (Lee 2005, SimLex-999, WordSim-353).
 * Evaluation: :func:`spearman`, :func:`search_threshold`, :func:`accuracy`.
 * Training: :func:`train_pair_models` trains every (loss, seed) model of a comparison at once.
 """
@@ -21,6 +22,7 @@ from diffusionlab.cosent.baselines import (
     sbert_softmax_loss,
 )
 from diffusionlab.cosent.evaluate import accuracy, search_threshold, spearman
+from diffusionlab.cosent.human_rated import HUMAN_RATED, HumanRated, human_rated, human_rated_task
 from diffusionlab.cosent.loss import cosent_loss, cosent_loss_sorted
 from diffusionlab.cosent.models import BiEncoder, CrossEncoder, EncoderConfig, cosine_similarity
 from diffusionlab.cosent.synthetic import SYNTHETIC_TASKS, synthetic_task
@@ -41,10 +43,12 @@ from diffusionlab.cosent.wordnet import wordnet_available, wordnet_task
 __all__ = [
     "BI_ENCODER_LOSSES",
     "CROSS_ENCODER_LOSSES",
+    "HUMAN_RATED",
     "SYNTHETIC_TASKS",
     "BiEncoder",
     "CrossEncoder",
     "EncoderConfig",
+    "HumanRated",
     "PairArrays",
     "PairSplit",
     "PairTask",
@@ -58,6 +62,8 @@ __all__ = [
     "cosine_mse_loss",
     "cosine_similarity",
     "encode_task",
+    "human_rated",
+    "human_rated_task",
     "load_pair_task",
     "load_pair_tsv",
     "sbert_features",
