@@ -23,7 +23,8 @@ from diffusionlab.cosent.comparison import (
 )
 from diffusionlab.cosent.plots import plot_bars, plot_curves
 
-TITLE = "CoSENT (I): bi-encoder Spearman, CoSENT vs Sentence-BERT vs cosine-MSE"
+TITLE = ("CoSENT (I): bi-encoder Spearman, CoSENT vs Sentence-BERT vs cosine-MSE"
+         " (from-scratch encoder, synthetic tasks)")
 SOURCE = "CoSENT（一）, https://kexue.fm/archives/8847"
 # "More than 6 points better" (68.19 vs 61.74, average test Spearman ×100).
 ESSAY_MARGIN = 6.0

@@ -21,7 +21,8 @@ from diffusionlab.cosent.comparison import (
 )
 from diffusionlab.cosent.plots import plot_bars
 
-TITLE = "CoSENT (II): bi-encoder vs cross-encoder accuracy"
+TITLE = ("CoSENT (II): bi-encoder vs cross-encoder accuracy"
+         " (from-scratch encoder, synthetic tasks)")
 SOURCE = "CoSENT（二）, https://kexue.fm/archives/8860"
 ADVERSARIAL = "adversarial"
 CROSS, COSENT, SBERT = "cross cross_entropy", "bi cosent", "bi sbert"
