@@ -29,6 +29,7 @@ from diffusionlab.udm.kernels import (
     kernel,
 )
 from diffusionlab.udm.mask import MaskDiffusion
+from diffusionlab.udm.oracle import EmpiricalPredictor, empirical_predictor
 from diffusionlab.udm.sampler import reverse_times, sample
 from diffusionlab.udm.schedule import schedule
 
@@ -41,12 +42,14 @@ __all__ = [
     "CustomDiffusion",
     "DiscreteProcess",
     "EditDiffusion",
+    "EmpiricalPredictor",
     "EncoderDiffusion",
     "HotDiffusion",
     "MaskDiffusion",
     "Process",
     "baseline_kernel",
     "deterministic_kernel",
+    "empirical_predictor",
     "gaussian_interpolation_kernel",
     "kernel",
     "process_dataclass",
