@@ -1,15 +1,24 @@
-"""Sample quality against the number of reverse steps for every UDM process (essay 9271)."""
+"""Sample quality against the number of reverse steps for every UDM process (essay 9271).
+
+Each sampler is run twice: with the trained network, and with the exact predictor of the
+network's training set (:func:`diffusionlab.udm.empirical_predictor`, the posterior over the
+finite set). The oracle has no network error, so its score against the number of steps is the
+sampler's own (discretisation and kernel) error; the gap to the network's is the network's.
+Cold diffusion with σ = 0 has no oracle (a deterministic forward map has no density).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
+import matplotlib.pyplot as plt
 import numpy as np
 
 from diffusionlab import stats
 from diffusionlab.cache import checkpoints_beside
-from diffusionlab.udm import evaluation, plots
+from diffusionlab.udm import empirical_predictor, evaluation, plots
 
 TITLE = "UDM: FD-digits and sliced W2 against reverse steps, every process"
 SOURCE = "苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型（应用篇）, https://kexue.fm/archives/9271"
@@ -44,6 +53,81 @@ def _row(rows, sampler, steps=None):
 
 def _pm(mean, std):
     return f"{mean:.3g} ± {std:.2g}"
+
+
+class _Oracle(NamedTuple):
+    """A trained model's process with the exact predictor in place of its network."""
+
+    process: Any
+    predict_x0: Any
+
+
+def oracle_models(recipe, models, *, domain: str, model_key) -> dict[str, _Oracle]:
+    """The exact predictor of each trained model's training set, for the models that have one.
+
+    ``model_key`` is the key the models were trained from (the toy's training data is drawn
+    from its first split, as in :func:`evaluation.train_models`). Models whose process has no
+    closed-form density p(x_t | x_0) (cold diffusion with σ = 0) are left out.
+    """
+    k_data, _ = jax.random.split(model_key)
+    oracles = {}
+    for name, model in models.items():
+        x = evaluation.training_data(name, recipe, domain=domain, key=k_data)
+        try:
+            oracles[name] = _Oracle(model.process, empirical_predictor(model.process, x))
+        except (TypeError, ValueError):  # the documented errors of a process without an oracle
+            continue
+    return oracles
+
+
+def training_set_score(config, domain: str, *, key) -> float:
+    """The score of data examples themselves (``num_eval`` per sampling seed, drawn as the
+    samplers' sources are: training images for digits, fresh draws of a toy), against the
+    reference the samplers are scored with: about the floor of a sampler that reproduces
+    training points. ``key`` is the domain's evaluation key."""
+    recipe = config.recipe
+    k_reference, key = jax.random.split(key)
+    reference = evaluation.reference_data(recipe, domain=domain, num=config.num_eval, key=k_reference)
+    scores = []
+    for seed in range(config.seeds):
+        k_source, _, k_score = jax.random.split(jax.random.fold_in(key, seed), 3)
+        source = evaluation.prior_source("hot", recipe, domain=domain, num=config.num_eval, key=k_source)
+        scores.append(evaluation.score(source, reference, recipe, domain=domain, key=k_score))
+    return float(np.mean(scores))
+
+
+def _oracle_figure(rows, oracle_rows, *, floor: float, ylabel: str, title: str):
+    """The network (solid) and the exact predictor (dashed) against reverse steps, per sampler,
+    and the training set's own score (``floor``, grey)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    names = list(dict.fromkeys(r["sampler"] for r in oracle_rows))
+    colors = plt.get_cmap("tab10")(np.arange(10))
+    for i, name in enumerate(names):
+        for source, style, label in ((rows, "-o", "network"), (oracle_rows, "--s", "oracle")):
+            pts = sorted((r["steps"], r["score_mean"], r["score_std"]) for r in source
+                         if r["sampler"] == name)
+            steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
+            ax.errorbar(steps, mean, yerr=std, fmt=style, ms=4, capsize=2,
+                        color=colors[i % 10], label=f"{name} ({label})",
+                        mfc="white" if label == "oracle" else None)
+    ax.axhline(floor, color="0.5", lw=1, ls=":", label="training examples themselves")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted({r["steps"] for r in oracle_rows}))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("reverse steps (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
 
 
 def _claim_samplers(recipe, domain: str) -> tuple[list[str], list[str]]:
@@ -82,10 +166,10 @@ def run(config: Config, out) -> None:
     def eval_key(domain: str):
         return jax.random.fold_in(k_eval, evaluation.DOMAINS.index(domain))
 
-    rows = []
+    rows, oracle_rows, floors = [], [], {}
     for domain in config.domains:
-        models = recipe.models(domain, key=evaluation.replicate_key(k_models, 0, domain),
-                               directory=directory)
+        model_key = evaluation.replicate_key(k_models, 0, domain)
+        models = recipe.models(domain, key=model_key, directory=directory)
         table = evaluation.samplers(recipe, domain=domain)
         rows += evaluation.quality_rows(
             models,
@@ -97,6 +181,24 @@ def run(config: Config, out) -> None:
             num=config.num_eval,
             key=eval_key(domain),
         )
+        # the same samplers, seeds and reference with the exact predictor (paired with the above)
+        oracles = oracle_models(recipe, models, domain=domain, model_key=model_key)
+        oracle_rows += evaluation.quality_rows(
+            oracles,
+            {n: spec for n, spec in table.items() if spec.model in oracles},
+            recipe,
+            domain=domain,
+            fractions=config.fractions,
+            seeds=config.seeds,
+            num=config.num_eval,
+            key=eval_key(domain),
+        )
+        floors[domain] = training_set_score(config, domain, key=eval_key(domain))
+
+    def oracle_of(r):
+        return next((o for o in oracle_rows if (o["domain"], o["sampler"], o["steps"])
+                     == (r["domain"], r["sampler"], r["steps"])), None)
+
     shown = [
         {
             "domain": r["domain"],
@@ -105,6 +207,10 @@ def run(config: Config, out) -> None:
             "metric": r["metric"],
             "score (mean ± std)": _pm(r["score_mean"], r["score_std"]),
             "diversity (mean ± std)": _pm(r["diversity_mean"], r["diversity_std"]),
+            "oracle score (mean ± std)": (_pm(o["score_mean"], o["score_std"])
+                                          if (o := oracle_of(r)) else "— (no oracle)"),
+            "oracle diversity (mean ± std)": (_pm(o["diversity_mean"], o["diversity_std"])
+                                              if o else "—"),
         }
         for r in rows
     ]
@@ -114,7 +220,10 @@ def run(config: Config, out) -> None:
         caption=(
             f"Mean ± std over {config.seeds} sampling seeds ({config.num_eval} samples each; one trained "
             f"model per forward process: training replicate 0). "
-            "Diversity: mean pairwise distance of the samples (in pixels for digits)."
+            "Diversity: mean pairwise distance of the samples (in pixels for digits). Oracle: the "
+            "same sampler, seeds and reference with the exact predictor of the model's training "
+            "set (udm.empirical_predictor) in place of the network: the sampler's own error; "
+            "cold blur with σ = 0 has none (no density)."
         ),
     )
     for domain in config.domains:
@@ -132,6 +241,22 @@ def run(config: Config, out) -> None:
         )
         out.figure(
             fig, f"quality_{domain}", caption=f"{metric} against reverse steps, mean ± std over seeds."
+        )
+        fig = _oracle_figure(
+            sub,
+            [r for r in oracle_rows if r["domain"] == domain],
+            floor=floors[domain],
+            ylabel=f"{metric} (lower is better)",
+            title=f"{metric}: trained network vs exact predictor ({domain})",
+        )
+        out.figure(
+            fig,
+            f"quality_oracle_{domain}",
+            caption=(f"{metric} against reverse steps with the trained network (solid) and the "
+                     "exact predictor of its training set (dashed, open markers), mean ± std over "
+                     "seeds: the dashed line is the sampler's error alone. Dotted: training "
+                     f"examples themselves scored alike ({floors[domain]:.3g}), the floor of a "
+                     "sampler that reproduces them."),
         )
 
     # The essays' claims without numbers, measured on digits (or the first domain), over
@@ -177,6 +302,8 @@ def run(config: Config, out) -> None:
     out.metric(
         real_diversity=real_div,
         **{f"{r['domain']}|{r['sampler']}|{r['steps']}": r["score_mean"] for r in rows},
+        **{f"oracle|{r['domain']}|{r['sampler']}|{r['steps']}": r["score_mean"] for r in oracle_rows},
+        **{f"{domain}|training examples": value for domain, value in floors.items()},
         claim_replicates={f"{r['sampler']}|{r['steps']}": per_seed(r["sampler"]).tolist()
                           for r in first},
     )
