@@ -1,4 +1,4 @@
-"""Figures of the UDM experiments: digit grids, a metric against reverse steps, z-score histograms."""
+"""Figures of the UDM experiments: digit grids, metric against reverse steps, z-score and count histograms."""
 
 from __future__ import annotations
 
@@ -115,6 +115,33 @@ def z_histograms(z_by_family: Mapping[str, np.ndarray], *, title: str):
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def count_histograms(panels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], *, title: str,
+                     xlabel: str):
+    """Side-by-side bars of two routes' counts per value, one panel per check.
+
+    ``panels`` maps a title to ``(values, kernel_counts, forward_counts)`` (e.g. the Hamming
+    distances of :func:`diffusionlab.udm.consistency.hamming_consistency`).
+    """
+    names = list(panels)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        values, kernel, forward = (np.asarray(a) for a in panels[name])
+        ax.bar(values - 0.2, kernel, width=0.4, color="C0", label="kernel route")
+        ax.bar(values + 0.2, forward, width=0.4, color="C1", label="forward draw")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=7)
+        ax.set_xticks(values)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    axes.flat[0].set_ylabel("draws", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
