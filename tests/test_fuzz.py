@@ -788,8 +788,8 @@ def _entries() -> list[Entry]:
           dict(degradation=Choice(), sigma=Real(0, None), kernel=Choice(), T=Int(1),
                event_shape=Obj()), check_output=False))
     add(E("udm.EditDiffusion", udm.EditDiffusion,
-          lambda: dict(length=6, vocab=5, kernel="deterministic"),
-          dict(length=Int(1), vocab=Int(2), kernel=Choice()), check_output=False))
+          lambda: dict(length=6, vocab=5, kernel="deterministic", prior_law="uniform"),
+          dict(length=Int(1), vocab=Int(2), kernel=Choice(), prior_law=Choice()), check_output=False))
     add(E("udm.MaskDiffusion", udm.MaskDiffusion,
           lambda: dict(length=6, vocab=5, kernel="deterministic"),
           dict(length=Int(1), vocab=Int(1), kernel=Choice()), check_output=False))

@@ -8,10 +8,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from asserts import assert_tree_allclose
+from asserts import assert_tree_allclose, assert_z
+from scipy import stats as scipy_stats
 
 from diffusionlab import udm
-from diffusionlab.udm.consistency import inconsistent_kernel, marginal_consistency
+from diffusionlab.udm.consistency import (
+    binomial_count_kernel,
+    chi2_two_sample,
+    hamming_consistency,
+    inconsistent_kernel,
+    marginal_consistency,
+)
 from diffusionlab.udm.networks import NetworkConfig, make_network, predictor
 
 KEY = jax.random.key(0)
@@ -53,12 +60,49 @@ def test_kernel_preserves_marginals(name, process, x0, t, kernel, kwargs):
         result = marginal_consistency(process, udm.kernel(kernel), x0, t, s, key=KEY, num=4096, **kwargs)
         # max over <= 24 features of |z|: 4.5 is a Bonferroni-style bound at ~1e-4 per feature
         assert result.max_abs_z < 4.5, (name, kernel, s, result.z)
+        if name in DISCRETE:
+            # the joint law: d(x_s, x_0) = s exactly on both routes (same draws, same key)
+            joint = hamming_consistency(process, udm.kernel(kernel), x0, t, s, key=KEY, num=4096, **kwargs)
+            np.testing.assert_array_equal(joint.distances, [s])
+            assert joint.chi2 == 0.0 and joint.p_value == 1.0, joint
 
 
 def test_consistency_check_detects_a_broken_kernel():
     process, x0, t = CONTINUOUS["hot"]
     result = marginal_consistency(process, inconsistent_kernel, x0, t, key=KEY, num=4096, sigma_tilde=0.6)
     assert result.max_abs_z > 6.0
+
+
+@pytest.mark.parametrize("name", list(DISCRETE))
+def test_hamming_check_catches_a_kernel_with_right_marginals_and_a_binomial_count(name):
+    # x_s = F_N(x0, eps') with N ~ Binomial(l, s/l): each position is acted on with probability
+    # s/l, as under the forward law at s, but d(x_s, x0) = N instead of s.
+    process, x0, t = DISCRETE[name]
+    s = t - 1
+    marginal = marginal_consistency(process, binomial_count_kernel, x0, t, s, key=KEY, num=4096)
+    assert marginal.max_abs_z < 4.5, marginal  # the marginal check passes it (same bound as above)
+    joint = hamming_consistency(process, binomial_count_kernel, x0, t, s, key=KEY, num=4096)
+    # P(N = 3) = C(6, 3) / 2^6 = 0.3125, so ~2800 of the 4096 kernel draws lie off d = 3: the
+    # chi-square statistic is in the thousands; p < 1e-12 is far below any level
+    assert joint.p_value < 1e-12 and joint.chi2 > 1000, joint
+    n = int(joint.kernel_counts[list(joint.distances).index(s)])
+    assert_z(n, np.sqrt(4096 * 0.3125 * 0.6875), 4096 * 0.3125)
+    assert int(joint.forward_counts.sum()) == int(joint.forward_counts[list(joint.distances).index(s)])
+
+
+def test_chi2_two_sample_is_the_contingency_test_and_pools_rare_values():
+    a = np.repeat([0, 1, 2, 3], [30, 50, 20, 2])
+    b = np.repeat([0, 1, 2, 3], [40, 35, 25, 3])
+    values, ca, cb, chi2, dof, p = chi2_two_sample(a, b)
+    np.testing.assert_array_equal(values, [0, 1, 2, 3])
+    np.testing.assert_array_equal(ca, [30, 50, 20, 2])
+    # value 3 is seen 5 < 10 times: pooled, then merged into the smallest column (value 2)
+    expected = scipy_stats.chi2_contingency(np.array([[30, 50, 22], [40, 35, 28]]), correction=False)
+    assert dof == 2
+    np.testing.assert_allclose([chi2, p], [expected.statistic, expected.pvalue], rtol=1e-10)
+    assert chi2_two_sample(np.full(5, 3), np.full(7, 3))[3:] == (0.0, 0, 1.0)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        chi2_two_sample(np.zeros(0), a)
 
 
 def test_hot_reverse_step_keeps_marginals_for_every_sigma():
@@ -199,6 +243,66 @@ def test_mask_forward_has_exactly_t_masks_and_keeps_the_rest():
     np.testing.assert_array_equal(np.where(masked, x0, x_t), x0)
 
 
+def test_random_replacement_kernel_has_the_one_step_law_of_sus_first_version():
+    # s positions of x0_hat redrawn uniformly from K tokens: a redrawn token stays with
+    # probability 1/K, so d(x_s, x0_hat) ~ Binomial(s, 1 - 1/K) and each position changes with
+    # probability (s/l)(1 - 1/K).
+    length, K, t, s, num = 8, 3, 6, 5, 20_000
+    process = udm.EditDiffusion(length=length, vocab=K, kernel="random_replacement")
+    x0_hat = jnp.broadcast_to(jnp.array([0, 1, 2, 0, 1, 2, 0, 1]), (num, length))
+    x_t = process.forward(x0_hat, t, key=jax.random.key(1))
+    x_s = process.reverse_step(x_t, x0_hat, jnp.full(num, t), key=jax.random.key(2), s=jnp.full(num, s))
+    changed = np.asarray(x_s != x0_hat)
+    distance = changed.sum(-1)
+    # P(stay | replaced) = 1 - (changes / replaced positions), against 1/K
+    replaced = num * s
+    assert_z(1.0 - distance.sum() / replaced, np.sqrt((1 / K) * (1 - 1 / K) / replaced), 1.0 / K)
+    # the whole law of d: chi-square against Binomial(s, 1 - 1/K) (s + 1 cells, all expected > 80)
+    observed = np.bincount(distance, minlength=s + 1)
+    expected = num * scipy_stats.binom.pmf(np.arange(s + 1), s, 1 - 1 / K)
+    assert np.sum((observed - expected) ** 2 / expected) < scipy_stats.chi2.isf(1e-4, s)
+    p_change = (s / length) * (1 - 1 / K)
+    assert_z(changed.mean(0), np.sqrt(p_change * (1 - p_change) / num), np.full(length, p_change), z=4.5)
+    # a changed token is uniform among the K - 1 others: (x_s - x0_hat) mod K is 1 or 2 equally
+    offsets = np.asarray((x_s - x0_hat) % K)[changed]
+    assert_z(np.mean(offsets == 1), np.sqrt(0.25 / offsets.size), 0.5)
+    # the fresh-noise ("baseline") kernel of the improved forward map edits exactly s positions
+    baseline = udm.EditDiffusion(length=length, vocab=K, kernel="baseline")
+    x_b = baseline.reverse_step(x_t, x0_hat, jnp.full(num, t), key=jax.random.key(2), s=jnp.full(num, s))
+    np.testing.assert_array_equal(np.sum(np.asarray(x_b != x0_hat), -1), np.full(num, s))
+
+
+def _terminal_frequencies(data, vocab):
+    """P(x_l^i = k) under the improved edit forward law, for x0 uniform over the rows of ``data``."""
+    onehot = np.eye(vocab)[np.asarray(data)]  # (N, l, K)
+    return (1.0 - onehot.mean(0)) / (vocab - 1)
+
+
+def test_edit_forward_prior_is_the_terminal_law_and_the_uniform_prior_is_not():
+    # K = 3, and position 0 is token 0 ("background") in every example: the forward law at t = l
+    # can never put token 0 there, the uniform prior puts it there a third of the time.
+    K, num = 3, 6000
+    data = jnp.array([[0, 0, 1, 2], [0, 1, 1, 0], [0, 2, 0, 0], [0, 0, 2, 1]])
+    x0 = jnp.tile(data, (num // 4, 1))  # the data law: each example equally often
+    exact = _terminal_frequencies(data, K)  # (l, K)
+    for law, should_match in (("forward", True), ("uniform", False)):
+        process = udm.EditDiffusion(length=4, vocab=K, prior_law=law)
+        x_l = np.asarray(process.prior(x0, key=jax.random.key(7)))
+        assert x_l.dtype == np.int32 and x_l.shape == x0.shape
+        freq = np.eye(K)[x_l].mean(0)
+        possible = exact > 0
+        z = (freq - exact)[possible] / np.sqrt(exact * (1 - exact) / num)[possible]
+        impossible = int(np.sum(np.eye(K)[x_l][:, ~possible]))
+        if should_match:
+            # 11 informative features: |z| < 4.5 is a Bonferroni bound at ~7e-6 each
+            assert np.max(np.abs(z)) < 4.5 and impossible == 0, (law, z, impossible)
+            # and the forward prior never keeps x0's token (Hamming(x_l, x0) = l)
+            np.testing.assert_array_equal(np.sum(x_l != np.asarray(x0), -1), np.full(num, 4))
+        else:
+            # ~2000 draws of the impossible token; position 0 token 1: 1/3 vs 1/2, about 26 s.e.
+            assert impossible > 1500 and np.max(np.abs(z)) > 10, (law, z, impossible)
+
+
 def _logit_table(params, x, t):
     """Logits ``oracle + noise * N(0, 1)``: an oracle (noise 0) or an untrained model (oracle 0)."""
     return params["oracle"] + params["noise"] * jax.random.normal(
@@ -332,6 +436,12 @@ def test_bad_input_raises_value_error_naming_the_argument():
         edit.forward(jnp.zeros((1, 5), jnp.int32), 1, key=KEY)
     with pytest.raises(ValueError, match="t must lie"):
         udm.MaskDiffusion(length=4, vocab=3).forward(jnp.zeros((1, 4), jnp.int32), 5, key=KEY)
+    with pytest.raises(ValueError, match="prior_law must be one of"):
+        udm.EditDiffusion(prior_law="terminal")
+    with pytest.raises(TypeError, match="prior_law must be one of"):
+        udm.EditDiffusion(prior_law=None)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        udm.MaskDiffusion(kernel="random_replacement")  # Su's first version is an editing model
     with pytest.raises(ValueError, match="degradation"):
         udm.ColdDiffusion("smudge")
     with pytest.raises(ValueError, match="steps"):

@@ -18,7 +18,7 @@ from diffusionlab.udm.cold import COLD_KERNELS, ColdDiffusion
 from diffusionlab.udm.custom import CustomDiffusion
 from diffusionlab.udm.degradations import DEGRADATIONS
 from diffusionlab.udm.discrete import DISCRETE_KERNELS, DiscreteProcess
-from diffusionlab.udm.edit import EditDiffusion
+from diffusionlab.udm.edit import EDIT_KERNELS, EDIT_PRIOR_LAWS, EditDiffusion, random_replacement_kernel
 from diffusionlab.udm.encoder import EncoderDiffusion
 from diffusionlab.udm.hot import HotDiffusion
 from diffusionlab.udm.kernels import (
@@ -37,6 +37,8 @@ __all__ = [
     "COLD_KERNELS",
     "DEGRADATIONS",
     "DISCRETE_KERNELS",
+    "EDIT_KERNELS",
+    "EDIT_PRIOR_LAWS",
     "KERNELS",
     "ColdDiffusion",
     "CustomDiffusion",
@@ -53,6 +55,7 @@ __all__ = [
     "gaussian_interpolation_kernel",
     "kernel",
     "process_dataclass",
+    "random_replacement_kernel",
     "reverse_times",
     "sample",
     "schedule",

@@ -22,7 +22,8 @@ from diffusionlab import _checks as base
 from diffusionlab.udm import _checks
 from diffusionlab.udm.base import Process
 
-#: The reverse kernels a discrete process offers (see :mod:`diffusionlab.udm.kernels`).
+#: The reverse kernels every discrete process offers (see :mod:`diffusionlab.udm.kernels`);
+#: a subclass may add its own (``EditDiffusion.kernels``).
 DISCRETE_KERNELS = ("deterministic", "baseline")
 
 
@@ -69,7 +70,7 @@ class DiscreteProcess(Process):
     Attributes:
       length: sequence length :math:`l` (also ``T``).
       vocab: number of token values :math:`K`.
-      kernel: one of :data:`DISCRETE_KERNELS`.
+      kernel: one of the class's ``kernels`` (by default :data:`DISCRETE_KERNELS`).
 
     Raises:
       TypeError: for a non-integer ``length`` or ``vocab`` or a non-string kernel.
@@ -81,6 +82,8 @@ class DiscreteProcess(Process):
     vocab: int = 8
     kernel: str = "deterministic"
 
+    #: The kernel names the ``kernel`` field accepts.
+    kernels: ClassVar[tuple[str, ...]] = DISCRETE_KERNELS
     min_vocab: ClassVar[int] = 2
     max_vocab: ClassVar[int] = base.HUGE
     #: Whether the states may hold the id ``vocab`` (a mask token).
@@ -88,7 +91,7 @@ class DiscreteProcess(Process):
 
     def __post_init__(self):
         _checks.check_discrete_config(length=self.length, vocab=self.vocab, kernel=self.kernel,
-                                      min_vocab=self.min_vocab, kernels=DISCRETE_KERNELS,
+                                      min_vocab=self.min_vocab, kernels=self.kernels,
                                       max_vocab=self.max_vocab)
 
     @property
