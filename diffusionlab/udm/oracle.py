@@ -17,7 +17,10 @@ trained networks take (``predict_x0(x_t, t)``, for :func:`diffusionlab.udm.sampl
   :math:`p(x_t\mid x^{(i)})=\mathcal N(D_t(x^{(i)}),\sigma^2 I)`; the posterior mean;
 * **encoder** (:class:`~diffusionlab.udm.EncoderDiffusion`):
   :math:`p(x_t\mid x^{(i)})=\mathcal N(\bar\alpha_t\mathcal F_\phi(x^{(i)}),\bar\beta_t^2 I)`;
-  the posterior mean in data space (what the decoder is trained to output);
+  the posterior mean in data space (what the decoder is trained to output). The encoder's
+  kernel re-encodes it, and :math:`\mathcal F_\phi(\mathbb E[x_0\mid x_t])\ne
+  \mathbb E[\mathcal F_\phi(x_0)\mid x_t]`, so even this exact predictor lands on the
+  training points with unequal frequencies (a bias of the model's design, not of a network);
 * **mask** (:class:`~diffusionlab.udm.MaskDiffusion`): :math:`p(x_t\mid x^{(i)})=
   \mathbb 1[x^{(i)}\text{ agrees with }x_t\text{ on every unmasked position}]/\binom lt`;
 * **edit** (:class:`~diffusionlab.udm.EditDiffusion`, the invertible forward map):
