@@ -146,6 +146,11 @@ def samplers(recipe: Recipe, *, domain: str) -> dict[str, Sampler]:
     if domain == "digits":
         table["edit"] = Sampler("edit", m["edit"])
         table["edit (baseline kernel)"] = Sampler("edit", dataclasses.replace(m["edit"], kernel="baseline"))
+        # Su's uniform prior is not the terminal law for a small vocabulary: the same network,
+        # started from the forward process at t = l instead.
+        table["edit (forward prior)"] = Sampler("edit", dataclasses.replace(m["edit"], prior_law="forward"))
+        table["edit (Su's first version)"] = Sampler(
+            "edit", dataclasses.replace(m["edit"], kernel="random_replacement"))
         table["mask"] = Sampler("mask", m["mask"])
         table["mask (baseline kernel)"] = Sampler("mask", dataclasses.replace(m["mask"], kernel="baseline"))
     return table
