@@ -10,8 +10,16 @@ Then :math:`G = (\phi_t(r),\ \varphi_t(r)(x_t - x_0))` with
 is divergence-free in :math:`(t, x_t)`, :math:`\psi_t` is the CDF of the radius
 :math:`\|x_t - x_0\|`, :math:`\phi_t = p_t(x_t\mid x_0)`, and the conditional velocity is
 :math:`\varphi_t/\phi_t\,(x_t - x_0)`. Every member here has the scale form
-:math:`\psi_t(r) = h(r/t)`, so its conditional velocity is :math:`(x_t - x_0)/t`: straight
-rays into :math:`x_0`, as for gravity; the members differ in their marginal fields.
+:math:`\psi_t(r) = h(r/s_t)`, so its conditional velocity is
+:math:`\dot s_t/s_t\,(x_t - x_0)`, which is :math:`(x_t - x_0)/t` for :math:`s_t = t` (tanh,
+exp and the default Gaussian; a Gaussian may take any :math:`\sigma_t`): straight rays into
+:math:`x_0`, as for gravity; the members differ in their marginal fields.
+
+On an atom (:math:`x_t = x_0`, :math:`r = 0`) every function here returns the analytic limit
+(finite for the Gaussian member and for every member at :math:`d = 1`; :math:`+\infty` for
+the log-density of tanh and exp at :math:`d\ge 2`) with NaN-free gradients: the radius is a
+safe norm (the square root of 1 where the distance is 0) and the limit is selected by
+``jnp.where`` with both branches finite.
 
 Reference: 苏剑林, 《生成扩散模型漫谈（十四）：构建ODE的一般步骤（上）》,
 https://kexue.fm/archives/9370.
@@ -22,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +56,19 @@ def _xlogy(a, r):
     return a * jnp.log(r) if a else jnp.zeros_like(r)
 
 
+def _safe_radius(dist_sq):
+    r"""``(r, on_atom)``: :math:`r = \sqrt{\|x - x_0\|^2}` with the square root taken of 1
+    where the distance is 0, so that neither the value nor any derivative is NaN there
+    (the caller selects the analytic limit on ``on_atom`` with ``jnp.where``)."""
+    on_atom = dist_sq <= 0
+    return jnp.sqrt(jnp.where(on_atom, 1.0, dist_sq)), on_atom
+
+
+def _scale_rate(t):
+    # ṡ/s for the scale s_t = t.
+    return 1 / t
+
+
 @dataclasses.dataclass(frozen=True)
 class TanhCDF:
     r""":math:`\psi_t(r) = \tanh(r/t)`; radius quantile :math:`r = t\,\mathrm{artanh}\,U`."""
@@ -65,9 +87,22 @@ class TanhCDF:
         r""":math:`\log(\partial_r\psi_t / r^{d-1})`; singular (integrably) at ``r = 0``."""
         return self.log_dpsi_dr(r, t, dim) - _xlogy(dim - 1, r)
 
+    def log_radial_density_at_atom(self, t, dim):
+        r"""The limit of :meth:`log_radial_density` as :math:`r\to 0^+`:
+        :math:`\log\partial_r\psi_t(0) = -\log t` for :math:`d = 1`, :math:`+\infty` for
+        :math:`d\ge 2` (:math:`\partial_r\psi_t(0) = 1/t > 0` over :math:`r^{d-1}\to 0`)."""
+        return -jnp.log(t) if dim == 1 else jnp.full_like(t, jnp.inf)
+
     def sample_radius(self, key, shape, t, dim, dtype):
         u = jax.random.uniform(key, shape, dtype)
         return t * jnp.arctanh(u)
+
+    def scale(self, t):
+        return t
+
+    def rate(self, t):
+        r""":math:`\dot s_t/s_t = 1/t`, the conditional velocity's factor."""
+        return _scale_rate(t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,20 +121,64 @@ class ExponentialCDF:
         r""":math:`\log(\partial_r\psi_t / r^{d-1})`; singular (integrably) at ``r = 0``."""
         return self.log_dpsi_dr(r, t, dim) - _xlogy(dim - 1, r)
 
+    def log_radial_density_at_atom(self, t, dim):
+        r"""The limit as :math:`r\to 0^+`: :math:`-\log t` for :math:`d = 1`, :math:`+\infty`
+        for :math:`d\ge 2`."""
+        return -jnp.log(t) if dim == 1 else jnp.full_like(t, jnp.inf)
+
     def sample_radius(self, key, shape, t, dim, dtype):
         return t * jax.random.exponential(key, shape, dtype)
+
+    def scale(self, t):
+        return t
+
+    def rate(self, t):
+        r""":math:`\dot s_t/s_t = 1/t`."""
+        return _scale_rate(t)
 
 
 @dataclasses.dataclass(frozen=True)
 class GaussianCDF:
-    r""":math:`\psi_t(r) = P(\tfrac d2, \tfrac{r^2}{2t^2})` (regularised lower incomplete
-    gamma): the radius of :math:`\mathcal N(x_0, t^2 I)`; the marginal ODE is the
-    variance-exploding probability flow with :math:`\sigma_t = t`."""
+    r""":math:`\psi_t(r) = P(\tfrac d2, \tfrac{r^2}{2\sigma_t^2})` (regularised lower incomplete
+    gamma): the radius of :math:`\mathcal N(x_0, \sigma_t^2 I)`; the marginal ODE is the
+    variance-exploding probability flow :math:`f_t = -\dot\sigma_t\sigma_t\nabla\log p_t`,
+    and the conditional velocity is :math:`\dot\sigma_t/\sigma_t\,(x_t - x_0)`.
+
+    Attributes:
+      name: ``"gaussian"``.
+      sigma: the noise scale :math:`t\mapsto\sigma_t` (a hashable function of a float
+        array, elementwise, differentiable, positive and increasing for :math:`t > 0` with
+        :math:`\sigma_t\to 0` as :math:`t\to 0^+`); ``None`` (the default) is
+        :math:`\sigma_t = t`. Its rate :math:`\dot\sigma_t` is taken by forward-mode
+        automatic differentiation.
+
+    Reference: 苏剑林, https://kexue.fm/archives/9370 (the Gaussian member of the CDF
+    construction, heat equation with :math:`D_t = \dot\sigma_t\sigma_t`).
+    """
 
     name: str = "gaussian"
+    sigma: Callable | None = None
+
+    def __post_init__(self):
+        if self.sigma is not None and not callable(self.sigma):
+            raise TypeError(f"sigma must be a callable t -> sigma_t or None; got "
+                            f"{type(self.sigma).__name__}")
+
+    def scale(self, t):
+        r""":math:`\sigma_t`."""
+        return t if self.sigma is None else jnp.asarray(self.sigma(t), jnp.result_type(t))
+
+    def rate(self, t):
+        r""":math:`\dot\sigma_t/\sigma_t`."""
+        if self.sigma is None:
+            return _scale_rate(t)
+        t = jnp.asarray(t)
+        s, ds = jax.jvp(self.scale, (t,), (jnp.ones_like(t),))
+        return ds / s
 
     def psi(self, r, t, dim):
-        return jsp.gammainc(dim / 2, r * r / (2 * t * t))
+        s = self.scale(t)
+        return jsp.gammainc(dim / 2, r * r / (2 * s * s))
 
     def log_dpsi_dr(self, r, t, dim):
         return _xlogy(dim - 1, r) + self.log_radial_density(r, t, dim)
@@ -107,12 +186,19 @@ class GaussianCDF:
     def log_radial_density(self, r, t, dim):
         r""":math:`\log(\partial_r\psi_t / r^{d-1})`: the Gaussian's, finite at ``r = 0``
         (no :math:`r^{d-1}/r^{d-1}` to cancel)."""
-        return (-r * r / (2 * t * t) - dim * jnp.log(t) - math.lgamma(dim / 2)
+        s = self.scale(t)
+        return (-r * r / (2 * s * s) - dim * jnp.log(s) - math.lgamma(dim / 2)
+                - (dim / 2 - 1) * math.log(2.0))
+
+    def log_radial_density_at_atom(self, t, dim):
+        r"""The value at :math:`r = 0`: :math:`-d\log\sigma_t - \log\Gamma(\tfrac d2)
+        - (\tfrac d2 - 1)\log 2`."""
+        return (-dim * jnp.log(self.scale(t)) - math.lgamma(dim / 2)
                 - (dim / 2 - 1) * math.log(2.0))
 
     def sample_radius(self, key, shape, t, dim, dtype):
         g = jax.random.normal(key, shape + (dim,), dtype)
-        return t * jnp.linalg.norm(g, axis=-1)
+        return self.scale(t) * jnp.linalg.norm(g, axis=-1)
 
 
 CDF_FAMILY = (TanhCDF(), ExponentialCDF(), GaussianCDF())
@@ -125,17 +211,36 @@ def _check_path(path):
                         f"{type(path).__name__}")
 
 
-def _radius(x_t, x0):
-    return jnp.sqrt(jnp.sum((x_t - x0) ** 2, axis=-1))
+def _dist_sq(x_t, x0):
+    return jnp.sum((x_t - x0) ** 2, axis=-1)
 
 
-def _log_density(path, r, t, dim):
-    return path.log_radial_density(r, t, dim) - log_sphere_area(dim)
+def _log_radial_density(path, dist_sq, t, dim):
+    # log(∂_rψ_t / r^{d-1}) with its analytic limit on the atom (r = 0): finite there for
+    # the Gaussian member (every d) and for every member at d = 1, +inf for tanh/exp at
+    # d ≥ 2. Both branches are finite-valued with finite derivatives, so jnp.where passes no
+    # NaN into gradients; the gradient in x on the atom is that of the radially symmetric
+    # limit, 0.
+    r, on_atom = _safe_radius(dist_sq)
+    t = jnp.broadcast_to(t, dist_sq.shape)
+    return jnp.where(on_atom, path.log_radial_density_at_atom(t, dim),
+                     path.log_radial_density(r, t, dim))
+
+
+def _log_density(path, dist_sq, t, dim):
+    return _log_radial_density(path, dist_sq, t, dim) - log_sphere_area(dim)
 
 
 def conditional_log_density(path, x_t, t, x0) -> jax.Array:
     r""":math:`\log\phi_t(r) = \log\partial_r\psi_t(r) - \log S_d(1) - (d-1)\log r`,
     :math:`r = \|x_t - x_0\|`.
+
+    On the atom (:math:`r = 0`) it is the analytic limit: finite for the Gaussian member
+    (:math:`-\tfrac d2\log(2\pi\sigma_t^2)`) and for every member at :math:`d = 1`
+    (:math:`-\log(2t)` for tanh and exp), :math:`+\infty` for tanh and exp at
+    :math:`d\ge 2` (an integrable singularity). Gradients are finite there too: in
+    ``x_t``, 0 (the symmetric value; exact for the smooth members, the mean of the one-sided
+    slopes :math:`\mp 1/t` for exp at :math:`d = 1`); in ``t``, the limit's.
 
     Args:
       path: a member of ``CDF_FAMILY``.
@@ -151,22 +256,31 @@ def conditional_log_density(path, x_t, t, x0) -> jax.Array:
     _check_path(path)
     x_t, t, x0, dtype = source_points(x_t, t, x0, names=("x_t", "x0"))
     dim = x_t.shape[-1]
-    return saturating_cast(_log_density(path, _radius(x_t, x0), t, dim), dtype)
+    return saturating_cast(_log_density(path, _dist_sq(x_t, x0), t, dim), dtype)
 
 
 def _green_function(path, x_t, t, x0):
     dim = x_t.shape[-1]
-    r = _radius(x_t, x0)
-    phi = jnp.exp(_log_density(path, r, t, dim))
+    dist_sq = _dist_sq(x_t, x0)
+    r, on_atom = _safe_radius(dist_sq)
+    log_phi = _log_density(path, dist_sq, t, dim)
+    # +inf on the atom for tanh/exp at d ≥ 2: selected as a constant, so that its derivative
+    # is 0 rather than inf · 0.
+    finite = jnp.isfinite(log_phi)
+    phi = jnp.where(finite, jnp.exp(jnp.where(finite, log_phi, 0.0)), jnp.inf)
     dpsi_dt = jax.grad(path.psi, argnums=1)(r, t, dim)
     varphi = -dpsi_dt * jnp.exp(-log_sphere_area(dim) - dim * jnp.log(r))
-    return jnp.concatenate([phi[None], varphi * (x_t - x0)])
+    # On the atom the flux φ (x_t - x0) is given its symmetric value 0 (its limit for the
+    # Gaussian member).
+    flux = jnp.where(on_atom, 0.0, varphi) * (x_t - x0)
+    return jnp.concatenate([phi[None], flux])
 
 
 def green_function(path, x_t, t, x0) -> jax.Array:
     r"""The Green's function :math:`G = (\phi_t,\ \varphi_t\,(x_t - x_0))\in\mathbb R^{d+1}`,
     with :math:`\partial_t\psi_t` by automatic differentiation. Divergence-free for
-    :math:`r > 0`.
+    :math:`r > 0`; on the atom it is :math:`(\phi_t(0), 0)` (see
+    :func:`conditional_log_density`).
 
     Args, Raises: as :func:`conditional_log_density`.
 
@@ -180,7 +294,10 @@ def green_function(path, x_t, t, x0) -> jax.Array:
 
 
 def conditional_velocity(path, x_t, t, x0) -> jax.Array:
-    r""":math:`\varphi_t/\phi_t\,(x_t - x_0) = (x_t - x_0)/t` for the scale family.
+    r""":math:`\varphi_t/\phi_t\,(x_t - x_0) = \frac{\dot s_t}{s_t}(x_t - x_0)` for the scale
+    family :math:`\psi_t(r) = h(r/s_t)`: :math:`(x_t - x_0)/t` for :math:`s_t = t` (tanh,
+    exp, the default Gaussian), :math:`\dot\sigma_t/\sigma_t\,(x_t - x_0)` for a Gaussian
+    with a general ``sigma``.
 
     Args, Raises: as :func:`conditional_log_density`.
 
@@ -189,7 +306,7 @@ def conditional_velocity(path, x_t, t, x0) -> jax.Array:
     """
     _check_path(path)
     x_t, t, x0, dtype = source_points(x_t, t, x0, names=("x_t", "x0"))
-    return saturating_cast((x_t - x0) / t[..., None], dtype)
+    return saturating_cast(path.rate(t)[..., None] * (x_t - x0), dtype)
 
 
 def conditional_sample(path, x0, t, *, key) -> jax.Array:
@@ -216,27 +333,44 @@ def conditional_sample(path, x0, t, *, key) -> jax.Array:
                            dtype, axis=1)
 
 
+def _at_atom_log_weight(path, t, dim, dtype):
+    # The limit weight of a source the query sits on: finite where the density is, else a
+    # finite stand-in above every attainable log-weight, so that the source takes all the
+    # weight (the limit) and the online log-sum-exp meets no inf - inf.
+    big = jnp.asarray(jnp.finfo(dtype).max / 4, dtype)
+    return jnp.minimum(path.log_radial_density_at_atom(t, dim), big)
+
+
 @functools.partial(jax.jit, static_argnames="path")
 def _marginal_velocity(path, x, t, data):
     dim = data.shape[1]
-    tiny = jnp.finfo(x.dtype).tiny
 
     def log_weight(diff, dist_sq, y, t):
-        # The density ∝ r^{1-d} is singular (integrably) at a data point: evaluate it just
-        # off the point, so that a coincident point dominates with a finite weight.
-        r = jnp.sqrt(jnp.maximum(dist_sq, tiny))
-        return path.log_radial_density(r, t[:, None], dim)
+        # Exact on a source (r = 0): the analytic limit of the weight, finite for the
+        # Gaussian member and for d = 1, +inf (all the weight) for tanh/exp at d ≥ 2.
+        r, on_atom = _safe_radius(dist_sq)
+        t_BxN = jnp.broadcast_to(t[:, None], dist_sq.shape)
+        return jnp.where(on_atom, _at_atom_log_weight(path, t_BxN, dim, dist_sq.dtype),
+                         path.log_radial_density(r, t_BxN, dim))
 
-    return velocity_from_sums(x, t, weighted_sums(x, t, data, log_weight))
+    sums = weighted_sums(x, t, data, log_weight)
+    if getattr(path, "sigma", None) is None:
+        return velocity_from_sums(x, t, sums)
+    return path.rate(t)[:, None] * sums.displacement / sums.weight[:, None]
 
 
 def marginal_velocity(path, x, t, data) -> jax.Array:
     r"""The exact empirical marginal velocity of a CDF-family member:
 
-    .. math:: f_t(x) = \frac{\sum_i \phi_t(\|x - x_i\|)\,(x - x_i)/t}{\sum_i\phi_t(\|x - x_i\|)}
+    .. math:: f_t(x) = \frac{\dot s_t}{s_t}\,
+              \frac{\sum_i \phi_t(\|x - x_i\|)\,(x - x_i)}{\sum_i\phi_t(\|x - x_i\|)}
 
-    (posterior mean of the conditional velocity; weights in the log domain, blockwise from
-    direct differences as in :mod:`diffusionlab.odes.pointmass`).
+    (posterior mean of the conditional velocity; :math:`\dot s_t/s_t = 1/t` except for a
+    Gaussian with a general ``sigma``; weights in the log domain, blockwise from direct
+    differences as in :mod:`diffusionlab.odes.pointmass`). A query exactly on a source gives
+    that source its limit weight: finite for the Gaussian member and at :math:`d = 1`, and
+    all the weight for tanh and exp at :math:`d\ge 2` (the velocity there is then exactly 0,
+    its limit). Value and Jacobian are finite there.
 
     Args:
       path: a member of ``CDF_FAMILY``; x: ``(B, d)``; t: scalar or ``(B,)``, > 0;
