@@ -5,7 +5,8 @@ After 苏剑林's series: "CoSENT（一）：比Sentence-BERT更有效的句向�
 (https://kexue.fm/archives/8860) and "CoSENT（三）：作为交互式相似度的损失函数"
 (https://kexue.fm/archives/9341).
 
-* Loss: :func:`cosent_loss` (dense, $O(B^2)$) and :func:`cosent_loss_sorted` ($O(B\\log B)$).
+* Loss: :func:`cosent_loss` (dense, $O(B^2)$) and :func:`cosent_loss_sorted` ($O(B\\log B)$);
+  AnglE (:func:`angle_loss`, :func:`angle_similarity`), CoSENT on a complex-space angle score.
 * Baselines: :func:`sbert_softmax_loss`, :func:`cosine_mse_loss`, :func:`binary_cross_entropy_loss`.
 * Models: :class:`BiEncoder`, :class:`CrossEncoder` on a shared transformer trunk;
   :class:`Tokenizer` built from the training text.
@@ -15,6 +16,7 @@ After 苏剑林's series: "CoSENT（一）：比Sentence-BERT更有效的句向�
 * Training: :func:`train_pair_models` trains every (loss, seed) model of a comparison at once.
 """
 
+from diffusionlab.cosent.angle import angle_loss, angle_similarity
 from diffusionlab.cosent.baselines import (
     binary_cross_entropy_loss,
     cosine_mse_loss,
@@ -56,6 +58,8 @@ __all__ = [
     "TrainResult",
     "TrainSettings",
     "accuracy",
+    "angle_loss",
+    "angle_similarity",
     "binary_cross_entropy_loss",
     "cosent_loss",
     "cosent_loss_sorted",

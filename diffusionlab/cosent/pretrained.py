@@ -129,12 +129,64 @@ class WordPieceTokenizer:
             out[row, : len(ids)] = ids
         return out
 
+    def encode_pairs(self, first, second, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pair inputs ``[CLS] a [SEP] b [SEP]`` for a cross-encoder, with BERT's segment ids.
+
+        When a pair is too long, the longer of the two texts loses its last token until the
+        pair fits (longest-first truncation; the first text on a tie).
+
+        Args:
+          first, second: sequences of ``N`` strings each.
+          max_length: the padded length, at least 3 (the three special tokens).
+
+        Returns:
+          ``(tokens, types)``, both ``(N, max_length)`` int32: token ids padded with
+          ``[PAD]``, and segment ids 0 over ``[CLS] a [SEP]``, 1 over ``b [SEP]``, 0 on padding.
+
+        Raises:
+          ValueError: ``max_length < 3`` or ``first`` and ``second`` of different lengths.
+          TypeError: a text that is not a string.
+        """
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) \
+                or max_length < 3:
+            raise ValueError(f"max_length must be an int >= 3 (room for [CLS] a [SEP] b [SEP]), "
+                             f"got {max_length!r}")
+        first, second = list(first), list(second)
+        if len(first) != len(second):
+            raise ValueError(f"first and second must hold the same number of texts, got "
+                             f"{len(first)} and {len(second)}")
+        tokens = np.full((len(first), max_length), self.pad, np.int32)
+        types = np.zeros((len(first), max_length), np.int32)
+        for row, (a, b) in enumerate(zip(first, second, strict=True)):
+            if not isinstance(a, str) or not isinstance(b, str):
+                raise TypeError(f"texts must be strings, got {type(a).__name__} and "
+                                f"{type(b).__name__} in pair {row}")
+            ids_a, ids_b = self.encode(a), self.encode(b)
+            while len(ids_a) + len(ids_b) > max_length - 3:
+                if len(ids_a) >= len(ids_b):
+                    ids_a.pop()
+                else:
+                    ids_b.pop()
+            head = [self.cls] + ids_a + [self.sep]
+            tail = ids_b + [self.sep]
+            tokens[row, : len(head) + len(tail)] = head + tail
+            types[row, len(head): len(head) + len(tail)] = 1
+        return tokens, types
+
 
 class BertEncoder(nnx.Module):
     """Post-norm BERT: embeddings + LayerNorm, then ``depth`` blocks
     $x \\leftarrow \\mathrm{LN}(x + \\mathrm{Attn}(x))$, $x \\leftarrow \\mathrm{LN}(x + \\mathrm{FFN}(x))$.
 
     Call ``encoder.embed(tokens_BxL) -> (B, D)``: the masked mean of the last hidden states.
+    Token id 0 (``[PAD]``) is padding: masked out of attention and of the mean.
+
+    The forward pass also comes in pieces, so that frozen lower layers can be run once and
+    their output cached: ``encoder.hidden(tokens_BxL, types_BxL, layers=slice(0, k))`` gives
+    the hidden states after the first ``k`` blocks, and
+    ``encoder.hidden(tokens_BxL, layers=slice(k, None), states=h_BxLxD)`` continues from them
+    through the remaining blocks; :meth:`pool` is the masked mean. Composed, they equal
+    ``encoder(tokens_BxL, types_BxL)`` (the same operations in the same order).
     """
 
     def __init__(self, *, vocab_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int,
@@ -147,22 +199,77 @@ class BertEncoder(nnx.Module):
         self.layers = nnx.List([_BertLayer(dim, num_heads, mlp_dim, rngs=rngs)
                                 for _ in range(depth)])
 
-    def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
-        valid_BxL = tokens_BxL != 0
+    @property
+    def depth(self) -> int:
+        """The number of transformer blocks."""
+        return len(self.layers)
+
+    def embeddings(self, tokens_BxL: jax.Array, types_BxL: jax.Array | None = None) -> jax.Array:
+        """``(B, L, D)``: word + position + segment embeddings, then LayerNorm (before block 0).
+
+        ``types_BxL`` are segment ids in {0, 1} (default all 0, a single text).
+        """
         positions_L = jnp.arange(tokens_BxL.shape[1])
+        if types_BxL is None:
+            types_BxL = jnp.zeros_like(tokens_BxL)
         x_BxLxD = (self.word(tokens_BxL) + self.position(positions_L)[None]
-                   + self.token_type(jnp.zeros_like(tokens_BxL)))
-        x_BxLxD = self.embed_norm(x_BxLxD)
-        mask_Bx1x1xL = valid_BxL[:, None, None, :]
-        for layer in self.layers:
+                   + self.token_type(types_BxL))
+        return self.embed_norm(x_BxLxD)
+
+    def hidden(self, tokens_BxL: jax.Array, types_BxL: jax.Array | None = None, *,
+               layers: slice = slice(None), states: jax.Array | None = None) -> jax.Array:
+        """``(B, L, D)`` hidden states after the blocks ``self.layers[layers]``.
+
+        Args:
+          tokens_BxL: token ids (0 = padding); they give the attention mask.
+          types_BxL: segment ids, used only when starting from the embeddings.
+          layers: a slice of the blocks with step 1, e.g. ``slice(0, k)`` (the lower ``k``)
+            or ``slice(k, None)`` (the rest).
+          states: ``(B, L, D)`` the hidden states entering block ``layers.start``; required
+            when the slice starts above 0 (pass the output of the lower blocks), and
+            refused when it starts at 0 (the embeddings are computed from the tokens).
+
+        Raises:
+          ValueError: a slice with a step other than 1, ``states`` missing or superfluous,
+            or ``states`` of the wrong shape.
+        """
+        if not isinstance(layers, slice):
+            raise TypeError(f"layers must be a slice of the {self.depth} blocks, got "
+                            f"{type(layers).__name__}")
+        start, stop, step = layers.indices(self.depth)
+        if step != 1:
+            raise ValueError(f"layers must be a contiguous slice (step 1), got {layers}")
+        if start == 0 and states is not None:
+            raise ValueError("states must be None when layers starts at block 0: the "
+                             "embeddings are computed from the tokens")
+        if start > 0:
+            if states is None:
+                raise ValueError(f"layers starts at block {start}: pass states, the hidden "
+                                 f"states after blocks 0..{start - 1}")
+            expected = (*tokens_BxL.shape, self.embed_norm.scale.shape[-1])
+            if tuple(states.shape) != expected:
+                raise ValueError(f"states must have shape (B, L, D) = {expected}, got "
+                                 f"{tuple(states.shape)}")
+        x_BxLxD = self.embeddings(tokens_BxL, types_BxL) if start == 0 else states
+        mask_Bx1x1xL = (tokens_BxL != 0)[:, None, None, :]
+        for layer in self.layers[start:stop]:
             x_BxLxD = layer(x_BxLxD, mask_Bx1x1xL)
         return x_BxLxD
 
-    def embed(self, tokens_BxL: jax.Array) -> jax.Array:
-        h_BxLxD = self(tokens_BxL)
+    def __call__(self, tokens_BxL: jax.Array, types_BxL: jax.Array | None = None) -> jax.Array:
+        """``(B, L, D)`` the last hidden states."""
+        return self.hidden(tokens_BxL, types_BxL)
+
+    @staticmethod
+    def pool(h_BxLxD: jax.Array, tokens_BxL: jax.Array) -> jax.Array:
+        """``(B, D)``: the mean of ``h_BxLxD`` over the non-padding positions (token id != 0)."""
         weights_BxL = (tokens_BxL != 0).astype(h_BxLxD.dtype)
         total_BxD = jnp.einsum("bl,bld->bd", weights_BxL, h_BxLxD)
         return total_BxD / jnp.maximum(weights_BxL.sum(-1, keepdims=True), 1.0)
+
+    def embed(self, tokens_BxL: jax.Array, types_BxL: jax.Array | None = None) -> jax.Array:
+        """``(B, D)`` sentence embeddings: the masked mean of the last hidden states."""
+        return self.pool(self(tokens_BxL, types_BxL), tokens_BxL)
 
 
 class _BertLayer(nnx.Module):
