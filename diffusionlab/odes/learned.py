@@ -7,7 +7,8 @@ time variable and its prior:
 * gravity: the net is a denoiser :math:`D_\theta\approx\mathbb E[x_0\mid x_t]`, loss
   :math:`\|D_\theta - x_0\|^2 = t^2\|v_\theta - z\|^2`, velocity
   :math:`v_\theta = (x - D_\theta)/t`; heights :math:`\log t` uniform on
-  :math:`[\log t_\min, \log T]`, integrated in :math:`\log t`; the gravity prior at ``T``.
+  :math:`[\log t_\min, \log T]`, integrated in :math:`\log t`; the gravity prior at ``T``,
+  centred at the training data's mean (``Budget.gravity_prior_centre``).
 * vp: noise prediction :math:`\varepsilon_\theta`, :math:`t\in[10^{-3}, 1]`, prior
   :math:`\mathcal N(0, I)` at :math:`t = 1`.
 * cfm: the velocity :math:`v_\theta` of straight paths, :math:`t\in[0, 1]`, prior
@@ -21,6 +22,14 @@ The gravity loss is the unbiased conditional target of :func:`diffusionlab.odes.
 conditional_loss` weighted by :math:`t^2` (the same minimiser, and bounded: :math:`z` is
 Cauchy, with no variance, but :math:`x_0` is bounded). The input is scaled by
 :math:`1/\sqrt{1+t^2}` so that the network sees order-one inputs at every height.
+
+The gravity prior. The exact law at the top, :math:`p_T = \mathbb E_{x_0}\,p_T(\cdot\mid x_0)`,
+is the field of the data seen from far away: that of a point mass at the data's centre of
+mass (Su's far-field argument). Centred there, :math:`p_T(\cdot\mid\bar x)` matches it up to
+the data's quadrupole, :math:`O(s^2/T^2)` for a spread :math:`s`; centred at the origin it
+is off by the dipole :math:`O(\|\bar x\|/T)` as well. So by default :func:`fit` stores the
+training data's mean with a gravity model and draws the prior around it
+(``Budget(gravity_prior_centre="origin")`` keeps the origin).
 
 References: 苏剑林, https://kexue.fm/archives/9305 (gravity), https://kexue.fm/archives/9379
 (flow matching), https://kexue.fm/archives/9497 (rectified flow).
@@ -37,6 +46,7 @@ from typing import Any, ClassVar, final
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from diffusionlab import _checks, nn, train
@@ -47,26 +57,50 @@ from diffusionlab.odes.generate import TIMES, Generated, generate
 METHODS = ("gravity", "vp", "cfm", "reflow")
 
 
+PRIOR_CENTRES = ("mean", "origin")
+
+
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """The network budget shared by every method (an MLP) and the gravity heights."""
+    """The network budget shared by every method (an MLP), the gravity heights and the
+    gravity prior's centre.
+
+    Attributes:
+      hidden, depth, time_dim: the MLP's width, depth and time-embedding size (≥ 1).
+      gravity_T: the gravity prior's height :math:`T` (> ``gravity_t_min``).
+      gravity_t_min: the height where gravity sampling stops (> 0).
+      gravity_prior_centre: ``"mean"`` (default: :func:`fit` centres the gravity prior at
+        the training data's mean, the far field's centre of mass) or ``"origin"``.
+
+    Raises:
+      TypeError, ValueError: naming the bad field.
+    """
 
     hidden: int = 128
     depth: int = 3
     time_dim: int = 64
     gravity_T: float = 40.0
     gravity_t_min: float = 1e-3
+    gravity_prior_centre: str = "mean"
 
     def __post_init__(self):
         for name in ("hidden", "depth", "time_dim"):
             _checks.check_int(getattr(self, name), name, low=1)
+        _checks.check_choice(self.gravity_prior_centre, "gravity_prior_centre",
+                             PRIOR_CENTRES)
         t_min = _checks.check_real(self.gravity_t_min, "gravity_t_min", low=0.0, low_open=True)
         _checks.check_real(self.gravity_T, "gravity_T", low=float(t_min), low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class LearnedModel:
-    """A trained model: ``apply(params, x, t_B)``, its (EMA) parameters, and how to sample."""
+    """A trained model: ``apply(params, x, t_B)``, its (EMA) parameters, and how to sample.
+
+    ``prior_centre`` is where the prior is centred, a tuple of ``dim`` floats (hashable, so
+    that :meth:`log_prior` can be a static argument of a jitted likelihood), or ``None`` for
+    the origin; :func:`fit` sets it to the training data's mean for gravity (see
+    :class:`Budget`) and leaves it ``None`` for the other methods.
+    """
 
     method: str
     apply: Callable = dataclasses.field(repr=False)
@@ -74,6 +108,15 @@ class LearnedModel:
     budget: Budget
     dim: int
     history: dict = dataclasses.field(default_factory=dict, repr=False)
+    prior_centre: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.prior_centre is not None:
+            centre = tuple(float(v) for v in self.prior_centre)
+            if len(centre) != self.dim or not all(math.isfinite(v) for v in centre):
+                raise ValueError(f"prior_centre must be None or {self.dim} finite floats; got "
+                                 f"{len(centre)} values")
+            object.__setattr__(self, "prior_centre", centre)
 
     @property
     def algorithm(self) -> Algorithm:
@@ -101,10 +144,13 @@ class LearnedModel:
         return jax.tree_util.Partial(_Field(self.method, self.apply, self.budget), self.params)
 
     def sample_prior(self, num: int, *, key) -> jax.Array:
-        return self.algorithm.sample_prior(num, self.dim, self.budget, key=key)
+        """``num`` draws ``(num, dim)`` of the prior at ``T`` (around ``prior_centre``)."""
+        return self.algorithm.sample_prior(num, self.dim, self.budget, key=key,
+                                           centre=self.prior_centre)
 
     def log_prior(self) -> Callable:
-        return self.algorithm.log_prior(self.budget)
+        """The prior's log-density ``x_T -> (B,)``, a hashable function."""
+        return self.algorithm.log_prior(self.budget, centre=self.prior_centre)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +165,34 @@ class _Field:
         return ALGORITHMS[self.method].velocity(self.apply, self.budget, params, x, t)
 
 
-def _gravity_log_prior(x, *, T):
-    return gravity.prior_log_density(x, T)
+@dataclasses.dataclass(frozen=True)
+class GravityLogPrior:
+    r"""The gravity prior's log-density at height ``T`` around ``centre`` (``None``: the
+    origin), :math:`\log p_T(x - c\mid 0)`; ``(B, d) -> (B,)``. Hashable and equal by value,
+    so that it can be a static argument of a jitted likelihood shared by equal models."""
+
+    T: float
+    centre: tuple[float, ...] | None = None
+
+    def __call__(self, x):
+        if self.centre is not None:
+            x = x - jnp.asarray(self.centre, jnp.result_type(x, jnp.float32))[None, :]
+        return gravity.prior_log_density(x, self.T)
+
+
+def gravity_prior_centre(data, budget: Budget) -> tuple[float, ...] | None:
+    r"""The gravity prior's centre for training data ``(N, d)``: the data's mean (computed in
+    float64 on the host) when ``budget.gravity_prior_centre == "mean"``, else ``None``
+    (the origin).
+
+    Raises:
+      TypeError, ValueError: a bad ``data`` or ``budget``.
+    """
+    _check_budget(budget)
+    data, _ = float_input(data, "data", ndim=2, allow_empty=False)
+    if budget.gravity_prior_centre == "origin":
+        return None
+    return tuple(float(v) for v in np.mean(np.asarray(data, np.float64), axis=0))
 
 
 def _time_feature(t_B, budget: Budget):
@@ -192,11 +264,14 @@ class Algorithm(abc.ABC):
         """The per-example loss ``loss(params, batch, key) -> (B,)`` for :func:`train.fit`."""
 
     @abc.abstractmethod
-    def sample_prior(self, num: int, dim: int, budget: Budget, *, key) -> jax.Array:
-        """``num`` draws ``(num, dim)`` of the prior at ``T``."""
+    def sample_prior(self, num: int, dim: int, budget: Budget, *, key,
+                     centre: tuple[float, ...] | None = None) -> jax.Array:
+        """``num`` draws ``(num, dim)`` of the prior at ``T``, around ``centre`` (``None``:
+        the origin) where the method's prior has a centre."""
 
     @abc.abstractmethod
-    def log_prior(self, budget: Budget) -> Callable:
+    def log_prior(self, budget: Budget, *,
+                  centre: tuple[float, ...] | None = None) -> Callable:
         """The prior's log-density ``x_T -> (B,)`` (a hashable function)."""
 
 
@@ -221,28 +296,40 @@ class GravityAlgorithm(Algorithm):
     def loss(self, apply, budget):
         return functools.partial(gravity_loss, apply, budget)
 
-    def sample_prior(self, num, dim, budget, *, key):
-        return gravity.sample_prior(num, dim, budget.gravity_T, key=key)
+    def sample_prior(self, num, dim, budget, *, key, centre=None):
+        x = gravity.sample_prior(num, dim, budget.gravity_T, key=key)
+        if centre is None:
+            return x
+        return x + jnp.asarray(centre, x.dtype)[None, :]
 
-    def log_prior(self, budget):
-        return functools.partial(_gravity_log_prior, T=budget.gravity_T)
+    def log_prior(self, budget, *, centre=None):
+        return GravityLogPrior(budget.gravity_T, centre)
 
 
 class _NormalPriorAlgorithm(Algorithm):
     r"""Abstract: a method on :math:`t\in[t_{\rm end}, 1]`, integrated in :math:`t`, with the
-    prior :math:`\mathcal N(0, I)` at :math:`t = 1`."""
+    prior :math:`\mathcal N(0, I)` at :math:`t = 1` (the data are standardised; ``centre``
+    must be ``None``)."""
 
     time = "linear"
 
     def prior_time(self, budget):
         return 1.0
 
-    def sample_prior(self, num, dim, budget, *, key):
+    def sample_prior(self, num, dim, budget, *, key, centre=None):
+        _no_centre(self.name, centre)
         _checks.check_key(key)
         return jax.random.normal(key, (sample_count(num, dim, jnp.float32), dim))
 
-    def log_prior(self, budget):
+    def log_prior(self, budget, *, centre=None):
+        _no_centre(self.name, centre)
         return flows.standard_normal_log_density
+
+
+def _no_centre(name, centre):
+    if centre is not None:
+        raise ValueError(f"centre must be None for method {name!r} (its prior is N(0, I)); "
+                         f"got {len(centre)} values")
 
 
 @final
@@ -348,7 +435,8 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
       progress: show the progress bar.
 
     Returns:
-      A :class:`LearnedModel` holding the EMA parameters.
+      A :class:`LearnedModel` holding the EMA parameters (and, for gravity, the prior's
+      centre: the data's mean unless ``budget.gravity_prior_centre == "origin"``).
 
     Raises:
       TypeError, ValueError: naming the bad argument (``data`` must be finite floats of
@@ -373,7 +461,9 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
         params = init.params
     result = train.fit(_loss(method, apply, budget), params, data, config=config,
                        key=train_key, progress=progress)
-    return LearnedModel(method, apply, result.ema_params, budget, dim, result.history)
+    centre = gravity_prior_centre(data, budget) if method == "gravity" else None
+    return LearnedModel(method, apply, result.ema_params, budget, dim, result.history,
+                        prior_centre=centre)
 
 
 def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig, key,
