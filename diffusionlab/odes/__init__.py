@@ -13,6 +13,7 @@ References: 苏剑林, 《生成扩散模型漫谈》 (十三) https://kexue.fm/
 """
 
 from diffusionlab.odes import (
+    characteristics,
     flows,
     gravity,
     isotropic,
@@ -22,6 +23,7 @@ from diffusionlab.odes import (
     unaugmented,
     vp,
 )
+from diffusionlab.odes.characteristics import LinearPath, characteristics_velocity
 from diffusionlab.odes.generate import Generated, generate
 from diffusionlab.odes.isotropic import CDF_FAMILY, ExponentialCDF, GaussianCDF, TanhCDF
 from diffusionlab.odes.likelihood import Likelihood, bits_per_dim, log_likelihood
@@ -33,9 +35,12 @@ __all__ = [
     "GaussianCDF",
     "Generated",
     "Likelihood",
+    "LinearPath",
     "TanhCDF",
     "VPSchedule",
     "bits_per_dim",
+    "characteristics",
+    "characteristics_velocity",
     "flows",
     "generate",
     "gravity",
