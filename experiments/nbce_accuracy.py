@@ -2,8 +2,11 @@
 
 A small LM trained on single documents of length <= L answers "what is KEY's value?" over n
 test documents (new keys, values and prose) of which exactly one holds the fact. NBCE (three
-poolings) is compared with truncation to the last L tokens, concatenation beyond L, and the
-oracle document alone. Essays: https://kexue.fm/archives/9617, https://kexue.fm/archives/9632.
+poolings) is compared with truncation to the last L tokens, concatenation beyond L, the
+oracle document alone, and the rival training-free rules that also combine independently
+encoded documents: the parallel ensemble (a mean of probabilities), Parallel Context Windows,
+APE (T = S = 0.9) and the exact block merge (full attention over the blocks, positions past L).
+Essays: https://kexue.fm/archives/9617, https://kexue.fm/archives/9632.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 
 from diffusionlab import lm, stats
 from diffusionlab.lm.train import LMTrainConfig
+from diffusionlab.nbce.combine_evaluate import combine_answers
 from diffusionlab.nbce.evaluate import (
     NBCESettings,
     baseline_answers,
@@ -61,13 +65,17 @@ POOLINGS = {f"NBCE {p}": NBCESettings(pooling=p) for p in ("min_entropy", "avera
 CHOICE = "first choice relevant"
 BASELINE_LABELS = {"truncate": "truncate to last L", "concat": "concatenate (beyond L)",
                    "oracle": "oracle document"}
+# The rival rules (diffusionlab.nbce.combine_generate), each on the same questions.
+RULE_LABELS = {"ensemble": "parallel ensemble", "pcw": "PCW", "ape": "APE (T = S = 0.9)",
+               "exact": "exact block merge"}
+PCW_SOURCE = "NBCE §8: PCW ≈ average-pooling NBCE (kexue.fm/archives/9617)"
 
 
 def run(config: Config, out) -> None:
     apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
                                     progress=False)
     tokenizer = lm.ByteTokenizer()
-    labels = list(POOLINGS) + list(BASELINE_LABELS.values())
+    labels = list(POOLINGS) + list(BASELINE_LABELS.values()) + list(RULE_LABELS.values())
     scores = {label: np.zeros((len(config.seeds), len(config.num_documents))) for label in labels}
     lengths = np.zeros(len(config.num_documents))
     first_choice = np.zeros((len(config.seeds), len(config.num_documents)))
@@ -87,6 +95,10 @@ def run(config: Config, out) -> None:
             got = baseline_answers(apply, params, examples, method, tokenizer=tokenizer,
                                    max_new_tokens=config.max_new_tokens)
             scores[label][:, j] = exact_match(got, examples).reshape(seeds, -1).mean(1)
+        rivals = combine_answers(apply, params, examples, list(RULE_LABELS), tokenizer=tokenizer,
+                                 max_new_tokens=config.max_new_tokens)
+        for rule, label in RULE_LABELS.items():
+            scores[label][:, j] = exact_match(rivals[rule], examples).reshape(seeds, -1).mean(1)
 
     rows = []
     for j, n in enumerate(config.num_documents):
@@ -101,16 +113,26 @@ def run(config: Config, out) -> None:
                       f"{config.lm.model.max_length} tokens; 'mean tokens' is the total "
                       f"length of the n documents. '{CHOICE}': how often min-entropy "
                       f"pooling picks the document that holds the fact at the first answer "
-                      f"token (top-p 0.95).")
+                      f"token (top-p 0.95). The rival rules: {', '.join(RULE_LABELS.values())} "
+                      f"(diffusionlab.nbce.combine_generate, BOS as the shared prefix).")
+
+    def curves(names):
+        return {label: (scores[label].mean(0), scores[label].std(0)) for label in names}
+
     fig = curves_figure(
-        [(config.num_documents,
-          {label: (scores[label].mean(0), scores[label].std(0)) for label in labels})],
-        xlabels=["number of documents n (one holds the fact)"],
-        ylabels=["exact-match accuracy"],
-        titles=[f"trained length L = {config.lm.model.max_length} tokens"], logx=[True],
-        suptitle="NBCE against truncation, concatenation and the oracle")
+        [(config.num_documents, curves(list(POOLINGS) + list(BASELINE_LABELS.values()))),
+         (config.num_documents, curves(["NBCE min_entropy", *RULE_LABELS.values(),
+                                        BASELINE_LABELS["oracle"]]))],
+        xlabels=["number of documents n (one holds the fact)"] * 2,
+        ylabels=["exact-match accuracy"] * 2,
+        titles=[f"NBCE and baselines (trained length L = {config.lm.model.max_length})",
+                "NBCE and the rival combination rules"], logx=[True] * 2,
+        suptitle="Combining n independently encoded documents beyond the trained length")
     out.figure(fig, "accuracy", caption="Exact-match accuracy against n; error bars: std over "
-                                         "seeds.")
+                                         "seeds. Left: NBCE poolings against truncation, "
+                                         "concatenation and the oracle; right: min-entropy "
+                                         "NBCE against the parallel ensemble, PCW, APE and "
+                                         "the exact block merge.")
 
     last = -1
     n_max = config.num_documents[last]
@@ -159,3 +181,11 @@ def run(config: Config, out) -> None:
               measured=f"concatenation n={n_first}: {concat_first:.3f} → n={n_max}: "
                        f"{concat:.3f}; NBCE at n={n_max}: {nbce:.3f}",
               previous=concat < nbce)
+    pcw = final[RULE_LABELS["pcw"]]
+    out.claim(f"Min-entropy NBCE beats Parallel Context Windows at n={n_max}: PCW is close to "
+              f"average-pooling NBCE, on topic but wrong as contexts are added ({REPLICATES})",
+              source=PCW_SOURCE, expected="min-entropy > PCW",
+              verdict=stats.compare(nbce_seeds, at_n_max[RULE_LABELS["pcw"]], paired=True),
+              measured=f"n={n_max}: NBCE {nbce:.3f} vs PCW {pcw:.3f}; average pooling "
+                       f"{average:.3f}; " + ", ".join(f"{label} {final[label]:.3f}"
+                                                     for label in RULE_LABELS.values()))

@@ -3,6 +3,9 @@
 For each n, one question over n test documents is decoded both ways: NBCE (the n+1 rows in
 one batch, one KV cache) and plain greedy decoding of the concatenation. Timed: the prefill
 and the per-token decoding step; memory: the bytes of the KV cache held while decoding.
+The rival training-free rules are timed on the same question: the parallel ensemble (n rows,
+one cache), and PCW, APE and the exact block merge (n blocks encoded in parallel, then one
+query row over all their keys and values).
 Essay: https://kexue.fm/archives/9617 (cost linear in the number of contexts).
 """
 
@@ -14,6 +17,7 @@ import numpy as np
 
 from diffusionlab import lm, stats
 from diffusionlab.lm.train import LMTrainConfig
+from diffusionlab.nbce.combine_evaluate import rule_cost
 from diffusionlab.nbce.cost import decoding_cost
 from diffusionlab.nbce.generate import nbce_prompts
 from diffusionlab.nbce.plots import curves_figure
@@ -22,6 +26,7 @@ TITLE = "NBCE cost: time and memory per generated token against n, against conca
 ESSAY = "NBCE (kexue.fm/archives/9617)"
 # "Linear": a fitted exponent within 1 ± 0.2 (the band the earlier rule's upper bound 1.2 set).
 LINEAR_TOLERANCE = 0.2
+RULE_LABELS = {"ensemble": "parallel ensemble", "pcw": "PCW", "ape": "APE", "exact": "exact merge"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +71,7 @@ def run(config: Config, out) -> None:
     tokenizer = lm.ByteTokenizer()
     corpus = dataclasses.replace(config.lm.corpus, split="test")
     rows = []
-    costs = {"NBCE": [], "concatenation": []}
+    costs = {"NBCE": [], "concatenation": [], **{label: [] for label in RULE_LABELS.values()}}
     for n in config.num_documents:
         example = corpus.single(n, np.random.default_rng(n))
         question = tokenizer.encode(example.question)
@@ -83,10 +88,22 @@ def run(config: Config, out) -> None:
                          f"{prompts.shape[1]}", "prefill ms": 1e3 * cost.prefill_seconds,
                          "ms per token": 1e3 * cost.seconds_per_token,
                          "KV cache MiB": cost.cache_bytes / 2**20})
+        for rule, name in RULE_LABELS.items():
+            cost = rule_cost(apply, params, example, rule, tokenizer=tokenizer,
+                             steps=config.steps, repeats=config.repeats)
+            costs[name].append(cost)
+            shape = (f"{n} x {nbce_rows.shape[1]}" if rule == "ensemble"
+                     else f"{n} x {apply.max_length - 1 - len(question)} + 1 query")
+            rows.append({"n": n, "method": name, "rows x length": shape,
+                         "prefill ms": 1e3 * cost.prefill_seconds,
+                         "ms per token": 1e3 * cost.seconds_per_token,
+                         "KV cache MiB": cost.cache_bytes / 2**20})
     out.table(rows, stem="cost", columns=["n", "method", "rows x length", "prefill ms",
                                           "ms per token", "KV cache MiB"],
               caption=f"Best of {config.repeats} timings on this machine ({config.steps} "
-                      f"decoding steps); the KV cache includes its padding masks.")
+                      f"decoding steps); the KV cache includes its padding masks. PCW, APE and "
+                      f"the exact merge keep the n blocks' keys and values (each block padded to "
+                      f"L - 1 - question tokens) plus the query row's own cache.")
 
     def series(field, scale):
         return {name: (np.array([getattr(c, field) for c in cs]) * scale, None)

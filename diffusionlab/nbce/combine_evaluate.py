@@ -1,0 +1,175 @@
+"""Exact-match answers and decoding cost of the rival combination rules on the QA corpus.
+
+The batched counterparts of :func:`~diffusionlab.nbce.combine_generate` for the experiments:
+many questions at once (``vmap``), the three parallel-encoding rules through one compiled
+program (their differences are traced values, :func:`~diffusionlab.nbce.parallel.rule_options`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffusionlab.lm.data import QAExample
+from diffusionlab.lm.decode import prefill
+from diffusionlab.lm.tokenizer import ByteTokenizer
+from diffusionlab.nbce.combine import APE_SCALE, APE_TEMPERATURE, ensemble_decode
+from diffusionlab.nbce.cost import DecodingCost
+from diffusionlab.nbce.evaluate import _chunks, _nbce_prompt_batch
+from diffusionlab.nbce.parallel import (
+    PARALLEL_RULES,
+    ParallelOptions,
+    pad_contexts,
+    parallel_decode,
+    parallel_prefill,
+    rule_options,
+)
+from diffusionlab.timing import best_time, wall_times
+
+__all__ = ["COMBINE_RULES", "combine_answers", "rule_cost"]
+
+COMBINE_RULES = ("ensemble", *PARALLEL_RULES)
+
+
+def _options(rule: str, n: int) -> ParallelOptions:
+    return rule_options(rule, n, temperature=APE_TEMPERATURE, scale=APE_SCALE)
+
+
+def _parallel_inputs(apply, examples: Sequence[QAExample], tokenizer: ByteTokenizer):
+    """``(Q, n, C)`` right-padded contexts (``C = L - 1 - question``) and ``(Q, q)`` questions."""
+    questions = [tokenizer.encode(e.question) for e in examples]
+    if len({len(q) for q in questions}) != 1:
+        raise ValueError("the batched rules need questions of one length (no padding inside "
+                         "the query row)")
+    width = apply.max_length - 1 - len(questions[0])
+    contexts = np.stack([pad_contexts([tokenizer.encode(d) for d in e.documents],
+                                      pad_id=apply.pad_id, length=width) for e in examples])
+    return contexts, np.stack(questions).astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id"))
+def _parallel_batch(apply, params, prefix_P, options, contexts_QxNxC, questions_QxL, *,
+                    max_new_tokens: int, eos_id: int):
+    """``(Q, T)`` tokens of every question under one rule (``options`` are traced, so the
+    three rules share this program)."""
+
+    def one(contexts_NxC, question_L):
+        logits, state = parallel_prefill(apply, params, prefix_P, contexts_NxC, question_L,
+                                         options, max_new_tokens=max_new_tokens)
+        return parallel_decode(apply, params, logits, state, options,
+                               max_new_tokens=max_new_tokens, eos_id=eos_id)
+
+    return jax.vmap(one)(contexts_QxNxC, questions_QxL)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id"))
+def _ensemble_batch(apply, params, rows_QxNxP, *, max_new_tokens: int, eos_id: int):
+    n = rows_QxNxP.shape[1]
+
+    def one(rows_NxP):
+        logits, cache = prefill(apply, params, rows_NxP, max_new_tokens=max_new_tokens)
+        return ensemble_decode(apply, params, logits, cache, jnp.full((n,), 1.0 / n),
+                               max_new_tokens=max_new_tokens, eos_id=eos_id)
+
+    return jax.vmap(one)(rows_QxNxP)
+
+
+def _batched(fn, inputs: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """``fn`` over the leading axis in batches of ``size`` (the last padded: one program)."""
+    total = inputs[0].shape[0]
+    out = []
+    for part in _chunks(total, size):
+        batch = [x[part] for x in inputs]
+        missing = size - batch[0].shape[0]
+        if missing:
+            batch = [np.concatenate([x, np.repeat(x[:1], missing, 0)]) for x in batch]
+        out.append(np.asarray(fn(*[jnp.asarray(x) for x in batch]))[: size - missing])
+    return np.concatenate(out)
+
+
+def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequence[str], *,
+                    tokenizer: ByteTokenizer, max_new_tokens: int,
+                    rows_per_batch: int = 1024) -> dict[str, list[str]]:
+    """Greedy answers of every example under every rule in ``rules`` (``"ensemble"``,
+    ``"pcw"``, ``"ape"`` at $T = S = 0.9$, ``"exact"``), with the BOS token as prefix.
+
+    All examples must have the same number of documents and question length.
+
+    Returns:
+      ``{rule: [answer text per example]}``.
+
+    Raises:
+      ValueError: an unknown rule, examples of different sizes.
+    """
+    unknown = [r for r in rules if r not in COMBINE_RULES]
+    if unknown:
+        raise ValueError(f"rules must be among {COMBINE_RULES}; got {unknown}")
+    n = len(examples[0].documents)
+    if any(len(e.documents) != n for e in examples):
+        raise ValueError("examples must share their number of documents")
+    size = max(1, min(len(examples), rows_per_batch // n))
+    answers: dict[str, list[str]] = {}
+    if "ensemble" in rules:
+        rows = _nbce_prompt_batch(apply, examples, tokenizer)[:, 1:]
+        tokens = _batched(functools.partial(_ensemble_batch, apply, params,
+                                            max_new_tokens=max_new_tokens,
+                                            eos_id=tokenizer.eos_id), [rows], size)
+        answers["ensemble"] = [tokenizer.decode(t) for t in tokens]
+    parallel = [r for r in rules if r in PARALLEL_RULES]
+    if parallel:
+        contexts, questions = _parallel_inputs(apply, examples, tokenizer)
+        prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
+        for rule in parallel:
+            tokens = _batched(functools.partial(_parallel_batch, apply, params, prefix,
+                                                _options(rule, n),
+                                                max_new_tokens=max_new_tokens,
+                                                eos_id=tokenizer.eos_id),
+                              [contexts, questions], size)
+            answers[rule] = [tokenizer.decode(t) for t in tokens]
+    return {r: answers[r] for r in rules}
+
+
+def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTokenizer,
+              steps: int = 16, repeats: int = 3) -> DecodingCost:
+    """Times one question's prefill and ``steps`` greedy decoding steps under ``rule``
+    (``"ensemble"``, ``"pcw"``, ``"ape"``, ``"exact"``); memory: the bytes of the cache (and
+    its masks) or of the blocks' keys and values plus the query's own cache."""
+    if rule not in COMBINE_RULES:
+        raise ValueError(f"rule must be one of {COMBINE_RULES}; got {rule!r}")
+    n = len(example.documents)
+    eos_id = 2  # every step runs anyway (a scan): the timing does not depend on it
+    if rule == "ensemble":
+        rows = jnp.asarray(_nbce_prompt_batch(apply, [example], tokenizer)[0, 1:])
+        weights = jnp.full((n,), 1.0 / n)
+
+        def run_prefill():
+            return prefill(apply, params, rows, max_new_tokens=steps)
+
+        logits, state = run_prefill()
+
+        def run_decode():
+            return ensemble_decode(apply, params, logits, state, weights, max_new_tokens=steps,
+                                   eos_id=eos_id)
+    else:
+        contexts, questions = _parallel_inputs(apply, [example], tokenizer)
+        options = _options(rule, n)
+        prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
+        blocks, question = jnp.asarray(contexts[0]), jnp.asarray(questions[0])
+
+        def run_prefill():
+            return parallel_prefill(apply, params, prefix, blocks, question, options,
+                                    max_new_tokens=steps)
+
+        logits, state = run_prefill()
+
+        def run_decode():
+            return parallel_decode(apply, params, logits, state, options,
+                                   max_new_tokens=steps, eos_id=eos_id)
+    prefill_seconds = best_time(run_prefill, repeats=repeats)
+    token_seconds = tuple(t / steps for t in wall_times(run_decode, repeats=repeats))
+    cache_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+    return DecodingCost(prefill_seconds, min(token_seconds), int(cache_bytes), token_seconds)
