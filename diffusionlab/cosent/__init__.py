@@ -5,7 +5,9 @@ After 苏剑林's series: "CoSENT（一）：比Sentence-BERT更有效的句向�
 (https://kexue.fm/archives/8860) and "CoSENT（三）：作为交互式相似度的损失函数"
 (https://kexue.fm/archives/9341).
 
-* Loss: :func:`cosent_loss` (dense, $O(B^2)$) and :func:`cosent_loss_sorted` ($O(B\\log B)$);
+* Loss: :func:`cosent_loss` (the faster of its dense $O(B^2)$ and sorted $O(B\\log B)$
+  forms at the batch size), :func:`cosent_loss_sorted`, :func:`cosent_loss_sharded` (every
+  pair of a batch split over devices);
   AnglE (:func:`angle_loss`, :func:`angle_similarity`), CoSENT on a complex-space angle score.
 * Baselines: :func:`sbert_softmax_loss`, :func:`cosine_mse_loss`, :func:`binary_cross_entropy_loss`.
 * Models: :class:`BiEncoder`, :class:`CrossEncoder` on a shared transformer trunk;
@@ -27,6 +29,7 @@ from diffusionlab.cosent.evaluate import accuracy, search_threshold, spearman
 from diffusionlab.cosent.human_rated import HUMAN_RATED, HumanRated, human_rated, human_rated_task
 from diffusionlab.cosent.loss import cosent_loss, cosent_loss_sorted
 from diffusionlab.cosent.models import BiEncoder, CrossEncoder, EncoderConfig, cosine_similarity
+from diffusionlab.cosent.sharded import cosent_loss_sharded
 from diffusionlab.cosent.synthetic import SYNTHETIC_TASKS, synthetic_task
 from diffusionlab.cosent.tasks import PairSplit, PairTask
 from diffusionlab.cosent.tokenizer import Tokenizer
@@ -62,6 +65,7 @@ __all__ = [
     "angle_similarity",
     "binary_cross_entropy_loss",
     "cosent_loss",
+    "cosent_loss_sharded",
     "cosent_loss_sorted",
     "cosine_mse_loss",
     "cosine_similarity",
