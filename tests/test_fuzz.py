@@ -745,10 +745,12 @@ def _entries() -> list[Entry]:
                sigma=pos, true_score=F(mismatch=True))))
 
     # ---------------------------------------------------------------- sector
-    add(E("sector.probability", sector.probability, lambda: dict(n=4, theta=np.pi),
-          dict(n=Int(1, 2**53), theta=Real(0, 2 * np.pi, low_open=True))))
-    add(E("sector.probability_turns", sector.probability_turns, lambda: dict(n=4, q=0.5),
-          dict(n=Int(1, 2**53), q=Real(0, 1, low_open=True, text_ok=True))))
+    add(E("sector.probability", sector.probability,
+          lambda: dict(n=4, theta=np.pi, method="series"),
+          dict(n=Int(1, 2**53), theta=Real(0, 2 * np.pi, low_open=True), method=Choice())))
+    add(E("sector.probability_turns", sector.probability_turns,
+          lambda: dict(n=4, q=0.5, method="series"),
+          dict(n=Int(1, 2**53), q=Real(0, 1, low_open=True, text_ok=True), method=Choice())))
     add(E("sector.probability_exact", lambda **k: float(sector.probability_exact(**k)),
           lambda: dict(n=4, q=Fraction(1, 2)),
           dict(n=Int(1, None), q=Real(0, 1, low_open=True, text_ok=True))))

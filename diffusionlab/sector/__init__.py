@@ -4,7 +4,9 @@ The "four ducks in a pond, all in one semicircle" question and its generalisatio
 
 .. math:: P_n(\theta)=\sum_{k\ge1}(-1)^{k-1}\binom nk\Big(1-k\big(1-\tfrac{\theta}{2\pi}\big)\Big)_+^{\,n-1}.
 
-* :func:`probability`: float64, broadcasting, jitted, stable where the sum cancels.
+* :func:`probability`: float64, broadcasting, jitted, stable where the sum cancels;
+  ``method="bspline"`` evaluates it instead by de Boor's all-positive B-spline recursion
+  (:mod:`diffusionlab.sector.bspline`), the slower independent cross-check.
 * :func:`probability_turns`: the same at θ = 2π q for an exact (e.g. rational) q.
 * :func:`probability_exact`: exact :class:`fractions.Fraction` at rational θ/2π.
 * :func:`probability_mc`: Monte Carlo with points drawn in the disk and sectors tested directly.

@@ -12,8 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
 from diffusionlab.sector import doubledouble as dd
 from diffusionlab.sector.checks import FULL_TURN, check_n_array, check_theta, check_turns
+
+METHODS = ("series", "bspline")
+"""Evaluation paths of :func:`probability`: the default inclusion–exclusion series with its
+double-double stage, and the all-positive B-spline recursion
+(:mod:`diffusionlab.sector.bspline`), kept as an independent cross-check."""
 
 MAX_TERMS = 160
 r"""Terms of the alternating sum that are evaluated. Outside the cut-off regime the k-th term
@@ -232,7 +238,15 @@ def _evaluate(n: np.ndarray, theta: np.ndarray, theta_lo: np.ndarray | None = No
     return np.clip(p, 0.0, 1.0), np.asarray(needs_dd)
 
 
-def probability(n, theta) -> np.ndarray:
+def _run(method: str, n, theta, theta_lo=None) -> np.ndarray:
+    """Dispatches flat float64 inputs to the chosen path (x64 on)."""
+    if method == "bspline":
+        from diffusionlab.sector import bspline  # it builds on this module's gap and log1m
+        return bspline.evaluate(n, theta, theta_lo)
+    return _evaluate(n, theta, theta_lo)[0]
+
+
+def probability(n, theta, *, method: str = "series") -> np.ndarray:
     r"""Probability :math:`P_n(\theta)` that n uniform points in a disk fit in one sector.
 
     Only the angles matter, and the points fit in a sector of angle θ iff the largest of the
@@ -269,6 +283,16 @@ def probability(n, theta) -> np.ndarray:
     result is non-decreasing in θ on the tested grids (down to ~1e-7 rad spacing near
     the cut-off at n = 10^5, where double-double's last-ulp noise sets the limit).
 
+    **Second path** (``method="bspline"``). The coverage sum is a scaled Irwin–Hall density,
+    :math:`1-P_n=(n-1)!\,x^{n-1}M_n(1/x)` with :math:`M_n` the cardinal B-spline of order
+    n, and de Boor's recursion evaluates it with positive terms only
+    (:mod:`diffusionlab.sector.bspline`): no cancellation, so no double-double, but
+    :math:`O(n\min(1/x,\,n-1/x))` work per point instead of at most 160 terms. Its error is
+    absolute, a few :math:`\sqrt n` ulps (measured 8e-14 at n = 10^5), and it is slower
+    everywhere (``benchmarks/sector.py``: about 4x on n ≤ 1000, and ~30 s against ~1 ms per
+    point at n = 10^5), so the series is the default and the recursion checks it in the
+    tests. The same steps 1 (cut-off) and, for θ ≤ π, the single term precede it.
+
     **Input rounding.** θ is read in units of the float64 full turn :data:`FULL_TURN`
     (``2 * np.pi``), so ``np.pi`` means exactly half a turn. A float θ cannot represent an
     angle such as :math:`2\pi\cdot0.9999` exactly. Near the steep transition at large n,
@@ -280,16 +304,20 @@ def probability(n, theta) -> np.ndarray:
     Args:
       n: number of points, array-like of integers :math:`\ge1` (broadcast against theta).
       theta: central angle in radians, array-like with :math:`0<\theta\le2\pi`.
+      method: ``"series"`` (default) or ``"bspline"`` (see *Second path*).
 
     Returns:
       A float64 NumPy array of the broadcast shape, in [0, 1].
 
     Raises:
-      ValueError: n not an integer in [1, 2**53], or theta outside (0, 2π] or NaN.
+      ValueError: n not an integer in [1, 2**53] (in [1, 2**24] for ``"bspline"``), theta
+        outside (0, 2π] or NaN, or method not one of :data:`METHODS`.
+      TypeError: method not a string.
 
     Reference: 苏剑林, 《圆内随机n点在同一个圆心角为θ的扇形的概率》,
     https://kexue.fm/archives/9324 ; W. L. Stevens (1939), Annals of Eugenics 9:315–320.
     """
+    _checks.check_choice(method, "method", METHODS)
     n_values = check_n_array(n)
     theta_values = check_theta(theta)
     try:
@@ -302,11 +330,11 @@ def probability(n, theta) -> np.ndarray:
     if n_b.size == 0:
         return np.zeros(shape, np.float64)
     with jax.enable_x64(True):
-        p, _ = _evaluate(n_b.ravel().astype(np.float64), theta_b.ravel().astype(np.float64))
+        p = _run(method, n_b.ravel().astype(np.float64), theta_b.ravel().astype(np.float64))
     return p.reshape(shape)
 
 
-def probability_turns(n, q) -> np.ndarray:
+def probability_turns(n, q, *, method: str = "series") -> np.ndarray:
     r""":func:`probability` at :math:`\theta=2\pi q`, with the fraction of a turn given exactly.
 
     A float θ rounds an angle such as :math:`2\pi\cdot\tfrac{9999}{10000}`; near the steep
@@ -318,13 +346,17 @@ def probability_turns(n, q) -> np.ndarray:
     Args:
       n: number of points, array-like of integers :math:`\ge1`.
       q: :math:`\theta/2\pi`, array-like of Fractions, ints or floats in (0, 1].
+      method: ``"series"`` (default) or ``"bspline"``, as in :func:`probability`.
 
     Returns:
       A float64 NumPy array of the broadcast shape.
 
     Raises:
-      ValueError: n not an integer in [1, 2**53], or q not in (0, 1].
+      ValueError: n not an integer in [1, 2**53] (in [1, 2**24] for ``"bspline"``), q not in
+        (0, 1], or method not one of :data:`METHODS`.
+      TypeError: method not a string.
     """
+    _checks.check_choice(method, "method", METHODS)
     n_values = check_n_array(n)
     q_values = np.asarray(q, dtype=object)
     turns = np.vectorize(check_turns, otypes=[object])(q_values) if q_values.size else q_values
@@ -340,6 +372,6 @@ def probability_turns(n, q) -> np.ndarray:
     if n_b.size == 0:
         return np.zeros(n_b.shape, np.float64)
     with jax.enable_x64(True):
-        p, _ = _evaluate(n_b.ravel().astype(np.float64), q_hi.ravel().astype(np.float64),
-                         q_lo.ravel().astype(np.float64))
+        p = _run(method, n_b.ravel().astype(np.float64), q_hi.ravel().astype(np.float64),
+                 q_lo.ravel().astype(np.float64))
     return p.reshape(n_b.shape)
