@@ -12,6 +12,7 @@ from asserts import assert_compiles_once, assert_z
 
 from diffusionlab.sector import (
     FULL_TURN,
+    bspline,
     parse_angle,
     probability,
     probability_exact,
@@ -21,7 +22,6 @@ from diffusionlab.sector import (
     smallest_sector_angle,
     solver,
 )
-from diffusionlab.sector import bspline
 from diffusionlab.sector import doubledouble as dd
 from diffusionlab.sector.__main__ import main
 from diffusionlab.sector.montecarlo import count_hits
