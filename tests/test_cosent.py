@@ -17,10 +17,17 @@ from diffusionlab.cosent import (
 )
 from tests.asserts import assert_compiles_once, assert_tree_allclose
 
+from diffusionlab.cosent.loss import SORTED_FROM_BATCH, _choose_method
+
+
+def cosent_loss_dense(scores, labels, *, scale=20.0):
+    return cosent_loss(scores, labels, scale=scale, method="dense")
+
+
 LOSSES = [cosent_loss, cosent_loss_sorted]
 # Eager JAX compiles every primitive for every new shape; one jit per loss is far cheaper.
 VALUE_AND_GRAD = {loss: jax.jit(jax.value_and_grad(loss), static_argnames="scale")
-                  for loss in LOSSES}
+                  for loss in [*LOSSES, cosent_loss_dense]}
 
 
 def double_loop(scores, labels, scale):
@@ -60,7 +67,7 @@ def test_sorted_equals_dense_on_random_batches():
             scores = jnp.asarray(rng.uniform(-1, 1, size=size), jnp.float32)
             labels = jnp.asarray(rng.integers(0, levels, size=size))
             value, grad = VALUE_AND_GRAD[cosent_loss_sorted](scores, labels)
-            value_dense, grad_dense = VALUE_AND_GRAD[cosent_loss](scores, labels)
+            value_dense, grad_dense = VALUE_AND_GRAD[cosent_loss_dense](scores, labels)
             assert_tree_allclose(value, value_dense, rtol=2e-5, atol=1e-5)
             assert_tree_allclose(grad, grad_dense, rtol=1e-4, atol=1e-6)
 
@@ -125,7 +132,8 @@ def test_gradient_matches_finite_differences(loss):
         np.testing.assert_allclose(grad, np.asarray(fd), rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+# B = 512 is above the crossover, so the default runs the sorted form: the dense one is named.
+@pytest.mark.parametrize("loss", [*LOSSES, cosent_loss_dense])
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_finite_under_half_precision_and_extreme_scores(loss, dtype):
     rng = np.random.default_rng(5)
@@ -150,6 +158,46 @@ def test_large_constant_mask_gives_nan_in_fp16():
     legacy = jax.nn.logsumexp(jnp.concatenate([jnp.zeros(1, jnp.float16), diff.reshape(-1)]))
     assert not np.isfinite(float(legacy))
     assert np.isfinite(float(cosent_loss(s / 20, y)))
+
+
+def test_default_equals_dense_and_sorted_on_both_sides_of_the_crossover():
+    rng = np.random.default_rng(7)
+    for size in (SORTED_FROM_BATCH - 1, SORTED_FROM_BATCH):
+        scores = jnp.asarray(rng.uniform(-1, 1, size=size), jnp.float32)
+        labels = jnp.asarray(rng.integers(0, 5, size=size))  # many ties
+        value, grad = VALUE_AND_GRAD[cosent_loss](scores, labels)
+        # The default runs one form (see the dispatch test below); compare with the other.
+        other = cosent_loss_sorted if size < SORTED_FROM_BATCH else cosent_loss_dense
+        value_other, grad_other = VALUE_AND_GRAD[other](scores, labels)
+        assert_tree_allclose(value, value_other, rtol=2e-5, atol=1e-5)
+        assert_tree_allclose(grad, grad_other, rtol=1e-4, atol=1e-6)
+
+
+def test_auto_dispatch_depends_on_the_static_batch_size():
+    assert _choose_method(SORTED_FROM_BATCH - 1, "auto") == "dense"
+    assert _choose_method(SORTED_FROM_BATCH, "auto") == "sorted"
+    assert _choose_method(1, "sorted") == "sorted"
+    assert _choose_method(10**6, "dense") == "dense"
+
+    # The choice is made at trace time: only the sorted form sorts, only the dense one
+    # builds a B x B matrix.
+    def traced(size, method="auto"):
+        spec = jax.ShapeDtypeStruct((size,), jnp.float32)
+        return str(jax.make_jaxpr(lambda s, y: cosent_loss(s, y, method=method))(spec, spec))
+
+    def sorts(text):  # the printed program, nested jaxprs (argsort's) included
+        return " sort[" in text
+
+    below, above = SORTED_FROM_BATCH - 1, SORTED_FROM_BATCH
+    assert not sorts(traced(below)) and f"{below},{below}" in str(traced(below))
+    assert sorts(traced(above)) and f"{above},{above}" not in str(traced(above))
+    assert sorts(traced(below, "sorted")) and not sorts(traced(above, "dense"))
+
+
+def test_bad_method_raises_naming_it():
+    for bad in ("fast", "Auto", None, 1):
+        with pytest.raises(ValueError, match=r"method must be one of 'auto', 'dense', 'sorted'"):
+            cosent_loss(jnp.zeros(3), jnp.arange(3), method=bad)
 
 
 def test_compiles_once_under_jit():
