@@ -124,7 +124,8 @@ def _plot(models, columns, values):
         means = np.array([s[0] for s in stats_])
         err = np.array([[s[0] - s[1], s[2] - s[0]] if not np.isnan(s[1]) else [0, 0]
                         for s in stats_]).T
-        ax.bar(x, means, width, yerr=err, capsize=2, label=model, color=_COLORS.get(model),
+        ax.bar(x, means, width, yerr=None if model == ZERO_SHOT else err, capsize=2,
+               label=model, color=_COLORS.get(model),
                hatch="//" if model == ZERO_SHOT else None, edgecolor="white", linewidth=0.5)
     ax.set_xticks(np.arange(len(columns)), columns)
     ax.set_ylabel("test Spearman ×100")
