@@ -39,9 +39,11 @@ METHODS = ("auto", "dense", "sorted")
 #   B =  192: dense 195 / 302 us, sorted 107 / 115 us
 #   B =  256: dense 287 / 426 us, sorted 118 / 173 us
 #   B = 1024: dense 1859 us,      sorted 324 us
-#   B = 8192: dense 2.66 s,       sorted 16 ms
+#   B = 8192: dense 2.66 s,       sorted 16 ms  (benchmarks/cosent.py, less load: 1.36 s, 2.6 ms)
 # Below the crossover both cost tens of microseconds (dispatch-bound); above it the dense
-# form's B x B matrix dominates. benchmarks/cosent.py re-measures the ratio.
+# form's B x B matrix dominates. benchmarks/cosent.py re-measures the ratio. One cost is not
+# in these figures: compiling the sorted form's value_and_grad takes about 15-20 s on this
+# CPU (the gradient of cumlogsumexp), the dense one about 1 s; it is paid once per shape.
 SORTED_FROM_BATCH = 192
 
 
