@@ -1146,6 +1146,37 @@ def _entries() -> list[Entry]:
               lambda: dict(tree={"w": np.ones(2, np.float32)}, mesh=train.data_mesh()),
               dict(mesh=Obj())))
         add(E("train.to_host", train.to_host, lambda: dict(tree={"w": jnp.ones(2)}), {}))
+
+    # ------------------------------------------------ exact oracles, characteristics, AnglE,
+    # human-rated data, combination rules
+    add(E("cosent.cosent_loss(method)", cosent.cosent_loss,
+          lambda: dict(scores=scores(), labels=labels(), method="auto"),
+          dict(method=Choice())))
+    add(E("cosent.angle_similarity", cosent.angle_similarity,
+          lambda: dict(u_BxD=_x(4, 6), v_BxD=_x(4, 6, seed=1)),
+          dict(u_BxD=F(mismatch=True), v_BxD=F(mismatch=True))))
+    add(E("cosent.angle_loss", cosent.angle_loss,
+          lambda: dict(u_BxD=_x(6, 4), v_BxD=_x(6, 4, seed=1), labels_B=labels(), scale=20.0),
+          dict(u_BxD=F(mismatch=True), v_BxD=F(mismatch=True), labels_B=F(ints=True),
+               scale=Real(0, None, low_open=True)),
+          names=dict(labels_B=("labels_B", "labels"))))
+    add(E("cosent.human_rated", lambda **k: cosent.human_rated(**k).scores,
+          lambda: dict(name="wordsim353", split="test"), dict(name=Choice(), split=Choice())))
+    add(E("udm.empirical_predictor", lambda **k: udm.empirical_predictor(**k)(
+              np.zeros((2, 3), np.float32), np.array([3, 5])),
+          lambda: dict(process=_hot(), data=_x(5, 3), block_size=2),
+          dict(process=Obj(), data=F(mismatch=True), block_size=Int(1))))
+    if odes is not None and hasattr(odes, "characteristics_velocity"):
+        add(E("odes.characteristics_velocity", odes.characteristics_velocity,
+              lambda: dict(phi=lambda x, t: x / t, x=_x(3, 2), t=0.5),
+              # one point (d,) or a batch (..., d); an empty batch gives an empty output
+              dict(phi=Fn(), x=F(rank=False, empty_batch=True),
+                   t=Real(0, None, low_open=True))))
+    add(E("nbce.combine_generate", lambda **k: nbce.combine_generate(*_lm(), **k),
+          lambda: dict(contexts=[[5, 6], [7, 8]], question=[9], max_new_tokens=2,
+                       rule="ensemble", weights=np.array([0.5, 0.5])),
+          dict(contexts=Seqs(0, 258), question=Seqs(0, 258, nested=False),
+               max_new_tokens=Int(1), rule=Choice())))
     return out
 
 
