@@ -13,6 +13,7 @@ References: 苏剑林, 《生成扩散模型漫谈》 (十三) https://kexue.fm/
 """
 
 from diffusionlab.odes import (
+    batch_target,
     characteristics,
     flows,
     gravity,
@@ -38,6 +39,7 @@ __all__ = [
     "LinearPath",
     "TanhCDF",
     "VPSchedule",
+    "batch_target",
     "bits_per_dim",
     "characteristics",
     "characteristics_velocity",
