@@ -21,6 +21,7 @@ from diffusionlab.odes import (
     learned,
     memorisation,
     powerlaw,
+    sharded,
     unaugmented,
     vp,
 )
@@ -28,6 +29,7 @@ from diffusionlab.odes.characteristics import LinearPath, characteristics_veloci
 from diffusionlab.odes.generate import Generated, generate
 from diffusionlab.odes.isotropic import CDF_FAMILY, ExponentialCDF, GaussianCDF, TanhCDF
 from diffusionlab.odes.likelihood import Likelihood, bits_per_dim, log_likelihood
+from diffusionlab.odes.sharded import sharded_velocity
 from diffusionlab.odes.vp import VPSchedule
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "log_likelihood",
     "memorisation",
     "powerlaw",
+    "sharded",
+    "sharded_velocity",
     "unaugmented",
     "vp",
 ]

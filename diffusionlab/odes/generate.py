@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from diffusionlab import _checks, solve
 from diffusionlab.odes._checks import float_input, saturating_cast
@@ -59,6 +60,28 @@ def time_change(velocity_fn, time: str):
     if time == "linear":
         return lambda s, x: velocity_fn(x, s)
     return lambda s, x: jax.tree.map(lambda v: jnp.exp(s) * v, velocity_fn(x, jnp.exp(s)))
+
+
+def batch_sharding(x) -> NamedSharding | None:
+    """``x``'s :class:`~jax.sharding.NamedSharding` when ``x`` is a concrete array placed on a
+    mesh (e.g. its batch split with ``NamedSharding(mesh, P("data"))``), else None."""
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return None
+    sharding = getattr(x, "sharding", None)
+    return sharding if isinstance(sharding, NamedSharding) else None
+
+
+def keep_sharding(y, sharding: NamedSharding | None, *, lead: int = 0, axes: int | None = None):
+    """``y`` constrained (inside ``jit``) to ``sharding``'s layout of the batch: ``lead`` new
+    unsplit leading axes (snapshots), then the first ``axes`` entries of its partition spec
+    (all by default). The ODE solvers' loop buffers start unplaced, so without it a
+    batch-split input comes back replicated on every device."""
+    if sharding is None:
+        return y
+    spec = tuple(sharding.spec)
+    spec = spec if axes is None else spec[:axes]
+    spec = ((None,) * lead + spec)[:y.ndim]
+    return jax.lax.with_sharding_constraint(y, NamedSharding(sharding.mesh, PartitionSpec(*spec)))
 
 
 def check_times(T, t_end, time: str, *, end_name: str = "t_end") -> None:
@@ -105,15 +128,16 @@ def check_numerics(solver, steps, rtol, atol, max_steps):
 
 
 @functools.partial(jax.jit, static_argnames=("solver", "steps", "rtol", "atol", "max_steps",
-                                             "save_trajectory", "time"))
+                                             "save_trajectory", "time", "sharding"))
 def _generate(velocity_fn, x_T, T, t_end, *, solver, steps, rtol, atol, max_steps,
-              save_trajectory, time):
+              save_trajectory, time, sharding):
     start, end = (T, t_end) if time == "linear" else (jnp.log(T), jnp.log(t_end))
     sol = solve.solve_ode(time_change(velocity_fn, time), x_T, start, end, solver=solver,
                           steps=steps, rtol=rtol, atol=atol, max_steps=max_steps,
                           save_trajectory=save_trajectory)
     ts = None if sol.ts is None else (sol.ts if time == "linear" else jnp.exp(sol.ts))
-    return Generated(sol.x, sol.nfe, ts, sol.xs)
+    xs = None if sol.xs is None else keep_sharding(sol.xs, sharding, lead=1)
+    return Generated(keep_sharding(sol.x, sharding), sol.nfe, ts, xs)
 
 
 def generate(velocity_fn: Callable[[jax.Array, Any], jax.Array], x_T, T, *,
@@ -153,11 +177,13 @@ def generate(velocity_fn: Callable[[jax.Array, Any], jax.Array], x_T, T, *,
     check_times(T, t_end, time)
     steps, rtol, atol, max_steps = check_numerics(solver, steps, rtol, atol, max_steps)
     save_trajectory = _checks.check_int(save_trajectory, "save_trajectory", low=0)
+    sharding = batch_sharding(x_T)
     x_T, dtype = float_input(x_T, "x_T")
     if x_T.size:
         check_velocity(velocity_fn, x_T, T)
     out = _generate(as_partial(velocity_fn), x_T, jnp.asarray(T, jnp.float32),
                     jnp.asarray(t_end, jnp.float32), solver=solver, steps=steps, rtol=rtol,
-                    atol=atol, max_steps=max_steps, save_trajectory=save_trajectory, time=time)
+                    atol=atol, max_steps=max_steps, save_trajectory=save_trajectory, time=time,
+                    sharding=sharding)
     xs = None if out.xs is None else saturating_cast(out.xs, dtype)
     return Generated(saturating_cast(out.samples, dtype), out.nfe, out.ts, xs)

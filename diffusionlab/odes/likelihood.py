@@ -32,9 +32,11 @@ from diffusionlab.divergence import exact_divergence, hutchinson_divergence
 from diffusionlab.odes._checks import float_input, saturating_cast
 from diffusionlab.odes.generate import (
     as_partial,
+    batch_sharding,
     check_numerics,
     check_times,
     check_velocity,
+    keep_sharding,
     time_change,
 )
 
@@ -51,9 +53,9 @@ class Likelihood(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("log_prior", "method", "solver", "steps",
-                                             "rtol", "atol", "time"))
+                                             "rtol", "atol", "time", "sharding"))
 def _log_likelihood(velocity_fn, x, T, t_start, probe, *, log_prior, method, solver, steps,
-                    rtol, atol, time):
+                    rtol, atol, time, sharding):
     def augmented_velocity(state, t):
         # The velocity of (x_t, Δ_t) in the library's (state, t) order; Δ moves at ∇·v.
         z, _ = state
@@ -70,7 +72,8 @@ def _log_likelihood(velocity_fn, x, T, t_start, probe, *, log_prior, method, sol
     if log_p.shape != x.shape[:1]:
         raise ValueError(f"log_prior must map x_T {x_T.shape} to log-densities of shape "
                          f"{x.shape[:1]}; got {log_p.shape}")
-    return Likelihood(log_p.astype(x.dtype) + delta, sol.nfe, x_T)
+    return Likelihood(keep_sharding(log_p.astype(x.dtype) + delta, sharding, axes=1), sol.nfe,
+                      keep_sharding(x_T, sharding))
 
 
 def log_likelihood(velocity_fn: Callable, x, T, *, log_prior: Callable, t_start: float = 0.0,
@@ -111,6 +114,7 @@ def log_likelihood(velocity_fn: Callable, x, T, *, log_prior: Callable, t_start:
     _checks.check_choice(method, "method", METHODS)
     check_times(T, t_start, time, end_name="t_start")
     steps, rtol, atol, _ = check_numerics(solver, steps, rtol, atol, 4096)
+    sharding = batch_sharding(x)
     x, dtype = float_input(x, "x")
     if x.ndim < 1:
         raise ValueError(f"x must have shape (B, ...); got {x.shape}")
@@ -129,7 +133,7 @@ def log_likelihood(velocity_fn: Callable, x, T, *, log_prior: Callable, t_start:
     out = _log_likelihood(as_partial(velocity_fn), x, jnp.asarray(T, x.dtype),
                           jnp.asarray(t_start, x.dtype), probe, log_prior=log_prior,
                           method=method, solver=solver, steps=steps, rtol=rtol, atol=atol,
-                          time=time)
+                          time=time, sharding=sharding)
     return Likelihood(saturating_cast(out.log_prob, dtype), out.nfe,
                       saturating_cast(out.x_T, dtype))
 
