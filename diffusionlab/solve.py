@@ -20,6 +20,16 @@ state is promoted on entry and the result cast back at the end), because a step 
 tolerance of 1e-5 means nothing in bfloat16's 8 mantissa bits. Arguments are checked when
 they are concrete (:mod:`diffusionlab._checks`); an empty state is returned unchanged with
 NFE 0.
+
+Batch modes: by default (``batch_mode="shared"``) the whole batch is one state, so an
+adaptive controller takes one step size for all samples, chosen from the RMS error norm of
+the whole batch. ``batch_mode="per_sample"`` gives each sample (a slice along the leading
+axis of every leaf) its own controller, by ``jax.vmap`` of the solve over the batch: a stiff
+sample takes small steps without forcing them on the others, and each sample's error is
+controlled on its own rather than averaged with the batch. Under ``vmap`` the loop runs
+until the slowest sample has finished (finished samples are carried along masked), so the
+batched cost is the largest per-sample NFE; :attr:`ODESolution.nfe_per_sample` reports each
+sample's own count.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from diffusionlab import _checks
 _ADAPTIVE = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
 _FIXED = {"euler": diffrax.Euler, "heun": diffrax.Heun}
 SOLVERS: tuple[str, ...] = tuple(_ADAPTIVE) + tuple(_FIXED)
+BATCH_MODES: tuple[str, ...] = ("shared", "per_sample")
 
 # Vector-field evaluations per attempted step, and once at the start. Tsit5 and Dopri5 are
 # first-same-as-last (7 stages, 6 new per step) and their first stage is evaluated when the
@@ -54,15 +65,35 @@ class ODESolution(NamedTuple):
 
     Attributes:
       x: the state at ``t_end``.
-      nfe: number of vector-field evaluations (int32 scalar).
+      nfe: number of (batched) vector-field evaluations (int32 scalar). With
+        ``batch_mode="per_sample"`` it is the largest per-sample count: the vmapped loop
+        evaluates the field on the whole batch until the slowest sample has finished.
       ts: the save times (``save_trajectory + 1`` of them), or None.
       xs: the states at ``ts`` stacked on a new leading axis, or None.
+      nfe_per_sample: with ``batch_mode="per_sample"``, each sample's own NFE (int32, shape
+        ``(B,)``); None in shared mode, where every sample takes the batch's steps.
     """
 
     x: Any
     nfe: jax.Array
     ts: jax.Array | None
     xs: Any | None
+    nfe_per_sample: jax.Array | None = None
+
+    @property
+    def nfe_mean(self) -> jax.Array:
+        """Mean NFE over the batch (float32 scalar; equals ``nfe`` in shared mode)."""
+        counts = self.nfe if self.nfe_per_sample is None else self.nfe_per_sample
+        if counts.size == 0:
+            return jnp.zeros((), jnp.float32)
+        return jnp.mean(counts.astype(jnp.float32))
+
+    @property
+    def nfe_max(self) -> jax.Array:
+        """Largest NFE over the batch (int32 scalar; equals ``nfe`` in shared mode)."""
+        if self.nfe_per_sample is None or self.nfe_per_sample.size == 0:
+            return self.nfe
+        return jnp.max(self.nfe_per_sample)
 
 
 class SDESolution(NamedTuple):
@@ -139,6 +170,19 @@ def _saveat(T, t_end, save_trajectory: int) -> diffrax.SaveAt:
     return diffrax.SaveAt(ts=jnp.linspace(T, t_end, save_trajectory + 1))
 
 
+def _batch_size(state, name: str = "x_T") -> int:
+    """The common leading-axis length of every leaf (the batch size of ``per_sample`` mode)."""
+    shapes = [leaf.shape for leaf in jax.tree.leaves(state)]
+    if any(len(shape) == 0 for shape in shapes):
+        raise ValueError(f"batch_mode='per_sample' needs a batch axis: every leaf of {name} "
+                         f"must have ndim ≥ 1 (samples along axis 0); got shapes {shapes}")
+    sizes = {shape[0] for shape in shapes}
+    if len(sizes) != 1:
+        raise ValueError(f"batch_mode='per_sample' needs one batch size: every leaf of {name} "
+                         f"must have the same leading axis; got shapes {shapes}")
+    return sizes.pop()
+
+
 def _state_bytes(state) -> int:
     return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
 
@@ -155,6 +199,7 @@ def solve_ode(
     atol: float = 1e-5,
     max_steps: int = 4096,
     save_trajectory: int = 0,
+    batch_mode: str = "shared",
 ) -> ODESolution:
     r"""Integrates :math:`\mathrm{d}x/\mathrm{d}t = v(t, x)` from :math:`x(T) = x_T` to ``t_end``.
 
@@ -162,6 +207,14 @@ def solve_ode(
     ``rtol``/``atol``; ``steps``, if given, only sets the first step. Fixed-step mode
     (``"euler"`` or ``"heun"``) takes exactly ``steps`` equal steps. Integration may run
     backwards (``t_end < T``), as samplers do.
+
+    ``batch_mode="shared"`` (default) integrates the batch as one state: one adaptive step
+    size, set by the error norm of the whole batch. ``batch_mode="per_sample"`` vmaps the
+    solve over the leading axis, so each sample has its own PID controller, step sizes and
+    NFE (see the module docstring); ``velocity`` is then called on one sample at a time, as
+    a batch of one (leaves shaped ``(1, ...)``) at that sample's own time, so it must treat
+    the rows of its batch independently, as every sampler's field does. With a fixed-step
+    solver both modes take the same steps.
 
     The state and the time are integrated in at least float32; the result has ``x_T``'s
     dtypes. An empty state (every leaf of size 0) is returned as it is, with NFE 0 and
@@ -179,17 +232,21 @@ def solve_ode(
       rtol, atol: tolerances of the adaptive controller (> 0).
       max_steps: adaptive step budget (≥ 1); exceeding it raises at run time.
       save_trajectory: if K > 0, also return K+1 equally spaced snapshots (``ts``, ``xs``).
+      batch_mode: ``"shared"`` or ``"per_sample"`` (one of ``BATCH_MODES``). Per-sample
+        mode needs every leaf of ``x_T`` to have the same leading (batch) axis.
 
     Returns:
-      An :class:`ODESolution` with the final state and the NFE.
+      An :class:`ODESolution` with the final state and the NFE (and, in per-sample mode,
+      ``nfe_per_sample`` of shape ``(B,)``; ``nfe_mean``/``nfe_max`` summarise it).
 
     Raises:
       TypeError: a non-callable ``velocity``; ``x_T`` None, a list of numbers, or with a
         non-float dtype; non-numeric times, tolerances or counts.
-      ValueError: unknown ``solver``; missing or non-positive ``steps`` for a fixed-step
-        solver; non-positive tolerances; NaN/inf in ``T``, ``t_end`` or (when concrete)
-        ``x_T``; ``T == t_end``; ``velocity`` returning the wrong shapes; or a trajectory
-        too large for memory.
+      ValueError: unknown ``solver`` or ``batch_mode``; missing or non-positive ``steps``
+        for a fixed-step solver; non-positive tolerances; NaN/inf in ``T``, ``t_end`` or
+        (when concrete) ``x_T``; ``T == t_end``; ``velocity`` returning the wrong shapes; a
+        trajectory too large for memory; or, in per-sample mode, a leaf without a batch axis
+        or leaves with different leading sizes.
     """
     _checks.check_callable(velocity, "velocity")
     _checks.check_choice(solver, "solver", SOLVERS)
@@ -199,6 +256,7 @@ def solve_ode(
     atol = _checks.check_real(atol, "atol", low=0.0, low_open=True)
     max_steps = _checks.check_int(max_steps, "max_steps", low=1)
     save_trajectory = _checks.check_int(save_trajectory, "save_trajectory", low=0)
+    _checks.check_choice(batch_mode, "batch_mode", BATCH_MODES)
     if solver in _FIXED and steps is None:
         raise ValueError(f"solver={solver!r} is fixed-step: pass steps (an integer ≥ 1)")
     T, t_end = _check_times(T, t_end)
@@ -206,8 +264,10 @@ def solve_ode(
     if save_trajectory:
         _checks.check_fits_memory("save_trajectory", (save_trajectory + 1) * _state_bytes(state),
                                   f"{save_trajectory + 1} snapshots of the state")
+    per_sample = batch_mode == "per_sample"
+    batch = _batch_size(state) if per_sample else None
     if all(leaf.size == 0 for leaf in jax.tree.leaves(state)):
-        return _empty_solution(state, dtypes, T, t_end, save_trajectory)
+        return _empty_solution(state, dtypes, T, t_end, save_trajectory, batch)
     _check_velocity(velocity, T, state, "velocity")
 
     def vector_field(t, x, args):
@@ -224,30 +284,54 @@ def solve_ode(
         dt0 = None if steps is None else (t_end - T) / steps
         step_budget = max_steps
         diffrax_solver = _ADAPTIVE[solver]()
-    solution = diffrax.diffeqsolve(
-        term, diffrax_solver, T, t_end, dt0, state,
-        saveat=_saveat(T, t_end, save_trajectory),
-        stepsize_controller=controller, max_steps=step_budget,
-    )
-    nfe = _EVALS_PER_STEP[solver] * solution.stats["num_steps"] + _EVALS_AT_START[solver]
-    if solver in _ADAPTIVE and dt0 is None:
-        nfe = nfe + _EVALS_INITIAL_STEP
-    final = _restore(jax.tree.map(lambda leaf: leaf[-1], solution.ys), dtypes)
+    saveat = _saveat(T, t_end, save_trajectory)
+    evals_at_start = _EVALS_AT_START[solver] + (
+        _EVALS_INITIAL_STEP if solver in _ADAPTIVE and dt0 is None else 0)
+    if not per_sample:
+        solution = diffrax.diffeqsolve(
+            term, diffrax_solver, T, t_end, dt0, state,
+            saveat=saveat, stepsize_controller=controller, max_steps=step_budget,
+        )
+        nfe = jnp.asarray(_EVALS_PER_STEP[solver] * solution.stats["num_steps"]
+                          + evals_at_start, jnp.int32)
+        final = _restore(jax.tree.map(lambda leaf: leaf[-1], solution.ys), dtypes)
+        if save_trajectory:
+            return ODESolution(final, nfe, solution.ts, _restore(solution.ys, dtypes))
+        return ODESolution(final, nfe, None, None)
+
+    def sample_field(t, y, args):
+        # One sample, presented to the batched field as a batch of one.
+        out = velocity(t, jax.tree.map(lambda leaf: leaf[None], y))
+        return jax.tree.map(lambda v, leaf: jnp.asarray(v)[0].astype(leaf.dtype), out, y)
+
+    def solve_one(y0):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(sample_field), diffrax_solver, T, t_end, dt0, y0,
+            saveat=saveat, stepsize_controller=controller, max_steps=step_budget,
+        )
+        return sol.ys, sol.stats["num_steps"]
+
+    ys, num_steps = jax.vmap(solve_one)(state)  # ys leaves: (B, snapshots, ...)
+    counts = jnp.asarray(_EVALS_PER_STEP[solver] * num_steps + evals_at_start, jnp.int32)
+    final = _restore(jax.tree.map(lambda leaf: leaf[:, -1], ys), dtypes)
+    nfe = jnp.max(counts)
     if save_trajectory:
-        return ODESolution(final, jnp.asarray(nfe, jnp.int32), solution.ts,
-                           _restore(solution.ys, dtypes))
-    return ODESolution(final, jnp.asarray(nfe, jnp.int32), None, None)
+        xs = _restore(jax.tree.map(lambda leaf: jnp.moveaxis(leaf, 1, 0), ys), dtypes)
+        return ODESolution(final, nfe, jnp.linspace(T, t_end, save_trajectory + 1), xs, counts)
+    return ODESolution(final, nfe, None, None, counts)
 
 
-def _empty_solution(state, dtypes, T, t_end, save_trajectory: int) -> ODESolution:
+def _empty_solution(state, dtypes, T, t_end, save_trajectory: int,
+                    batch: int | None = None) -> ODESolution:
     final = _restore(state, dtypes)
     nfe = jnp.zeros((), jnp.int32)
+    counts = None if batch is None else jnp.zeros((batch,), jnp.int32)
     if not save_trajectory:
-        return ODESolution(final, nfe, None, None)
+        return ODESolution(final, nfe, None, None, counts)
     ts = jnp.linspace(T, t_end, save_trajectory + 1)
     xs = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf[None], (save_trajectory + 1,) + leaf.shape),
                       final)
-    return ODESolution(final, nfe, ts, xs)
+    return ODESolution(final, nfe, ts, xs, counts)
 
 
 def solve_sde(
