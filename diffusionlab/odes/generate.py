@@ -153,7 +153,8 @@ def generate(velocity_fn: Callable[[jax.Array, Any], jax.Array], x_T, T, *,
       velocity_fn: ``v(x, t)`` for the whole batch ``x`` and a scalar ``t``, returning an
         array shaped like ``x``. Passing a :class:`jax.tree_util.Partial` (see
         :func:`as_partial`) lets array arguments change between calls without recompiling.
-      x_T: prior samples at ``T`` (a float array, finite).
+      x_T: prior samples at ``T`` (a float array, finite). A batch placed on a mesh
+        (``NamedSharding``) comes back placed the same way (snapshots: batch axis second).
       T: start time (finite, > 0).
       t_end: end time, in ``[0, T)`` (> 0 for ``time="log"`` or for fields singular at 0).
       solver: ``"tsit5"``/``"dopri5"`` (adaptive) or ``"euler"``/``"heun"`` (fixed step).

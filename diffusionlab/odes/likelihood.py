@@ -90,7 +90,8 @@ def log_likelihood(velocity_fn: Callable, x, T, *, log_prior: Callable, t_start:
     Args:
       velocity_fn: ``v(x, t)`` for the batch ``x`` (any shape with a leading batch axis) and
         a scalar ``t``; it must treat examples independently and return ``x``'s shape.
-      x: ``(B, ...)`` data at ``t_start`` (finite floats).
+      x: ``(B, ...)`` data at ``t_start`` (finite floats). A batch placed on a mesh
+        (``NamedSharding``) gives ``log_prob`` and ``x_T`` placed the same way.
       T: the prior's time (> 0).
       log_prior: ``x_T -> (B,)`` log-density of the prior; a hashable function (module level).
       t_start: the data's time, in ``[0, T)`` (> 0 for ``time="log"``).
