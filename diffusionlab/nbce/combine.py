@@ -27,7 +27,7 @@ import numpy as np
 
 from diffusionlab import _checks
 from diffusionlab.lm.decode import check_prompts, prefill
-from diffusionlab.nbce.generate import nbce_generate, nbce_prompts
+from diffusionlab.nbce.generate import encoded_inputs, nbce_generate, nbce_prompts
 from diffusionlab.nbce.parallel import (
     pad_contexts,
     parallel_decode,
@@ -207,21 +207,11 @@ def combine_generate(apply, params, contexts, question, *, rule: str, max_new_to
     else:
         temperature = scale = 1.0
     max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
-    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
-        raise TypeError(f"contexts must be a list of contexts; got {type(contexts).__name__}")
-    if len(contexts) == 0:
-        raise ValueError("contexts must be a non-empty list of contexts (n >= 1)")
-    if tokenizer is not None:
-        contexts = [tokenizer.encode(c) if isinstance(c, str) else c for c in contexts]
-        question = tokenizer.encode(question) if isinstance(question, str) else question
-        prefix = [tokenizer.bos_id] if prefix is None else prefix
-        eos_id = tokenizer.eos_id if eos_id is None else eos_id
-    elif isinstance(question, str) or any(isinstance(c, str) for c in contexts):
-        raise TypeError("string contexts or question need a tokenizer=...")
+    contexts, question, prefix, eos_id = encoded_inputs(apply, contexts, question,
+                                                        tokenizer=tokenizer, prefix=prefix,
+                                                        eos_id=eos_id)
     from diffusionlab.lm.decode import _vocab
     high = _vocab(apply) - 1
-    contexts = _checks.check_sequences(contexts, "contexts", high=high)
-    question = _checks.check_sequences(question, "question", high=high, nested=False)
     prefix = _checks.check_sequences(prefix or [], "prefix", high=high, nested=False)
     eos_id = _checks.check_int(2 if eos_id is None else eos_id, "eos_id", low=-1, high=high)
     pad_id = getattr(apply, "pad_id", 0) if pad_id is None else pad_id

@@ -163,6 +163,34 @@ def _nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, 
     return NBCEOutput(tokens, choices, entropies)
 
 
+def encoded_inputs(apply, contexts, question, *, tokenizer, prefix, eos_id):
+    """``(contexts, question, prefix, eos_id)`` as checked token ids of ``apply``'s vocabulary.
+
+    Strings are encoded with ``tokenizer`` (whose ``bos_id``/``eos_id`` are the defaults of
+    ``prefix``/``eos_id``); ``eos_id`` stays ``None`` when neither gives one.
+
+    Raises:
+      TypeError: ``contexts`` not a list; strings without a tokenizer.
+      ValueError: empty ``contexts``; a token id outside the vocabulary.
+    """
+    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
+        raise TypeError(f"contexts must be a list of contexts; got {type(contexts).__name__}")
+    if len(contexts) == 0:
+        raise ValueError("contexts must be a non-empty list of contexts (n >= 1)")
+    if tokenizer is not None:
+        contexts = [tokenizer.encode(c) if isinstance(c, str) else c for c in contexts]
+        question = tokenizer.encode(question) if isinstance(question, str) else question
+        prefix = [tokenizer.bos_id] if prefix is None else prefix
+        eos_id = tokenizer.eos_id if eos_id is None else eos_id
+    elif isinstance(question, str) or any(isinstance(c, str) for c in contexts):
+        raise TypeError("string contexts or question need a tokenizer=...")
+    from diffusionlab.lm.decode import _vocab
+    high = _vocab(apply) - 1
+    contexts = _checks.check_sequences(contexts, "contexts", high=high)
+    question = _checks.check_sequences(question, "question", high=high, nested=False)
+    return contexts, question, prefix, eos_id
+
+
 def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
                   beta: float = 0.25, eta: float = 0.1, top_p: float = 0.95,
                   pooling: str = "min_entropy", temperature: float = 0.0,
@@ -212,21 +240,9 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
         raise ValueError("sampling (temperature > 0) needs a key")
     if key is not None:
         _checks.check_key(key)
-    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__len__"):
-        raise TypeError(f"contexts must be a list of contexts; got {type(contexts).__name__}")
-    if len(contexts) == 0:
-        raise ValueError("contexts must be a non-empty list of contexts (n >= 1)")
-    if tokenizer is not None:
-        contexts = [tokenizer.encode(c) if isinstance(c, str) else c for c in contexts]
-        question = tokenizer.encode(question) if isinstance(question, str) else question
-        prefix = [tokenizer.bos_id] if prefix is None else prefix
-        eos_id = tokenizer.eos_id if eos_id is None else eos_id
-    elif isinstance(question, str) or any(isinstance(c, str) for c in contexts):
-        raise TypeError("string contexts or question need a tokenizer=...")
-    from diffusionlab.lm.decode import _vocab
-    high = _vocab(apply) - 1
-    contexts = _checks.check_sequences(contexts, "contexts", high=high)
-    question = _checks.check_sequences(question, "question", high=high, nested=False)
+    contexts, question, prefix, eos_id = encoded_inputs(apply, contexts, question,
+                                                        tokenizer=tokenizer, prefix=prefix,
+                                                        eos_id=eos_id)
     pad_id = getattr(apply, "pad_id", 0) if pad_id is None else pad_id
     max_length = getattr(apply, "max_length", None) if max_length is None else max_length
     prompts = nbce_prompts(contexts, question, prefix=prefix or (), pad_id=pad_id,
