@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 
 from diffusionlab import stats
@@ -94,40 +93,6 @@ def training_set_score(config, domain: str, *, key) -> float:
         source = evaluation.prior_source("hot", recipe, domain=domain, num=config.num_eval, key=k_source)
         scores.append(evaluation.score(source, reference, recipe, domain=domain, key=k_score))
     return float(np.mean(scores))
-
-
-def _oracle_figure(rows, oracle_rows, *, floor: float, ylabel: str, title: str):
-    """The network (solid) and the exact predictor (dashed) against reverse steps, per sampler,
-    and the training set's own score (``floor``, grey)."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    names = list(dict.fromkeys(r["sampler"] for r in oracle_rows))
-    colors = plt.get_cmap("tab10")(np.arange(10))
-    for i, name in enumerate(names):
-        for source, style, label in ((rows, "-o", "network"), (oracle_rows, "--s", "oracle")):
-            pts = sorted((r["steps"], r["score_mean"], r["score_std"]) for r in source
-                         if r["sampler"] == name)
-            steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
-            ax.errorbar(steps, mean, yerr=std, fmt=style, ms=4, capsize=2,
-                        color=colors[i % 10], label=f"{name} ({label})",
-                        mfc="white" if label == "oracle" else None)
-    ax.axhline(floor, color="0.5", lw=1, ls=":", label="training examples themselves")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(sorted({r["steps"] for r in oracle_rows}))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("reverse steps (log scale)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return fig
 
 
 def _claim_samplers(recipe, domain: str) -> tuple[list[str], list[str]]:
@@ -242,7 +207,7 @@ def run(config: Config, out) -> None:
         out.figure(
             fig, f"quality_{domain}", caption=f"{metric} against reverse steps, mean ± std over seeds."
         )
-        fig = _oracle_figure(
+        fig = plots.network_vs_oracle(
             sub,
             [r for r in oracle_rows if r["domain"] == domain],
             floor=floors[domain],

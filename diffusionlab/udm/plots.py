@@ -1,4 +1,5 @@
-"""Figures of the UDM experiments: digit grids, metric against reverse steps, z-score and count histograms."""
+"""Figures of the UDM experiments: digit grids, metric against reverse steps (network and exact
+predictor), z-score and count histograms."""
 
 from __future__ import annotations
 
@@ -59,8 +60,6 @@ def metric_vs_steps(rows: Sequence[Mapping], *, metric: str, ylabel: str, title:
 
     ``rows`` hold ``sampler``, ``steps``, ``<metric>_mean`` and ``<metric>_std``.
     """
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
     fig, ax = plt.subplots(figsize=(8, 4.8))
     names = list(dict.fromkeys(r["sampler"] for r in rows))
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
@@ -80,8 +79,43 @@ def metric_vs_steps(rows: Sequence[Mapping], *, metric: str, ylabel: str, title:
             label=name,
             color=colors[(2 * i) % 20 + (i // 10) % 2],
         )
+    _steps_axes(ax, sorted({r["steps"] for r in rows}), ylabel=ylabel, title=title, log_y=log_y)
+    fig.tight_layout()
+    return fig
+
+
+def network_vs_oracle(rows: Sequence[Mapping], oracle_rows: Sequence[Mapping], *, floor: float,
+                      ylabel: str, title: str):
+    """The trained network (solid) and the exact predictor (dashed,
+    :func:`~diffusionlab.udm.empirical_predictor`) against reverse steps, per sampler of
+    ``oracle_rows``, and the training set's own score ``floor`` (dotted grey): the gap between
+    the two curves is the network's error, the oracle's distance to ``floor`` the sampler's.
+
+    ``rows`` and ``oracle_rows`` hold ``sampler``, ``steps``, ``score_mean`` and ``score_std``.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    names = list(dict.fromkeys(r["sampler"] for r in oracle_rows))
+    colors = plt.get_cmap("tab10")(np.arange(10))
+    for i, name in enumerate(names):
+        for source, style, label in ((rows, "-o", "network"), (oracle_rows, "--s", "oracle")):
+            pts = sorted((r["steps"], r["score_mean"], r["score_std"]) for r in source
+                         if r["sampler"] == name)
+            steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
+            ax.errorbar(steps, mean, yerr=std, fmt=style, ms=4, capsize=2,
+                        color=colors[i % 10], label=f"{name} ({label})",
+                        mfc="white" if label == "oracle" else None)
+    ax.axhline(floor, color="0.5", lw=1, ls=":", label="training examples themselves")
+    _steps_axes(ax, sorted({r["steps"] for r in oracle_rows}), ylabel=ylabel, title=title,
+                log_y=True)
+    fig.tight_layout()
+    return fig
+
+
+def _steps_axes(ax, ticks, *, ylabel: str, title: str, log_y: bool) -> None:
+    """Log-scaled reverse steps on x with plain tick labels (and a log y), grid and legend."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     ax.set_xscale("log")
-    ticks = sorted({r["steps"] for r in rows})
     ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -95,8 +129,6 @@ def metric_vs_steps(rows: Sequence[Mapping], *, metric: str, ylabel: str, title:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return fig
 
 
 def z_histograms(z_by_family: Mapping[str, np.ndarray], *, title: str):
