@@ -204,6 +204,27 @@ def single_key(key, name: str = "key") -> jax.Array:
     return key
 
 
+def check_mesh_axis(mesh, axis_name, *, mesh_name: str = "mesh") -> int:
+    """The number of devices along ``axis_name`` of the ``jax.sharding.Mesh`` ``mesh``.
+
+    Raises:
+      TypeError: ``mesh`` not a Mesh, ``axis_name`` not a string.
+      ValueError: ``axis_name`` not one of the mesh's axes.
+    """
+    from jax.sharding import Mesh
+
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"{mesh_name} must be a jax.sharding.Mesh (e.g. "
+                        f"diffusionlab.train.data_mesh()); got {type(mesh).__name__}")
+    if not isinstance(axis_name, str):
+        raise TypeError(f"axis_name must be a string naming an axis of {mesh_name}; got "
+                        f"{type(axis_name).__name__}")
+    if axis_name not in mesh.axis_names:
+        raise ValueError(f"axis_name must be one of {mesh_name}'s axes "
+                         f"{tuple(mesh.axis_names)}; got {axis_name!r}")
+    return int(mesh.shape[axis_name])
+
+
 def check_bool(value, name: str) -> bool:
     """Returns ``value`` as a bool; TypeError naming ``name`` unless it is True or False."""
     if not isinstance(value, (bool, np.bool_)):

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+from diffusionlab import _checks
 from diffusionlab.cosent.loss import _validate
 
 __all__ = ["cosent_loss_sharded"]
@@ -35,13 +36,7 @@ __all__ = ["cosent_loss_sharded"]
 
 def _check_mesh(mesh, axis_name, batch_size: int) -> int:
     """Returns the number of devices along ``axis_name``; raises for a bad mesh or batch."""
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh (e.g. diffusionlab.train.data_mesh()); "
-                        f"got {type(mesh).__name__}")
-    if axis_name not in mesh.axis_names:
-        raise ValueError(f"axis_name must be one of the mesh's axes {mesh.axis_names}; "
-                         f"got {axis_name!r}")
-    shards = int(mesh.shape[axis_name])
+    shards = _checks.check_mesh_axis(mesh, axis_name)
     if batch_size % shards:
         raise ValueError(f"scores must have a batch size divisible by the {shards} devices along "
                          f"mesh axis {axis_name!r}; got {batch_size}")

@@ -142,14 +142,7 @@ def sharded_velocity(field, data, x, t, *, mesh: Mesh, axis_name: str = "data",
         dimension mismatches, NaN/inf, ``t ≤ 0`` or ``block < 1``.
     """
     _check_field(field)
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
-    if not isinstance(axis_name, str):
-        raise TypeError(f"axis_name must be a string naming an axis of mesh; got "
-                        f"{type(axis_name).__name__}")
-    if axis_name not in mesh.axis_names:
-        raise ValueError(f"axis_name must be an axis of mesh {tuple(mesh.axis_names)}; got "
-                         f"{axis_name!r}")
+    _checks.check_mesh_axis(mesh, axis_name)
     x, data, dtype = points(x, data)
     block = _checks.check_int(block, "block", low=1)
     t = positive_time(t, x.shape[0], x.dtype, of="x")
