@@ -461,9 +461,42 @@ def fit(method: str, data, *, budget: Budget, config: train.TrainConfig, key,
         params = init.params
     result = train.fit(_loss(method, apply, budget), params, data, config=config,
                        key=train_key, progress=progress)
+    ema_params = debiased_ema(result.ema_params, params, decay=config.ema_decay,
+                              steps=len(result.history["step"]))
     centre = gravity_prior_centre(data, budget) if method == "gravity" else None
-    return LearnedModel(method, apply, result.ema_params, budget, dim, result.history,
+    return LearnedModel(method, apply, ema_params, budget, dim, result.history,
                         prior_centre=centre)
+
+
+def debiased_ema(ema_params, init_params, *, decay: float, steps: int):
+    r"""The parameter EMA without its starting point.
+
+    :func:`diffusionlab.train.fit` starts the EMA at the initial parameters
+    :math:`\theta_0`, which keep the weight :math:`d^n` after :math:`n` steps (13.5% at
+    :math:`d = 0.999`, :math:`n = 2000`). This returns
+    :math:`(\bar\theta_n - d^n\theta_0)/(1 - d^n)`, the EMA-weighted mean of the trained
+    iterates alone (its weights sum to one), as Adam corrects its moments' bias.
+
+    Why it matters here: the initial network's output layer is zero, so the raw EMA is a
+    network whose output is shrunk by about :math:`1-d^n`. Gravity integrates
+    :math:`dx/d\log t = x - D` over decades of :math:`\log t`, so a shrunk denoiser
+    :math:`D` compounds into a pull towards the origin; VP's :math:`\varepsilon/\sigma` no
+    longer cancels its drift and the samples spread out; flow matching only slows its
+    velocity. On 8gaussians (2000 steps) sliced W2 went from 0.444 (gravity) and 0.444 (VP)
+    against 0.144 (flow matching) to 0.131 and 0.138 with this correction.
+
+    Args:
+      ema_params, init_params: pytrees of the same structure.
+      decay: the EMA decay :math:`d` in ``[0, 1)``.
+      steps: the number of updates :math:`n \ge 0` since ``init_params`` (0: returned as is).
+    """
+    _checks.check_real(decay, "decay", low=0, high=1, high_open=True)
+    steps = _checks.check_int(steps, "steps", low=0)
+    weight = float(decay) ** steps
+    if steps == 0 or weight == 0.0:
+        return ema_params
+    return jax.tree.map(lambda e, p0: (e - weight * p0) / (1.0 - weight), ema_params,
+                        init_params)
 
 
 def fit_reflow(model: LearnedModel, num_pairs: int, *, config: train.TrainConfig, key,
