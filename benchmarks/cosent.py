@@ -70,7 +70,7 @@ def run(quick: bool = False) -> dict:
         # Fewer timed calls where one call takes long; the best of a few is still a floor.
         repeats = 20 if size <= 1024 else 5
         default_s, sorted_s = _run_times([default_fn, sorted_fn], scores, labels,
-                                         rounds=3, repeats=repeats)
+                                         rounds=8, repeats=repeats)
         row = {"batch": size, "default_method": "sorted" if size >= SORTED_FROM_BATCH else "dense",
                "default_seconds": default_s, "sorted_seconds": sorted_s,
                "default_over_sorted": default_s / sorted_s,
