@@ -50,7 +50,7 @@ def _run_times(compiled_fns, scores, labels, *, rounds, repeats):
     best = [np.inf] * len(compiled_fns)
     for _ in range(rounds):
         for i, fn in enumerate(compiled_fns):
-            times = wall_times(lambda: fn(scores, labels), repeats=repeats)
+            times = wall_times(functools.partial(fn, scores, labels), repeats=repeats)
             best[i] = min(best[i], min(times))
     return best
 

@@ -15,9 +15,8 @@ from diffusionlab.cosent import (
     cosine_mse_loss,
     sbert_softmax_loss,
 )
-from tests.asserts import assert_compiles_once, assert_tree_allclose
-
 from diffusionlab.cosent.loss import SORTED_FROM_BATCH, _choose_method
+from tests.asserts import assert_compiles_once, assert_tree_allclose
 
 
 def cosent_loss_dense(scores, labels, *, scale=20.0):
