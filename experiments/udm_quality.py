@@ -10,6 +10,7 @@ Cold diffusion with σ = 0 has no oracle (a deterministic forward map has no den
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -136,28 +137,14 @@ def run(config: Config, out) -> None:
         model_key = evaluation.replicate_key(k_models, 0, domain)
         models = recipe.models(domain, key=model_key, directory=directory)
         table = evaluation.samplers(recipe, domain=domain)
-        rows += evaluation.quality_rows(
-            models,
-            table,
-            recipe,
-            domain=domain,
-            fractions=config.fractions,
-            seeds=config.seeds,
-            num=config.num_eval,
-            key=eval_key(domain),
-        )
+        scored = functools.partial(evaluation.quality_rows, recipe=recipe, domain=domain,
+                                   fractions=config.fractions, seeds=config.seeds,
+                                   num=config.num_eval, key=eval_key(domain))
+        rows += scored(models, table)
         # the same samplers, seeds and reference with the exact predictor (paired with the above)
         oracles = oracle_models(recipe, models, domain=domain, model_key=model_key)
-        oracle_rows += evaluation.quality_rows(
-            oracles,
-            {n: spec for n, spec in table.items() if spec.model in oracles},
-            recipe,
-            domain=domain,
-            fractions=config.fractions,
-            seeds=config.seeds,
-            num=config.num_eval,
-            key=eval_key(domain),
-        )
+        oracle_rows += scored(oracles, {n: spec for n, spec in table.items()
+                                        if spec.model in oracles})
         floors[domain] = training_set_score(config, domain, key=eval_key(domain))
 
     def oracle_of(r):
