@@ -95,14 +95,14 @@ def network_vs_oracle(rows: Sequence[Mapping], oracle_rows: Sequence[Mapping], *
     """
     fig, ax = plt.subplots(figsize=(8, 4.8))
     names = list(dict.fromkeys(r["sampler"] for r in oracle_rows))
-    colors = plt.get_cmap("tab10")(np.arange(10))
+    colors = plt.get_cmap("tab20")(np.arange(20))  # 11+ samplers: no colour repeats
     for i, name in enumerate(names):
         for source, style, label in ((rows, "-o", "network"), (oracle_rows, "--s", "oracle")):
             pts = sorted((r["steps"], r["score_mean"], r["score_std"]) for r in source
                          if r["sampler"] == name)
             steps, mean, std = (np.array(v) for v in zip(*pts, strict=True))
             ax.errorbar(steps, mean, yerr=std, fmt=style, ms=4, capsize=2,
-                        color=colors[i % 10], label=f"{name} ({label})",
+                        color=colors[(2 * i) % 20 + (i // 10) % 2], label=f"{name} ({label})",
                         mfc="white" if label == "oracle" else None)
     ax.axhline(floor, color="0.5", lw=1, ls=":", label="training examples themselves")
     _steps_axes(ax, sorted({r["steps"] for r in oracle_rows}), ylabel=ylabel, title=title,
