@@ -310,3 +310,56 @@ def run(config: Config, out) -> None:
         measured=f"{shown_pm(ddim)} vs {shown_pm(ddpm)}, {spread}",
         previous=_row(rd, "hot DDIM", few)["score_mean"] < _row(rd, "hot DDPM", few)["score_mean"],
     )
+
+    # The oracle separates the sampler's error from the network's: same sampler, same seeds
+    # (paired), the exact predictor of the training set in place of the network. Replicates
+    # are the sampling seeds of training replicate 0 (the table above).
+    od = [o for o in oracle_rows if o["domain"] == domain]
+    oracle_claims(out, rd, od, samplers=[f"cold blur+noise({s}) improved", "encoder", "hot DDPM"]
+                  + (["edit", "mask"] if domain == "digits" else []))
+
+
+def oracle_claims(out, rows, oracle_rows, *, samplers) -> None:
+    """Network error (network vs exact predictor at the most steps, paired by sampling seed)
+    for each of ``samplers``, and the exact DDPM sampler's own discretisation error (its
+    fewest steps against its most)."""
+    def find(table, sampler, steps=None):
+        matches = [r for r in table if r["sampler"] == sampler]
+        if not matches:
+            return None
+        return (max(matches, key=lambda r: r["steps"]) if steps is None
+                else next((r for r in matches if r["steps"] == steps), None))
+
+    def shown(values):
+        values = np.asarray(values)
+        return _pm(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
+
+    for sampler in samplers:
+        net, exact = find(rows, sampler), find(oracle_rows, sampler)
+        if net is None or exact is None:
+            continue
+        a, b = np.asarray(net["scores"]), np.asarray(exact["scores"])
+        out.claim(
+            f"The trained network adds error beyond the sampler's own ({sampler}, "
+            f"{net['steps']} steps)",
+            source=SOURCE + "; exact predictor: udm.empirical_predictor",
+            expected=f"network {net['metric']} > exact-predictor {net['metric']}",
+            verdict=stats.compare(a, b, alternative="greater", paired=True),
+            measured=f"network {shown(a)} vs exact predictor {shown(b)} "
+                     f"({len(a)} paired sampling seeds)",
+        )
+    most = find(oracle_rows, "hot DDPM")
+    if most is not None:
+        few = min(r["steps"] for r in oracle_rows if r["sampler"] == "hot DDPM")
+        fewest = find(oracle_rows, "hot DDPM", few)
+        if fewest is not None and few < most["steps"]:
+            a, b = np.asarray(fewest["scores"]), np.asarray(most["scores"])
+            out.claim(
+                f"Without network error, DDPM still loses quality at few steps ({few} vs "
+                f"{most['steps']})",
+                source=SOURCE + "; exact predictor: udm.empirical_predictor",
+                expected=f"exact-predictor {most['metric']} higher at {few} steps",
+                verdict=stats.compare(a, b, alternative="greater", paired=True),
+                measured=f"{shown(a)} at {few} steps vs {shown(b)} at {most['steps']} "
+                         f"({len(a)} paired sampling seeds)",
+            )

@@ -296,7 +296,11 @@ def quality_rows(
     key,
 ) -> list[dict]:
     """Score (and diversity) of every sampler at every step count, mean and std over sampling
-    seeds; the held-out reference is drawn at ``key``'s first split, each seed folds in."""
+    seeds; the held-out reference is drawn at ``key``'s first split, each seed folds in.
+
+    Each row also keeps the per-seed ``scores``: seed ``i`` of two calls with the same ``key``
+    draws the same prior source and reference, so two model sets (a network and its exact
+    predictor) scored alike are paired seed by seed."""
     k_reference, key = jax.random.split(key)
     reference = reference_data(recipe, domain=domain, num=num, key=k_reference)
     rows = []
@@ -320,6 +324,7 @@ def quality_rows(
                     "metric": metrics.quality_metric(domain),
                     "score_mean": float(np.mean(scores)),
                     "score_std": float(np.std(scores)),
+                    "scores": [float(v) for v in scores],
                     "diversity_mean": float(np.mean(spreads)),
                     "diversity_std": float(np.std(spreads)),
                 }
