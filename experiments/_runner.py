@@ -34,6 +34,7 @@ import traceback
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
+MODIFIED = "modified during the run"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +64,24 @@ def _repo_files_loaded() -> list[str]:
     return sorted(files)
 
 
-def fingerprint(files: list[str], *, quick: bool) -> dict:
-    """What a run depends on: its imported files' hashes, the lock file, and its size."""
+def fingerprint(files: list[str], *, quick: bool, since: float | None = None) -> dict:
+    """What a run depends on: its imported files' hashes, the lock file, and its size.
+
+    The hashes are taken when the run ends, the only time the set of imported files is
+    known. With ``since`` (the run's start, ``time.time()``), a file changed after it is
+    recorded as ``"modified during the run"`` instead of its hash: the run executed the older
+    text, so it must never count as a run of the newer one.
+    """
     lock = REPO / "requirements.lock"
     hashes = {}
     for name in files:
         path = REPO / name
-        hashes[name] = _sha256(path) if path.exists() else "missing"
+        if not path.exists():
+            hashes[name] = "missing"
+        elif since is not None and path.stat().st_mtime > since:
+            hashes[name] = MODIFIED
+        else:
+            hashes[name] = _sha256(path)
     return {
         "quick": bool(quick),
         "lock": _sha256(lock) if lock.exists() else "missing",
@@ -133,7 +145,7 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
     # kernels again, and a resumed run would compile everything again.
     enable_compilation_cache()
     directory = results / name
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     record: dict = {"name": name, "quick": quick}
     try:
         experiments.run(name, quick=quick, results=results)
@@ -145,7 +157,7 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
         code = 1
     record.update(
         seconds=round(time.perf_counter() - start, 3),
-        fingerprint=fingerprint(_repo_files_loaded(), quick=quick),
+        fingerprint=fingerprint(_repo_files_loaded(), quick=quick, since=started),
         memory_mappings=_mapping_count(),
         peak_rss_mb=_peak_rss_mb(),
         fd_digits_checksum=_fd_digits_checksum(),
@@ -171,6 +183,8 @@ def is_current(directory: pathlib.Path, *, quick: bool) -> bool:
     if not record or record.get("status") != "ok" or not (directory / "metrics.json").exists():
         return False
     stored = record.get("fingerprint") or {}
+    if MODIFIED in stored.get("files", {}).values():
+        return False
     return stored == fingerprint(list(stored.get("files", {})), quick=quick)
 
 

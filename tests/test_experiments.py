@@ -146,3 +146,24 @@ def test_no_experiment_passes_a_literal_verdict():
                 if keyword.arg == "holds":
                     offenders.append(f"{path.name}:{node.lineno} uses the boolean holds=")
     assert not offenders, offenders
+
+
+def test_fingerprint_marks_files_changed_during_a_run(tmp_path):
+    """A file edited after the run started is never taken as the run's code."""
+    import time
+
+    from experiments import _runner
+
+    name = "experiments/_runner.py"
+    mtime = (REPO / name).stat().st_mtime
+    before = _runner.fingerprint([name], quick=True, since=mtime - 1.0)
+    after = _runner.fingerprint([name], quick=True, since=mtime + 1.0)
+    assert before["files"][name] == _runner.MODIFIED
+    assert after["files"][name] == _runner.fingerprint([name], quick=True)["files"][name]
+    directory = tmp_path / "x"
+    directory.mkdir()
+    (directory / "metrics.json").write_text("{}")
+    for stored, current in ((before, False), (after, True)):
+        (directory / _runner.RUN_FILE).write_text(json.dumps(
+            {"status": "ok", "fingerprint": stored, "finished": time.time()}))
+        assert _runner.is_current(directory, quick=True) is current
