@@ -76,7 +76,10 @@ class TrainConfig:
       steps: total optimizer steps (≥ 1).
       batch_size: global batch size (≥ 1, split across devices).
       learning_rate: peak AdamW learning rate (finite, > 0).
-      ema_decay: decay of the parameter EMA, in [0, 1).
+      ema_decay: decay d of the parameter EMA, in [0, 1). The EMA starts at the initial
+        parameters and is not bias-corrected: after n steps they keep the weight d**n
+        (0.999**2000 = 0.135, 0.995**1500 = 5.5e-4). Where that is not negligible, use
+        :func:`diffusionlab.odes.learned.debiased_ema` on the result.
       grad_clip: global-norm clipping threshold (finite, ≥ 0; 0 disables clipping).
       warmup_steps: linear learning-rate warm-up (≥ 0).
       weight_decay: AdamW weight decay (finite, ≥ 0).
