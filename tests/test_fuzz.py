@@ -955,6 +955,25 @@ def _entries() -> list[Entry]:
         add(E("odes.flows.reflow_pairs", lambda **k: flows.reflow_pairs(lambda x, t: -x, **k)[0],
               lambda: dict(noise=xs(), solver="euler", steps=4),
               dict(noise=F(rank=False, empty_batch=True), solver=Choice(), steps=Int(1))))
+        if hasattr(flows, "path_rectified_loss"):
+            curved = flows.trigonometric_path()
+            add(E("odes.flows.path_rectified_loss",
+                  lambda **k: flows.path_rectified_loss(lambda x, t: -x, **k, path=curved),
+                  lambda: dict(x0=xs(), x1=_x(4, 2, 1), key=_key(), t_min=0.0, t_max=1.0),
+                  dict(x0=F(mismatch=True), x1=F(mismatch=True), key=Key(), t_min=Real(0, 1),
+                       t_max=Real(0, 1))))
+            add(E("odes.flows.path_cfm_loss",
+                  lambda **k: flows.path_cfm_loss(lambda x, t: -x, **k, path=curved),
+                  lambda: dict(x0=xs(), key=_key()),
+                  dict(x0=F(rank=False, empty_batch=True), key=Key())))
+            add(E("odes.flows.path_interpolate",
+                  lambda **k: flows.path_interpolate(**k, path=curved)[1],
+                  lambda: dict(x0=xs(), x1=_x(4, 2, 1), t=ts() / 2),
+                  dict(x0=F(mismatch=True), x1=F(mismatch=True), t=F(scalar=True))))
+            add(E("odes.flows.straightness",
+                  lambda **k: flows.straightness(lambda x, t: -x, **k, path=curved).straightness,
+                  lambda: dict(noise=xs(), steps=4),
+                  dict(noise=F(rank=False, empty_batch=True), steps=Int(1, 1 << 16))))
         add(E("odes.gravity.field", lambda **k: gravity.field(**k)[0],
               lambda: dict(x=xs(), t=ts(), data=dat(), block=4),
               dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True), block=Int(1))))

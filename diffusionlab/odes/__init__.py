@@ -26,6 +26,12 @@ from diffusionlab.odes import (
     vp,
 )
 from diffusionlab.odes.characteristics import LinearPath, characteristics_velocity
+from diffusionlab.odes.flows import (
+    path_cfm_loss,
+    path_rectified_loss,
+    straightness,
+    trigonometric_path,
+)
 from diffusionlab.odes.generate import Generated, generate
 from diffusionlab.odes.isotropic import CDF_FAMILY, ExponentialCDF, GaussianCDF, TanhCDF
 from diffusionlab.odes.likelihood import Likelihood, bits_per_dim, log_likelihood
@@ -52,9 +58,13 @@ __all__ = [
     "learned",
     "log_likelihood",
     "memorisation",
+    "path_cfm_loss",
+    "path_rectified_loss",
     "powerlaw",
     "sharded",
     "sharded_velocity",
+    "straightness",
+    "trigonometric_path",
     "unaugmented",
     "vp",
 ]

@@ -11,6 +11,16 @@ flow regresses :math:`x_1 - x_0` on any coupling :math:`(x_0, x_1)`, and one *re
 re-couples each noise :math:`x_1` with the sample the first model maps it to, which
 straightens the trajectories.
 
+The same regression runs along any differentiable interpolant :math:`x_t = \Psi_t(x_0, x_1)`
+(:func:`path_rectified_loss`, :func:`path_cfm_loss`): its target is the path's velocity
+:math:`\partial_t\Psi_t(x_0, x_1)`, by forward-mode differentiation in :math:`t`, and its
+minimiser the marginal velocity :math:`\mathbb E[\partial_t\Psi_t\mid x_t]`. A
+:class:`~diffusionlab.odes.LinearPath` :math:`\mu_t(x_0) + \sigma_t x_1` is one such path,
+e.g. the trigonometric (VP-like) :func:`trigonometric_path`; the default straight
+``LinearPath()`` reproduces :func:`rectified_loss` and :func:`cfm_loss`. :func:`straightness`
+measures how far a learned ODE is from straight (Liu et al.'s :math:`S`) and from the chosen
+path between its own endpoints.
+
 Reference: 苏剑林, 《生成扩散模型漫谈（十五）：构建ODE的一般步骤（中）》,
 https://kexue.fm/archives/9379 and 《生成扩散模型漫谈（十七）：构建ODE的一般步骤（下）》,
 https://kexue.fm/archives/9497; Lipman et al. arXiv:2210.02747; Liu et al. arXiv:2209.03003.
@@ -18,9 +28,12 @@ https://kexue.fm/archives/9497; Lipman et al. arXiv:2210.02747; Liu et al. arXiv
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -34,7 +47,8 @@ from diffusionlab.odes._checks import (
     source_points,
     times,
 )
-from diffusionlab.odes.generate import generate
+from diffusionlab.odes.characteristics import LinearPath
+from diffusionlab.odes.generate import as_partial, generate
 from diffusionlab.odes.pointmass import weighted_sums
 
 
@@ -295,3 +309,239 @@ def atoms_velocity(atoms=None, *, low: float = 0.0, high: float = 2.0) -> Callab
         return marginal_velocity(x, t, locations, log_prior=log_prior, weights=weights)
 
     return velocity
+
+
+# --------------------------------------------------------------- any interpolating path
+
+
+def _trigonometric_mean(x0, t):
+    return jnp.cos(0.5 * math.pi * t) * x0
+
+
+def _trigonometric_sigma(t):
+    return jnp.sin(0.5 * math.pi * t)
+
+
+@functools.cache
+def trigonometric_path() -> LinearPath:
+    r"""The trigonometric (VP-like, variance-preserving) path
+    :math:`x_t = \cos(\tfrac{\pi t}{2})\,x_0 + \sin(\tfrac{\pi t}{2})\,x_1`, whose conditional
+    velocity :math:`\tfrac\pi2\big(\cos(\tfrac{\pi t}{2})x_1 - \sin(\tfrac{\pi t}{2})x_0\big)`
+    turns along a quarter ellipse from :math:`x_0` to :math:`x_1`.
+
+    Reference: Albergo & Vanden-Eijnden, arXiv:2209.15571 (the trigonometric interpolant);
+    Lipman et al., arXiv:2210.02747, eq. 15 (linear paths); 苏剑林,
+    https://kexue.fm/archives/9379.
+
+    Returns:
+      A :class:`~diffusionlab.odes.LinearPath` (the same object on every call).
+    """
+    return LinearPath(_trigonometric_mean, _trigonometric_sigma)
+
+
+def _check_path(path):
+    if isinstance(path, LinearPath):
+        return path
+    if not callable(path):
+        raise TypeError(f"path must be a LinearPath or a callable path(x0, x1, t) -> x_t on one "
+                        f"flattened example; got {type(path).__name__}")
+    return path
+
+
+def _point_path(path, x0, x1, t):
+    # One flattened example (D,), scalar t: x_t and dx_t/dt by one forward-mode product.
+    if isinstance(path, LinearPath):
+        def position(s):
+            return path.mean(x0, s) + path.sigma(s) * x1
+    else:
+        def position(s):
+            return jnp.asarray(path(x0, x1, s))
+    x_t, u_t = jax.jvp(position, (t,), (jnp.ones_like(t),))
+    if x_t.shape != x0.shape:
+        raise ValueError(f"path must map one flattened example ({x0.shape[0]},) and a scalar t to "
+                         f"({x0.shape[0]},); got {x_t.shape}")
+    return x_t.astype(x0.dtype), u_t.astype(x0.dtype)
+
+
+def _path_points(path, x0, x1, t):
+    # (B, ...) examples, (B,) times: (x_t, u_t) shaped like x0.
+    flat = (x0.shape[0], math.prod(x0.shape[1:]))
+    x_t, u_t = jax.vmap(functools.partial(_point_path, path))(x0.reshape(flat), x1.reshape(flat), t)
+    return x_t.reshape(x0.shape), u_t.reshape(x0.shape)
+
+
+def path_interpolate(x0, x1, t, *, path=None) -> tuple[jax.Array, jax.Array]:
+    r"""A point of the path and its velocity: :math:`x_t = \Psi_t(x_0, x_1)` and
+    :math:`u_t = \partial_t\Psi_t(x_0, x_1)` (forward-mode in :math:`t`); for a
+    :class:`~diffusionlab.odes.LinearPath`, :math:`\Psi_t = \mu_t(x_0) + \sigma_t x_1` and
+    :math:`u_t = \dot\mu_t(x_0) + \dot\sigma_t x_1`.
+
+    Reference: Lipman et al., arXiv:2210.02747, eq. 15; 苏剑林, https://kexue.fm/archives/9379.
+
+    Args:
+      x0, x1: ``(B, ...)`` of the same shape: data (:math:`t = 0`) and noise (:math:`t = 1`).
+      t: in :math:`[0, 1]`, a scalar or ``(B,)``.
+      path: a :class:`~diffusionlab.odes.LinearPath` (default ``LinearPath()``, the straight
+        line) or a differentiable pure function ``path(x0, x1, t)`` on one flattened example
+        ``(D,)``, ``(D,)`` and a scalar ``t``, returning ``(D,)`` with
+        :math:`\Psi_0 = x_0`, :math:`\Psi_1 = x_1` (not checked).
+
+    Returns:
+      ``(x_t, u_t)``, shaped like ``x0``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument (``path`` neither a ``LinearPath`` nor
+        callable, or returning another shape).
+    """
+    path = LinearPath() if path is None else _check_path(path)
+    x0, x1, dtype = _pair(x0, x1)
+    t = times(t)
+    if t.shape not in ((), x0.shape[:1]):
+        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}, one per row of x0 "
+                         f"(which has {x0.shape[0]} rows); got shape {t.shape}")
+    _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
+    t = jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
+    x_t, u_t = _path_points(path, x0, x1, t)
+    return saturating_cast(x_t, dtype), saturating_cast(u_t, dtype)
+
+
+def _time_range(t_min, t_max):
+    t_min = float(_checks.check_real(t_min, "t_min", low=0.0, high=1.0))
+    t_max = float(_checks.check_real(t_max, "t_max", low=0.0, high=1.0))
+    if not t_max > t_min:
+        raise ValueError(f"t_max must be > t_min (t ~ U[t_min, t_max]); got t_min = {t_min}, "
+                         f"t_max = {t_max}")
+    return t_min, t_max
+
+
+def path_rectified_loss(velocity_model: Callable, x0, x1, *, key, path=None,
+                        t_min: float = 0.0, t_max: float = 1.0) -> jax.Array:
+    r"""Per-example rectified-flow loss along any path,
+    :math:`\|v_\theta(x_t, t) - \partial_t\Psi_t(x_0, x_1)\|^2` with
+    :math:`x_t = \Psi_t(x_0, x_1)`, :math:`t\sim U[t_\min, t_\max]`, for a given coupling
+    ``(x0, x1)``. Its minimiser over :math:`v` is the marginal velocity
+    :math:`\mathbb E[\partial_t\Psi_t\mid x_t = x]`, whose ODE carries the law of :math:`x_1`
+    at :math:`t = 1` to that of :math:`x_0` at :math:`t = 0`. With the straight
+    ``LinearPath()`` (the default) and ``t_max = 1`` it is :func:`rectified_loss` at the same
+    key (the same :math:`t` draw, equal values up to rounding).
+
+    Reference: 苏剑林, https://kexue.fm/archives/9379 (general paths) and
+    https://kexue.fm/archives/9497 (rectified flow); Liu et al., arXiv:2209.03003;
+    Lipman et al., arXiv:2210.02747.
+
+    Args:
+      velocity_model: ``v(x, t_B)``, returning an array shaped like ``x``.
+      x0: data ``(B, ...)``; x1: its partner at :math:`t = 1` (same shape).
+      key: PRNG key for :math:`t`.
+      path: as :func:`path_interpolate`.
+      t_min, t_max: :math:`0\le t_\min < t_\max\le 1` (keep away from an end where the
+        path's velocity is singular, e.g. :math:`\sigma_t = \sqrt t`).
+
+    Returns:
+      ``(B,)``, in the inputs' dtype (computed in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
+    """
+    _checks.check_callable(velocity_model, "velocity_model")
+    path = LinearPath() if path is None else _check_path(path)
+    x0, x1, dtype = _pair(x0, x1)
+    _checks.check_key(key)
+    t_min, t_max = _time_range(t_min, t_max)
+    t = jax.random.uniform(key, x0.shape[:1], x0.dtype, t_min, t_max)
+    x_t, u_t = _path_points(path, x0, x1, t)
+    residual = _model_output(velocity_model, x_t, t, "velocity_model") - u_t
+    per_example = residual.reshape(x0.shape[0], math.prod(x0.shape[1:]))
+    return saturating_cast(jnp.sum(per_example**2, axis=1), dtype)
+
+
+def path_cfm_loss(velocity_model: Callable, x0, *, key, path=None, t_min: float = 0.0,
+                  t_max: float = 1.0) -> jax.Array:
+    r"""Per-example flow matching loss along ``path`` with :math:`x_1\sim\mathcal N(0, I)`
+    independent of :math:`x_0` (:func:`path_rectified_loss` on the independent coupling);
+    the straight default is :func:`cfm_loss` at the same key.
+
+    Args, Returns, Raises: as :func:`path_rectified_loss` (``x0`` only).
+    """
+    _checks.check_callable(velocity_model, "velocity_model")
+    x0, dtype = _batch(x0, "x0")
+    _checks.check_key(key)
+    key_noise, key_t = jax.random.split(key)
+    x1 = jax.random.normal(key_noise, x0.shape, x0.dtype)
+    return saturating_cast(path_rectified_loss(velocity_model, x0, x1, key=key_t, path=path,
+                                               t_min=t_min, t_max=t_max), dtype)
+
+
+class Straightness(NamedTuple):
+    r"""Result of :func:`straightness`, per example ``(B,)`` (and the samples).
+
+    Attributes:
+      straightness: Liu et al.'s :math:`S = \int_0^1\|(x_1 - \hat x_0) - v(x_t, t)\|^2\,dt`,
+        0 exactly when the trajectory is a straight line run at constant speed.
+      path_deviation: :math:`\int_0^1\|\partial_t\Psi_t(\hat x_0, x_1) - v(x_t, t)\|^2\,dt`,
+        0 when the trajectory runs along ``path`` between its own endpoints (equal to
+        ``straightness`` for the straight path).
+      samples: :math:`\hat x_0`, the end of each trajectory ``(B, ...)``.
+    """
+
+    straightness: jax.Array
+    path_deviation: jax.Array
+    samples: jax.Array
+
+
+@eqx.filter_jit
+def _straightness(velocity_fn, noise, path, steps):
+    h = 1.0 / steps
+    grid = 1.0 - h * jnp.arange(steps, dtype=noise.dtype)  # left ends, t = 1 .. h
+
+    def step(x, t):
+        v = _model_output(velocity_fn, x, jnp.broadcast_to(t, x.shape[:1]), "velocity_fn")
+        return x - h * v, v
+
+    x_hat, vs = jax.lax.scan(step, noise, grid)  # vs: (steps, B, ...)
+    axes = tuple(range(2, vs.ndim))
+    chord = noise - x_hat  # = h Σ v_k, the Euler trajectory's own displacement
+    s = jnp.mean(jnp.sum((chord[None] - vs) ** 2, axis=axes), axis=0)
+    _, us = jax.vmap(lambda t: _path_points(path, x_hat, noise,
+                                            jnp.broadcast_to(t, noise.shape[:1])))(grid)
+    deviation = jnp.mean(jnp.sum((us - vs) ** 2, axis=axes), axis=0)
+    return s, deviation, x_hat
+
+
+def straightness(velocity_fn: Callable, noise, *, steps: int = 64, path=None) -> Straightness:
+    r"""How straight the ODE :math:`\mathrm dx/\mathrm dt = v(x, t)` is from ``noise`` at
+    :math:`t = 1` down to :math:`t = 0`: Liu et al.'s straightness
+    :math:`S = \int_0^1\|(x_1 - \hat x_0) - v(x_t, t)\|^2\,\mathrm dt` and the deviation from
+    ``path`` between the trajectory's own endpoints,
+    :math:`\int_0^1\|\partial_t\Psi_t(\hat x_0, x_1) - v(x_t, t)\|^2\,\mathrm dt`.
+
+    Computed on the Euler trajectory with ``steps`` equal steps (velocities at the left ends
+    :math:`t_k = 1 - k/n`); :math:`x_1 - \hat x_0` is that trajectory's displacement
+    :math:`h\sum_k v_k`, so the discrete :math:`S` is the variance over the steps of each
+    trajectory's velocity: exactly 0 for a constant one. Memory: ``steps`` copies of
+    ``noise``.
+
+    Reference: Liu, Gong & Liu, *Flow Straight and Fast*, arXiv:2209.03003, Definition 3.6
+    (straightness); 苏剑林, https://kexue.fm/archives/9497.
+
+    Args:
+      velocity_fn: ``v(x, t_B)``, returning an array shaped like ``x`` (a pytree such as
+        ``LearnedModel.velocity()`` compiles once per function).
+      noise: ``(B, ...)`` starting points at :math:`t = 1`.
+      steps: Euler steps, ≥ 1.
+      path: as :func:`path_interpolate` (default straight).
+
+    Returns:
+      A :class:`Straightness`; the values ``(B,)`` and samples in ``noise``'s dtype (computed
+      in at least float32).
+
+    Raises:
+      TypeError, ValueError: naming the bad argument.
+    """
+    velocity_fn = as_partial(velocity_fn)
+    noise, dtype = _batch(noise, "noise")
+    steps = _checks.check_int(steps, "steps", low=1, high=1 << 16)
+    path = LinearPath() if path is None else _check_path(path)
+    s, deviation, x_hat = _straightness(velocity_fn, noise, path, steps)
+    return Straightness(saturating_cast(s, dtype), saturating_cast(deviation, dtype),
+                        saturating_cast(x_hat, dtype))
