@@ -20,13 +20,31 @@ HUGE = 2**31 - 1
 
 
 def concrete(value) -> np.ndarray | None:
-    """``value`` as a numpy array when it is known at trace time, else ``None``."""
+    """``value`` as a numpy array when it is known at trace time, else ``None``.
+
+    An array spread over several processes (``jax.distributed``) is not known whole to any
+    one of them: ``None`` (see :func:`local_values`).
+    """
     if isinstance(value, jax.core.Tracer):
         return None
     try:
         return np.asarray(value)
-    except Exception:  # e.g. a typed PRNG key
+    except Exception:  # e.g. a typed PRNG key, or an array not fully addressable here
         return None
+
+
+def local_values(value) -> np.ndarray | None:
+    """The entries of ``value`` this process can read, as a numpy array, for value checks.
+
+    All of them (shaped as ``value``) for a concrete array on this process; for a global array
+    spread over several processes, the entries of this process's shards, flattened, so that
+    every process checks its own rows; ``None`` for a traced value.
+    """
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer) \
+            and not value.is_fully_addressable:
+        shards = [np.asarray(shard.data).ravel() for shard in value.addressable_shards]
+        return np.concatenate(shards) if shards else np.zeros((0,), value.dtype)
+    return concrete(value)
 
 
 def memory_bytes() -> int:
@@ -102,10 +120,9 @@ def check_real(value, name: str, *, low: float | None = None, high: float | None
         dtype = value.dtype
         v = None
     else:
-        try:
-            v = np.asarray(value)
-        except Exception:
-            raise TypeError(f"{name} must be a real number; got {_describe(value)}") from None
+        v = local_values(value)
+        if v is None:
+            raise TypeError(f"{name} must be a real number; got {_describe(value)}")
         dtype = v.dtype
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         bounds = _range(low, high, low_open=low_open, high_open=high_open)
@@ -288,7 +305,7 @@ def float_array(x, name: str, *, ndim=None, shape=None, allow_empty: bool = Fals
         x = jnp.asarray(x, jnp.float32)  # half precision: compute in float32
     _shape_checks(x, name, ndim, shape, allow_empty, layout)
     if finite:
-        v = concrete(x)
+        v = local_values(x)
         if v is not None and v.size and not np.all(np.isfinite(v)):
             raise ValueError(f"{name} must be finite; got {np.sum(~np.isfinite(v))} NaN/inf entries")
     return x
@@ -307,7 +324,7 @@ def int_array(x, name: str, *, low: int | None = None, high: int | None = None, 
     if not jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool:
         raise TypeError(f"{name} must hold integers; got dtype {x.dtype}")
     _shape_checks(x, name, ndim, shape, allow_empty, layout)
-    v = concrete(x)
+    v = local_values(x)
     if v is not None and v.size and ((low is not None and v.min() < low)
                                      or (high is not None and v.max() > high)):
         raise ValueError(f"{name} must hold integers{_range(low, high)}; got values in "

@@ -96,7 +96,7 @@ def positive_time(t, batch: int, dtype, name: str = "t", *, of: str = "x") -> ja
                          f"(which has {batch} rows); got shape {t.shape}")
     _checks.check_real(t, name, low=0.0, low_open=True, scalar=False)
     tiny = float(jnp.finfo(dtype).tiny)
-    v = _checks.concrete(t)
+    v = _checks.local_values(t)
     if v is not None and v.size and float(v.min()) < tiny:
         raise ValueError(f"{name} must be ≥ {tiny:.4g}, the smallest normal {jnp.dtype(dtype).name} "
                          f"(smaller numbers are flushed to zero); got {float(v.min()):.4g}")
