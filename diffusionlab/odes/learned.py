@@ -20,7 +20,9 @@ its name.
 
 The gravity loss is the unbiased conditional target of :func:`diffusionlab.odes.gravity.
 conditional_loss` weighted by :math:`t^2` (the same minimiser, and bounded: :math:`z` is
-Cauchy, with no variance, but :math:`x_0` is bounded). The input is scaled by
+Cauchy, with no variance, but :math:`x_0` is bounded). ``Budget(gravity_target="batch")``
+trains on PFGM's normalised field of the training batch instead (:func:`gravity_batch_loss`),
+biased at finite batch size (Su, https://kexue.fm/archives/9305). The input is scaled by
 :math:`1/\sqrt{1+t^2}` so that the network sees order-one inputs at every height.
 
 The gravity prior. The exact law at the top, :math:`p_T = \mathbb E_{x_0}\,p_T(\cdot\mid x_0)`,
@@ -58,12 +60,15 @@ METHODS = ("gravity", "vp", "cfm", "reflow")
 
 
 PRIOR_CENTRES = ("mean", "origin")
+GRAVITY_TARGETS = ("conditional", "batch")
+"""The gravity regression targets (``Budget.gravity_target``): the unbiased conditional
+target, or PFGM's normalised field of the training batch."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """The network budget shared by every method (an MLP), the gravity heights and the
-    gravity prior's centre.
+    r"""The network budget shared by every method (an MLP), the gravity heights, the
+    gravity prior's centre and the gravity regression target.
 
     Attributes:
       hidden, depth, time_dim: the MLP's width, depth and time-embedding size (≥ 1).
@@ -71,6 +76,12 @@ class Budget:
       gravity_t_min: the height where gravity sampling stops (> 0).
       gravity_prior_centre: ``"mean"`` (default: :func:`fit` centres the gravity prior at
         the training data's mean, the far field's centre of mass) or ``"origin"``.
+      gravity_target: the gravity regression target, one of ``GRAVITY_TARGETS``:
+        ``"conditional"`` (default: the unbiased conditional target, :func:`gravity_loss`) or
+        ``"batch"`` (PFGM's normalised field of the training batch, biased at finite batch
+        size, :func:`gravity_batch_loss`; the batch is ``TrainConfig.batch_size`` points).
+      gravity_gamma: PFGM's :math:`\gamma \ge 0` in :math:`E/(\|E\| + \gamma)`, used by the
+        ``"batch"`` target only.
 
     Raises:
       TypeError, ValueError: naming the bad field.
@@ -82,12 +93,16 @@ class Budget:
     gravity_T: float = 40.0
     gravity_t_min: float = 1e-3
     gravity_prior_centre: str = "mean"
+    gravity_target: str = "conditional"
+    gravity_gamma: float = 1e-3
 
     def __post_init__(self):
         for name in ("hidden", "depth", "time_dim"):
             _checks.check_int(getattr(self, name), name, low=1)
         _checks.check_choice(self.gravity_prior_centre, "gravity_prior_centre",
                              PRIOR_CENTRES)
+        _checks.check_choice(self.gravity_target, "gravity_target", GRAVITY_TARGETS)
+        _checks.check_real(self.gravity_gamma, "gravity_gamma", low=0.0)
         t_min = _checks.check_real(self.gravity_t_min, "gravity_t_min", low=0.0, low_open=True)
         _checks.check_real(self.gravity_T, "gravity_T", low=float(t_min), low_open=True)
 
@@ -222,15 +237,64 @@ def _direct_velocity(apply, budget, params, x, t):
 
 
 
-def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
-    r"""Per-example :math:`\|D_\theta(x_t, t) - x_0\|^2` with :math:`\log t\sim U[\log t_\min,
-    \log T]` and :math:`x_t\sim p_t(\cdot\mid x_0)` (exact Cauchy draw)."""
+def _gravity_draws(budget: Budget, x0, key):
+    r"""The training heights ``(B,)``, :math:`\log t` uniform on :math:`[\log t_\min, \log T]`,
+    and points :math:`x_t\sim p_t(\cdot\mid x_0)` ``(B, d)``: both targets draw these alike."""
     key_t, key_x = jax.random.split(key)
     log_t = jax.random.uniform(key_t, x0.shape[:1], x0.dtype, math.log(budget.gravity_t_min),
                                math.log(budget.gravity_T))
     t = jnp.exp(log_t)
-    x_t = gravity.conditional_sample(x0, t, key=key_x)
+    return gravity.conditional_sample(x0, t, key=key_x), t
+
+
+def gravity_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
+    r"""Per-example :math:`\|D_\theta(x_t, t) - x_0\|^2` with :math:`\log t\sim U[\log t_\min,
+    \log T]` and :math:`x_t\sim p_t(\cdot\mid x_0)` (exact Cauchy draw): the unbiased
+    conditional target, ``budget.gravity_target == "conditional"``."""
+    x_t, t = _gravity_draws(budget, x0, key)
     return jnp.sum((gravity_denoiser(apply, budget, params, x_t, t) - x0) ** 2, axis=1)
+
+
+def gravity_normalised_field(apply, budget: Budget, params, x, t_B) -> jax.Array:
+    r"""The network's normalised field :math:`s_\theta = -\sqrt{d+1}\,(x - D_\theta,\ t)\,/
+    \|(x - D_\theta,\ t)\|`, ``(B, d+1)`` with the ``t`` component last: the direction of
+    the velocity :math:`(v_\theta, 1)` reversed, scaled as PFGM's target.
+
+    Args:
+      apply, params: the network; budget: its :class:`Budget`.
+      x: ``(B, d)``; t_B: ``(B,)``, > 0.
+    """
+    e = -jnp.concatenate([x - gravity_denoiser(apply, budget, params, x, t_B), t_B[:, None]],
+                         axis=1)
+    return math.sqrt(x.shape[1] + 1) * e / jnp.linalg.norm(e, axis=1, keepdims=True)
+
+
+def gravity_batch_loss(apply, budget: Budget, params, x0, key) -> jax.Array:
+    r"""Per-example PFGM loss :math:`\|s_\theta(x_t, t) - \hat s_B(x_t, t)\|^2` on PFGM's
+    normalised batch target (``budget.gravity_target == "batch"``).
+
+    The heights and points are drawn as in :func:`gravity_loss` (same key, same draws); the
+    target is :math:`\hat s_B = \sqrt{d+1}\,E_B/(\|E_B\| + \gamma)`, with :math:`E_B` the
+    empirical field of the ``B`` training points ``x0`` of the batch (each point's own source
+    among them), :func:`diffusionlab.odes.gravity.pfgm_target` with
+    ``gamma = budget.gravity_gamma``, as :func:`diffusionlab.odes.batch_target.batch_target_bias`
+    computes it. The network enters through its normalised field
+    :func:`gravity_normalised_field`, of norm :math:`\sqrt{d+1}`: the loss's minimiser over
+    that direction at :math:`(x, t)` is the direction of :math:`\mathbb E_B[\hat s_B]`, the
+    velocity ``mean_x / mean_t`` of :class:`~diffusionlab.odes.batch_target.BatchTargetBias`,
+    biased at finite ``B`` (Su, https://kexue.fm/archives/9305; PFGM, arXiv:2209.11178 §3.3).
+
+    Args:
+      apply, params: the network; budget: its :class:`Budget`.
+      x0: ``(B, d)`` the training batch; key: the batch's PRNG key.
+
+    Returns:
+      ``(B,)`` per-example losses, each in :math:`[0, 4(d+1)]`. Cost :math:`O(B^2 d)`.
+    """
+    x_t, t = _gravity_draws(budget, x0, key)
+    target = gravity._pfgm_target(x_t, t, x0, jnp.asarray(budget.gravity_gamma, x_t.dtype))
+    field = gravity_normalised_field(apply, budget, params, x_t, t)
+    return jnp.sum((field - jax.lax.stop_gradient(target)) ** 2, axis=1)
 
 
 class Algorithm(abc.ABC):
@@ -294,6 +358,8 @@ class GravityAlgorithm(Algorithm):
         return _gravity_velocity(apply, budget, params, x, t)
 
     def loss(self, apply, budget):
+        if budget.gravity_target == "batch":
+            return functools.partial(gravity_batch_loss, apply, budget)
         return functools.partial(gravity_loss, apply, budget)
 
     def sample_prior(self, num, dim, budget, *, key, centre=None):
