@@ -175,10 +175,10 @@ def test_reflow_composes_with_a_curved_path():
     increasing): reflow_pairs recovers that map, and along the curved path this deterministic,
     non-crossing coupling has a velocity with zero loss."""
     with jax.enable_x64(True):
-        noise = jax.random.normal(jax.random.key(8), (256, 2), jnp.float64)
+        noise = jax.random.normal(jax.random.key(8), (64, 2), jnp.float64)
         x0_hat, x1 = flows.reflow_pairs(_gaussian_velocity("trigonometric"), noise,
-                                        rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(x0_hat, M + S * x1, atol=1e-6)
+                                        solver="heun", steps=200)
+        np.testing.assert_allclose(x0_hat, M + S * x1, atol=1e-4)  # Heun: O(h²)
         alpha, d_alpha, sigma, d_sigma = PATHS["trigonometric"]
 
         def v_reflowed(x, t):
@@ -189,7 +189,7 @@ def test_reflow_composes_with_a_curved_path():
 
         loss = flows.path_rectified_loss(v_reflowed, x0_hat, x1, key=jax.random.key(9),
                                          path=flows.trigonometric_path())
-        assert float(jnp.max(loss)) < 1e-10
+        assert float(jnp.max(loss)) < 1e-6
         # the same field scored against the independent coupling is far from zero
         indep = flows.path_cfm_loss(v_reflowed, x0_hat, key=jax.random.key(9),
                                     path=flows.trigonometric_path())
