@@ -81,7 +81,7 @@ TARGETS = {"conditional": "conditional (unbiased)", "batch": "PFGM batch (normal
 
 def _training(config: Config, out, key) -> None:
     """Trains gravity on both targets at each batch size and seed; scores the samples."""
-    rows, scores, shown = [], {}, {}
+    rows, scores, shown, far = [], {}, {}, {}
     fig, axes = plt.subplots(1, len(config.train_datasets),
                              figsize=(5.0 * len(config.train_datasets), 3.9), squeeze=False)
     for ax, name in zip(axes[0], config.train_datasets, strict=True):
@@ -91,6 +91,7 @@ def _training(config: Config, out, key) -> None:
         ref = data.examples(name, "test", num=config.num_eval, key=k_eval)
         ref = jnp.asarray(ref.reshape(ref.shape[0], -1), jnp.float32)
         metric_name = metrics.quality_metric(data.domain(name))
+        shown[name, "held-out"] = np.asarray(ref)
         for b in config.train_batch_sizes:
             tc = train.TrainConfig(steps=config.train_steps, batch_size=b,
                                    ema_decay=0.999 if config.train_steps >= 2000 else 0.99,
@@ -110,11 +111,13 @@ def _training(config: Config, out, key) -> None:
                         value = metrics.quality(samples, ref, domain=data.domain(name),
                                                 key=k_metric)
                     scores[name, b, target, r] = value
+                    far[name, b, target, r] = _far_share(samples, np.asarray(ref), name)
                     if r == 0:
                         shown[name, b, target] = samples
                     rows.append({"dataset": name, "training batch B": b,
                                  "target": TARGETS[target], "training seed": r,
-                                 "NFE": int(sol.nfe), metric_name: value})
+                                 "NFE": int(sol.nfe), metric_name: value,
+                                 "far samples (%)": 100 * far[name, b, target, r]})
         seeds = range(config.training_seeds)
         bs = np.array(config.train_batch_sizes, float)
         for j, target in enumerate(TARGETS):
@@ -160,7 +163,7 @@ def _training(config: Config, out, key) -> None:
                f"{config.training_seeds} training seeds, dots: their mean (offset sideways).")
     _sample_figure(config, out, shown)
     columns = ["dataset", "training batch B", "target", "training seed", "NFE", "sliced W2",
-               "FD-digits"]
+               "FD-digits", "far samples (%)"]
     summary = []
     for name in config.train_datasets:
         metric_name = metrics.quality_metric(data.domain(name))
@@ -170,18 +173,38 @@ def _training(config: Config, out, key) -> None:
                 summary.append({"dataset": name, "training batch B": b,
                                 "target": TARGETS[target],
                                 f"mean {metric_name}": float(v.mean()),
-                                "SE over seeds": float(v.std(ddof=1) / np.sqrt(v.size))})
+                                "SE over seeds": float(v.std(ddof=1) / np.sqrt(v.size)),
+                                "far samples (%)": 100 * float(np.mean(
+                                    [far[name, b, target, r]
+                                     for r in range(config.training_seeds)]))})
     out.table(summary, stem="pfgm_target_training",
-              columns=["dataset", "training batch B", "target", "mean sliced W2",
-                       "mean FD-digits", "SE over seeds"],
+              columns=[c for c in ["dataset", "training batch B", "target", "mean sliced W2",
+                                   "mean FD-digits", "SE over seeds", "far samples (%)"]
+                       if any(c in r for r in summary)],
               caption="Sample quality after training on each target (mean over "
               f"{config.training_seeds} training seeds, {config.train_steps} steps at batch B; "
               "adaptive tsit5 sampling; lower is better). The batch target's field is that of "
-              "the B points of the training minibatch.")
+              f"the B points of the training minibatch. far samples: the share farther than "
+              f"{FAR} from every held-out point (2-D sets only), which sliced W2 weighs heavily.")
     out.table(rows, stem="pfgm_target_training_seeds",
               columns=[c for c in columns if any(c in r for r in rows)],
               caption="Every training run: sample quality and the adaptive solver's NFE.")
     out.metric(training=rows, training_summary=summary)
+
+
+FAR = 0.5  # a sample farther than this from every held-out point is "far" (2-D sets)
+
+
+def _far_share(samples, reference, name) -> float:
+    """The share of ``samples`` farther than ``FAR`` from every point of ``reference`` on the
+    2-D sets; NaN on the others."""
+    if data.domain(name) != "toy":
+        return float("nan")
+    nearest = np.full(samples.shape[0], np.inf)
+    for chunk in np.array_split(reference, max(1, reference.shape[0] // 256)):
+        dist = np.linalg.norm(samples[:, None, :] - chunk[None, :, :], axis=-1)
+        nearest = np.minimum(nearest, dist.min(axis=1))
+    return float(np.mean(nearest > FAR))
 
 
 def _sample_figure(config, out, shown) -> None:
@@ -194,17 +217,21 @@ def _sample_figure(config, out, shown) -> None:
                              squeeze=False)
     for row, name in zip(axes, planar, strict=True):
         for ax, (b, target) in zip(row, cols, strict=True):
-            pts = shown[name, b, target]
+            pts, held_out = shown[name, b, target], shown[name, "held-out"]
+            ax.scatter(held_out[:, 0], held_out[:, 1], s=2, color="0.8", label="held-out data")
             ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="C0" if target ==
                        "conditional" else "C1")
-            ax.set_title(f"{name}, B = {b}\n{TARGETS[target]}", fontsize=8)
+            outside = np.mean(np.any(np.abs(pts) > 2.6, axis=1))
+            ax.set_title(f"{name}, B = {b}\n{TARGETS[target]}\n{100 * outside:.1f}% of "
+                         "samples outside the frame", fontsize=8)
             ax.set_xlim(-2.6, 2.6)
             ax.set_ylim(-2.6, 2.6)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=6)
     fig.tight_layout()
     out.figure(fig, "pfgm_target_samples", caption="Samples (training seed 0, adaptive solve) "
-               "of the gravity denoiser trained on each target at each training batch size B.")
+               "of the gravity denoiser trained on each target at each training batch size B; "
+               "grey: held-out data.")
 
 
 def _bias(config: Config, out, key) -> None:
