@@ -32,7 +32,7 @@ import numpy as np
 from diffusionlab import _checks
 from diffusionlab.lm.tokenizer import ByteTokenizer
 
-__all__ = ["QACorpus", "QAExample", "training_set"]
+__all__ = ["QACorpus", "QAExample", "hamming", "training_set"]
 
 _TRAIN_WORDS = (
     "the river moves slowly past old stone walls and quiet gardens where small birds sing "
@@ -59,6 +59,31 @@ def _split(items: list[str], seed: int, test_fraction: float) -> tuple[list[str]
 def _key_split(length: int) -> tuple[list[str], list[str]]:
     keys = ["".join(p) for p in itertools.product(string.ascii_uppercase, repeat=length)]
     return _split(keys, 1, 0.4)
+
+
+@functools.cache
+def _key_set(length: int, split: str) -> frozenset[str]:
+    return frozenset(_key_split(length)[split == "test"])
+
+
+def _near_misses(key: str, distance: int) -> list[str]:
+    """Every string of upper-case letters at Hamming distance ``distance`` from ``key``."""
+    out = []
+    for positions in itertools.combinations(range(len(key)), distance):
+        choices = [[c for c in string.ascii_uppercase if c != key[p]] for p in positions]
+        for letters in itertools.product(*choices):
+            chars = list(key)
+            for p, c in zip(positions, letters, strict=True):
+                chars[p] = c
+            out.append("".join(chars))
+    return out
+
+
+def hamming(a: str, b: str) -> int:
+    """Number of positions where two equal-length strings differ."""
+    if len(a) != len(b):
+        raise ValueError(f"hamming needs equal lengths; got {a!r} and {b!r}")
+    return sum(x != y for x, y in zip(a, b, strict=True))
 
 
 @functools.cache
@@ -146,11 +171,11 @@ class QACorpus:
             pieces.insert(int(slot) + offset, fact)
         return " ".join(pieces)
 
-    def _roomier(self) -> QACorpus:
-        """The same corpus with documents shorter by room for one more fact (and a longer
-        question), so that two-fact examples stay within the length single ones have."""
+    def _roomier(self, facts: int = 1) -> QACorpus:
+        """The same corpus with documents shorter by room for ``facts`` more facts (and a
+        longer question), so that two-fact examples stay within the length single ones have."""
         low, high = self.document_chars
-        room = 2 * self.key_length + self.value_length + 8
+        room = facts * (2 * self.key_length + self.value_length + 8)
         return dataclasses.replace(self, document_chars=(max(low - room, 8), max(high - room, 8)))
 
     def _draw(self, rng, pool: list[str], count: int, exclude=()) -> list[str]:
@@ -167,12 +192,83 @@ class QACorpus:
                 excluded.add(item)
         return chosen
 
+    def near_miss_keys(self, key: str, *, distance: int = 1) -> list[str]:
+        """The keys of this split at Hamming distance ``distance`` from ``key`` (the same
+        number of letters, ``distance`` of them substituted), in a fixed order.
+
+        Raises:
+          ValueError: ``distance`` outside ``[1, key_length]``; ``key`` not of ``key_length``
+            upper-case letters.
+        """
+        distance = _checks.check_int(distance, "distance", low=1, high=self.key_length)
+        if (not isinstance(key, str) or len(key) != self.key_length
+                or any(c not in string.ascii_uppercase for c in key)):
+            raise ValueError(f"key must be {self.key_length} upper-case letters; got {key!r}")
+        return [k for k in _near_misses(key, distance) if k in _key_set(self.key_length,
+                                                                         self.split)]
+
     def single(self, num_documents: int, rng: np.random.Generator, *,
-               present: bool = True) -> QAExample:
+               present: bool = True, near_misses: int = 0, near_miss_distance: int = 1,
+               absent_answer: str | None = None) -> QAExample:
         """A one-key question over ``num_documents`` documents; exactly one holds the fact.
 
-        With ``present=False`` no document holds it (the answer is then unpredictable).
+        With ``present=False`` no document holds it (the answer is then unpredictable, or
+        ``absent_answer`` when given, e.g. ``"unknown"``).
+
+        Confusable distractors: with ``near_misses = m > 0`` every document also holds ``m``
+        facts whose keys are near misses of the asked key (Hamming distance
+        ``near_miss_distance``, drawn from the same split's keys, distinct across the
+        example) and whose values differ from the answer, so the answer can never be read off
+        a distractor. Documents are then shorter by the room of ``m`` facts, keeping the
+        length of ordinary examples. ``near_misses=0`` draws exactly what it drew before.
+
+        Raises:
+          ValueError: ``near_misses`` outside ``[0, 8]``, ``near_miss_distance`` outside
+            ``[1, key_length]``, or too few near-miss keys in the split for the documents.
         """
+        near_misses = _checks.check_int(near_misses, "near_misses", low=0, high=8)
+        near_miss_distance = _checks.check_int(near_miss_distance, "near_miss_distance", low=1,
+                                               high=self.key_length)
+        if absent_answer is not None and (not isinstance(absent_answer, str)
+                                          or not absent_answer):
+            raise ValueError(f"absent_answer must be a non-empty string or None; got "
+                             f"{absent_answer!r}")
+        if near_misses:
+            return self._roomier(near_misses)._single_with_near_misses(
+                num_documents, rng, present=present, near_misses=near_misses,
+                distance=near_miss_distance, absent_answer=absent_answer)
+        example = self._single(num_documents, rng, present=present)
+        if absent_answer is not None and not present:
+            example = dataclasses.replace(example, answer=absent_answer)
+        return example
+
+    def _single_with_near_misses(self, num_documents, rng, *, present, near_misses, distance,
+                                 absent_answer):
+        example = self._single(num_documents, rng, present=present)
+        asked = example.question.split("Q: ")[1].split("?")[0]
+        used = {f[0] for d in example.documents for f in _FACT.findall(d)} | {asked}
+        pool = [k for k in self.near_miss_keys(asked, distance=distance) if k not in used]
+        needed = near_misses * num_documents
+        if needed > len(pool):
+            raise ValueError(f"near_misses={near_misses} over {num_documents} documents needs "
+                             f"{needed} distinct keys at distance {distance} from {asked!r}, "
+                             f"but the {self.split} split has {len(pool)}: use fewer, or a "
+                             f"larger near_miss_distance or key_length")
+        chosen = [pool[i] for i in rng.permutation(len(pool))[:needed]]
+        others = [v for v in self._values() if v != example.answer]
+        documents = []
+        for d, document in enumerate(example.documents):
+            for key in chosen[d * near_misses:(d + 1) * near_misses]:
+                value = others[int(rng.integers(len(others)))]
+                document = _insert_fact(document, f"{key}: {value}.", rng)
+            documents.append(document)
+        answer = example.answer
+        if absent_answer is not None and not present:
+            answer = absent_answer
+        return dataclasses.replace(example, documents=tuple(documents), answer=answer)
+
+    def _single(self, num_documents: int, rng: np.random.Generator, *,
+                present: bool = True) -> QAExample:
         values = self._values()
         counts = rng.integers(self.facts_per_document[0], self.facts_per_document[1] + 1,
                               num_documents)
@@ -277,7 +373,8 @@ def training_set(num_examples: int, *, seed: int, max_length: int,
                  tokenizer: ByteTokenizer | None = None,
                  corpus: QACorpus | None = None,
                  mix: tuple[float, float, float, float] = (0.6, 0.2, 0.1, 0.1),
-                 extra_questions: int = 1) -> dict[str, np.ndarray]:
+                 extra_questions: int = 1, distractors: float = 0.0, near_misses: int = 2,
+                 unknown_answer: str | None = None) -> dict[str, np.ndarray]:
     """Left-padded training sequences ``BOS document (question answer EOS)+`` and loss weights.
 
     Args:
@@ -292,6 +389,16 @@ def training_set(num_examples: int, *, seed: int, max_length: int,
       extra_questions: after a ``single`` question with the fact present, ask up to this
         many more about other facts of the same document, as long as the sequence fits.
         More answer tokens per sequence teach the copying faster at the same cost.
+      distractors: probability in [0, 1] that a ``single`` question (fact present or absent)
+        has confusable distractors: 1 to ``near_misses`` facts whose keys differ from the
+        asked key in one letter, with other values (:meth:`QACorpus.single`). The model then
+        has to tell the exact key from near misses, and a document without the exact key
+        should leave it unsure (NBCE's premise). 0 (default) draws exactly the set it drew
+        before the option existed.
+      near_misses: the most near-miss facts per document, in [1, 8].
+      unknown_answer: when given (e.g. ``"unknown"``), a ``single`` question whose fact is
+        absent is answered with this text instead of an unpredictable value: the model learns
+        to say "unknown" confidently (the supplementary notes' failure regime of NBCE).
 
     Returns:
       ``{"tokens": (N, L) int32, "answer": (N, L) float32}``; ``answer`` marks the targets
@@ -308,15 +415,24 @@ def training_set(num_examples: int, *, seed: int, max_length: int,
         raise TypeError(f"corpus must be a QACorpus; got {type(corpus).__name__}")
     check_mix(mix)
     extra_questions = _checks.check_int(extra_questions, "extra_questions", low=0, high=100)
+    _checks.check_real(distractors, "distractors", low=0, high=1)
+    near_misses = _checks.check_int(near_misses, "near_misses", low=1, high=8)
+    if unknown_answer is not None and (not isinstance(unknown_answer, str) or not unknown_answer):
+        raise ValueError(f"unknown_answer must be a non-empty string or None; got "
+                         f"{unknown_answer!r}")
     rng = np.random.default_rng(seed)
     tokens = np.full((num_examples, max_length), tokenizer.pad_id, np.int32)
     answer = np.zeros((num_examples, max_length), np.float32)
     kinds = rng.choice(4, num_examples, p=np.asarray(mix) / np.sum(mix))
     for i, kind in enumerate(kinds):
+        # Drawn only when the option is on, so that the default set is unchanged.
+        confusable = distractors > 0 and kind < 2 and rng.random() < distractors
+        misses = int(rng.integers(1, near_misses + 1)) if confusable else 0
         if kind == 0:
-            ex = corpus.single(1, rng)
+            ex = corpus.single(1, rng, near_misses=misses)
         elif kind == 1:
-            ex = corpus.single(1, rng, present=False)
+            ex = corpus.single(1, rng, present=False, near_misses=misses,
+                               absent_answer=unknown_answer)
             if rng.random() < 0.3:
                 ex = dataclasses.replace(ex, documents=("",))
         elif kind == 2:

@@ -42,6 +42,12 @@ class LMTrainConfig:
       lm_weight: $\\lambda$, weight of the all-token language-modelling term.
       train: the shared :class:`~diffusionlab.train.TrainConfig`; None skips training (the
         randomly initialised model, for smoke tests of the pipeline).
+      distractors: probability that a one-key training question has confusable
+        distractors (near-miss keys, other values); 0 (default) leaves the training set as it
+        was. See :func:`~diffusionlab.lm.data.training_set`.
+      near_misses: the most near-miss facts per such document.
+      unknown_answer: when given (e.g. ``"unknown"``), questions whose fact is absent are
+        trained to answer it; None (default) trains an unpredictable value there.
       seed: the run's seed, an integer in ``[0, 2**32)``: the training sequences are
         generated from it (NumPy), and ``jax.random.key(seed)`` initialises the parameters
         and orders the data (see :func:`train_lm`).
@@ -56,6 +62,9 @@ class LMTrainConfig:
     train: TrainConfig | None = TrainConfig(steps=3000, batch_size=32, learning_rate=3e-3,
                                             warmup_steps=100, ema_decay=0.99, log_every=100)
     seed: int = 0
+    distractors: float = 0.0
+    near_misses: int = 2
+    unknown_answer: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, LMConfig):
@@ -68,6 +77,12 @@ class LMTrainConfig:
         _checks.check_int(self.num_examples, "num_examples", low=1)
         _checks.check_real(self.lm_weight, "lm_weight", low=0)
         _checks.check_int(self.seed, "seed", low=0, high=2**32 - 1)
+        _checks.check_real(self.distractors, "distractors", low=0, high=1)
+        _checks.check_int(self.near_misses, "near_misses", low=1, high=8)
+        if self.unknown_answer is not None and (not isinstance(self.unknown_answer, str)
+                                                or not self.unknown_answer):
+            raise ValueError(f"unknown_answer must be a non-empty string or None; got "
+                             f"{self.unknown_answer!r}")
 
     @classmethod
     def quick(cls) -> LMTrainConfig:
@@ -128,7 +143,8 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), *, progress: bool = True):
         return apply, params, {"step": [], "loss": []}
     data = training_set(config.num_examples, seed=config.seed,
                         max_length=config.model.max_length + 1, corpus=config.corpus,
-                        mix=config.mix)
+                        mix=config.mix, distractors=config.distractors,
+                        near_misses=config.near_misses, unknown_answer=config.unknown_answer)
     result = fit(lm_loss(apply, lm_weight=config.lm_weight), params, data,
                  config=config.train, key=key, progress=progress)
     return apply, result.ema_params, result.history
@@ -168,10 +184,18 @@ def load_lm(directory: str | pathlib.Path) -> tuple[LMApply, nnx.State]:
 
 
 
+_OPTION_DEFAULTS = {"distractors": 0.0, "near_misses": 2, "unknown_answer": None}
+
+
 def checkpoint_name(config: LMTrainConfig) -> str:
     """A folder name that changes whenever anything in ``config`` changes."""
     _check_train_config(config)
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    fields = dataclasses.asdict(config)
+    # Options added later are left out at their defaults, so existing names stay valid.
+    for name, default in _OPTION_DEFAULTS.items():
+        if fields[name] == default:
+            del fields[name]
+    text = json.dumps(fields, sort_keys=True, default=str)
     return "nbce_lm_" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

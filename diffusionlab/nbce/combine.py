@@ -41,7 +41,7 @@ RULES = ("nbce", "pcw", "ensemble", "ape", "exact")
 
 # The options each rule reads; passing another rule's option is an error.
 _OPTIONS = {
-    "nbce": ("beta", "eta", "top_p", "pooling"),
+    "nbce": ("beta", "eta", "top_p", "pooling", "gap"),
     "ensemble": ("weights",),
     "ape": ("attention_temperature", "attention_scale"),
     "pcw": (),
@@ -125,7 +125,7 @@ def combine_generate(apply, params, contexts, question, *, rule: str, max_new_to
                      eos_id: int | None = None, pad_id: int | None = None,
                      max_length: int | None = None, beta: float | None = None,
                      eta: float | None = None, top_p: float | None = None,
-                     pooling: str | None = None, weights=None,
+                     pooling: str | None = None, gap: float | None = None, weights=None,
                      attention_temperature: float | None = None,
                      attention_scale: float | None = None) -> jax.Array:
     r"""Greedy answer to ``question`` over ``n`` contexts, combined by one training-free rule.
@@ -170,7 +170,9 @@ def combine_generate(apply, params, contexts, question, *, rule: str, max_new_to
       pad_id: default ``apply.pad_id`` (or 0).
       max_length: the trained length (default ``apply.max_length``): every
         ``prefix + context + question`` must fit, except for ``"exact"``.
-      beta, eta, top_p, pooling: ``"nbce"`` only.
+      beta, eta, top_p, pooling, gap: ``"nbce"`` only (``pooling`` may be a selection rule
+        for the large-n gap, ``"margin"``, ``"entropy_gap"`` with its window ``gap``, or
+        ``"max_kl"``: :func:`~diffusionlab.nbce.nbce_step`).
       weights: ``"ensemble"`` only: ``(n,)`` non-negative, summing to 1.
       attention_temperature, attention_scale: ``"ape"`` only: $T > 0$, $S > 0$.
 
@@ -186,7 +188,8 @@ def combine_generate(apply, params, contexts, question, *, rule: str, max_new_to
         model that is not an :class:`~diffusionlab.lm.LMApply`.
     """
     rule = _checks.check_choice(rule, "rule", RULES)
-    given = {"beta": beta, "eta": eta, "top_p": top_p, "pooling": pooling, "weights": weights,
+    given = {"beta": beta, "eta": eta, "top_p": top_p, "pooling": pooling, "gap": gap,
+             "weights": weights,
              "attention_temperature": attention_temperature,
              "attention_scale": attention_scale}
     for name, value in given.items():

@@ -25,24 +25,33 @@ from diffusionlab.lm.data import QAExample
 from diffusionlab.lm.decode import generate, left_pad
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.generate import nbce_decode, nbce_prefill, nbce_prompts
-from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
+from diffusionlab.nbce.step import (
+    DEFAULT_GAP,
+    SELECTIONS,
+    nbce_step_unchecked,
+    validate_hyperparameters,
+)
 
-__all__ = ["NBCESettings", "baseline_answers", "exact_match", "first_choice_hits", "nbce_answers"]
+__all__ = ["NBCESettings", "baseline_answers", "exact_match", "first_choice_hits",
+           "first_choice_rates", "nbce_answers"]
 
 BASELINES = ("truncate", "concat", "oracle")
 
 
 @dataclasses.dataclass(frozen=True)
 class NBCESettings:
-    """One NBCE decoding variant (greedy)."""
+    """One NBCE decoding variant (greedy); ``gap`` is read by the ``"entropy_gap"`` pooling
+    only."""
 
     pooling: str = "min_entropy"
     beta: float = 0.25
     eta: float = 0.1
     top_p: float = 0.95
+    gap: float = DEFAULT_GAP
 
     def __post_init__(self):
-        validate_hyperparameters(beta=self.beta, top_p=self.top_p, pooling=self.pooling)
+        validate_hyperparameters(beta=self.beta, top_p=self.top_p, pooling=self.pooling,
+                                 gap=self.gap)
 
 
 def exact_match(answers: Sequence[str], examples: Sequence[QAExample]) -> np.ndarray:
@@ -57,20 +66,21 @@ def _chunks(total: int, size: int):
 
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "poolings"))
 def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings):
-    """Prefill once per question, then decode every setting: ``hyper[i]`` is an ``(S_i, 3)``
-    array of (β, η, top-p) for pooling ``poolings[i]``, vmapped so that values are traced."""
+    """Prefill once per question, then decode every setting: ``hyper[i]`` is an ``(S_i, 4)``
+    array of (β, η, top-p, gap) for pooling ``poolings[i]``, vmapped so that values are
+    traced."""
 
     def one(prompts_RxP):
         logits, cache = nbce_prefill(apply, params, prompts_RxP, max_new_tokens=max_new_tokens)
 
-        def decode(pooling, values_3):
+        def decode(pooling, values_4):
             return nbce_decode(apply, params, logits, cache,
-                               max_new_tokens=max_new_tokens, beta=values_3[0],
-                               eta=values_3[1], top_p=values_3[2], temperature=1.0,
-                               pooling=pooling, greedy=True).tokens
+                               max_new_tokens=max_new_tokens, beta=values_4[0],
+                               eta=values_4[1], top_p=values_4[2], temperature=1.0,
+                               pooling=pooling, greedy=True, gap=values_4[3]).tokens
 
-        return tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx3)
-                     for pooling, values_Sx3 in zip(poolings, hyper, strict=True))
+        return tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx4)
+                     for pooling, values_Sx4 in zip(poolings, hyper, strict=True))
 
     return jax.vmap(one)(prompts_QxRxP)
 
@@ -87,30 +97,57 @@ def _nbce_prompt_batch(apply, examples: Sequence[QAExample], tokenizer: ByteToke
         for e in examples])
 
 
-@functools.partial(jax.jit, static_argnames=("apply",))
-def _first_choices(apply, params, prompts_QxRxP, top_p):
+@functools.partial(jax.jit, static_argnames=("apply", "poolings"))
+def _first_choices(apply, params, prompts_QxRxP, top_p, poolings=("min_entropy",)):
     def one(prompts_RxP):
         logits_RxPxV, _ = apply(params, prompts_RxP, None)
-        _, choice, _ = nbce_step_unchecked(logits_RxPxV[:, -1], beta=0.0, eta=0.0, top_p=top_p,
-                                           prev_choice=jnp.int32(0), pooling="min_entropy")
-        return choice - 1
+        return jnp.stack([
+            nbce_step_unchecked(logits_RxPxV[:, -1], beta=0.0, eta=0.0, top_p=top_p,
+                                prev_choice=jnp.int32(0), pooling=pooling)[1] - 1
+            for pooling in poolings])
 
     # One question at a time bounds the memory at (n+1) rows.
     return jax.lax.map(one, prompts_QxRxP)
 
 
+def first_choice_rates(apply, params, examples: Sequence[QAExample], *,
+                       tokenizer: ByteTokenizer, top_p: float = 0.95,
+                       poolings: Sequence[str] = ("min_entropy",)) -> dict[str, np.ndarray]:
+    """:func:`first_choice_hits` for several selections at once (one prefill per question).
+
+    Returns:
+      ``{pooling: (Q,) array of 1.0 / 0.0}``.
+
+    Raises:
+      ValueError: a pooling that is not a selection (:data:`~diffusionlab.nbce.step.SELECTIONS`).
+    """
+    poolings = tuple(poolings)
+    bad = [p for p in poolings if p not in SELECTIONS]
+    if bad or not poolings:
+        raise ValueError(f"poolings must be a non-empty list among {SELECTIONS}; got {poolings}")
+    prompts = _nbce_prompt_batch(apply, examples, tokenizer)
+    chosen = np.asarray(_first_choices(apply, params, jnp.asarray(prompts), jnp.float32(top_p),
+                                       poolings=poolings))
+    return {p: np.asarray([c in e.relevant for c, e in zip(chosen[:, i], examples, strict=True)],
+                          float) for i, p in enumerate(poolings)}
+
+
 def first_choice_hits(apply, params, examples: Sequence[QAExample], *, tokenizer: ByteTokenizer,
-                      top_p: float = 0.95) -> np.ndarray:
-    """1.0 where min-entropy pooling's *first* choice is a document that holds the answer.
+                      top_p: float = 0.95, pooling: str = "min_entropy") -> np.ndarray:
+    """1.0 where the selection's *first* choice is a document that holds the answer.
 
     The first answer token is where the contexts disagree most: the relevant document should
     predict the value's first digit sharply and every other document should be unsure. A wrong
     first choice is the usual way NBCE fails as n grows (the least uncertain of many irrelevant
     documents beats the relevant one).
+
+    ``pooling`` names the selection: ``"min_entropy"`` (default), ``"margin"`` or
+    ``"max_kl"`` (see :func:`~diffusionlab.nbce.nbce_step`); raises ValueError otherwise.
     """
-    prompts = _nbce_prompt_batch(apply, examples, tokenizer)
-    chosen = np.asarray(_first_choices(apply, params, jnp.asarray(prompts), jnp.float32(top_p)))
-    return np.asarray([c in e.relevant for c, e in zip(chosen, examples, strict=True)], float)
+    if pooling not in SELECTIONS:
+        raise ValueError(f"pooling must be one of {SELECTIONS}; got {pooling!r}")
+    return first_choice_rates(apply, params, examples, tokenizer=tokenizer, top_p=top_p,
+                              poolings=(pooling,))[pooling]
 
 
 def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequence[NBCESettings],
@@ -129,7 +166,7 @@ def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequenc
     settings = tuple(dict.fromkeys(settings))
     poolings = tuple(dict.fromkeys(s.pooling for s in settings))
     groups = [[s for s in settings if s.pooling == p] for p in poolings]
-    hyper = tuple(jnp.asarray([[s.beta, s.eta, s.top_p] for s in group], jnp.float32)
+    hyper = tuple(jnp.asarray([[s.beta, s.eta, s.top_p, s.gap] for s in group], jnp.float32)
                   for group in groups)
     answers: dict[NBCESettings, list[str]] = {s: [] for s in settings}
     size = max(1, rows_per_batch // (rows * max(len(g) for g in groups)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from diffusionlab import _checks
 from diffusionlab.lm.decode import check_prompts, prefill, step_keys
-from diffusionlab.nbce.step import nbce_step_unchecked, validate_hyperparameters
+from diffusionlab.nbce.step import DEFAULT_GAP, nbce_step_unchecked, validate_hyperparameters
 
 __all__ = ["NBCEOutput", "nbce_decode", "nbce_generate", "nbce_prefill", "nbce_prompts"]
 
@@ -102,10 +102,11 @@ def nbce_prefill(apply, params, prompts_BxP, *, max_new_tokens: int):
 
 def nbce_decode(apply, params, logits_RxV, cache, key=None, *, max_new_tokens: int, beta, eta,
                 top_p, temperature, pooling: str = "min_entropy", greedy: bool = True,
-                eos_id: int = 2) -> NBCEOutput:
+                eos_id: int = 2, gap=DEFAULT_GAP) -> NBCEOutput:
     """The NBCE loop from prefilled ``(logits, cache)`` (see :func:`nbce_prefill`).
 
-    ``beta``, ``eta``, ``top_p`` and ``temperature`` are traced, so sweeps compile once.
+    ``beta``, ``eta``, ``top_p``, ``temperature`` and ``gap`` (the ``"entropy_gap"``
+    pooling's window) are traced, so sweeps compile once.
     ``key`` (a PRNG key) draws the sampled tokens when ``greedy=False``; greedy decoding (the
     default) draws nothing, and its key may be omitted (a given key is checked, then not used).
 
@@ -113,7 +114,7 @@ def nbce_decode(apply, params, logits_RxV, cache, key=None, *, max_new_tokens: i
       TypeError, ValueError: naming the argument, for logits not ``(R, V)`` real floats with
         ``R >= 2``, a cache that is not a decode cache of ``R`` rows or has no room for
         ``max_new_tokens``, a bad key, ``greedy=False`` without a key, ``beta < -1``,
-        ``top_p`` outside (0, 1], ``temperature <= 0`` or an unknown pooling.
+        ``top_p`` outside (0, 1], ``temperature <= 0``, an unknown pooling or ``gap < 0``.
     """
     from diffusionlab.lm.model import check_cache_room
     logits_RxV = _checks.float_array(logits_RxV, "logits_RxV", ndim=2, layout="(R, V)")
@@ -126,27 +127,28 @@ def nbce_decode(apply, params, logits_RxV, cache, key=None, *, max_new_tokens: i
         _checks.check_key(key)
     elif not greedy:
         raise ValueError("sampling (greedy=False) needs a key")
-    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
+    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling, gap=gap)
     _checks.check_real(eta, "eta")
     _checks.check_real(temperature, "temperature", low=0, low_open=True)
     eos_id = _checks.check_int(eos_id, "eos_id", low=-1, high=logits_RxV.shape[1] - 1)
     return _nbce_decode(apply, params, logits_RxV, cache, None if greedy else key,
                         max_new_tokens=max_new_tokens,
                         beta=beta, eta=eta, top_p=top_p, temperature=temperature,
-                        pooling=pooling, greedy=bool(greedy), eos_id=eos_id)
+                        pooling=pooling, greedy=bool(greedy), eos_id=eos_id, gap=gap)
 
 
 @functools.partial(jax.jit,
                    static_argnames=("apply", "max_new_tokens", "pooling", "greedy", "eos_id"))
 def _nbce_decode(apply, params, logits_RxV, cache, key, *, max_new_tokens: int, beta, eta,
-                 top_p, temperature, pooling: str, greedy: bool, eos_id: int) -> NBCEOutput:
+                 top_p, temperature, pooling: str, greedy: bool, eos_id: int,
+                 gap=DEFAULT_GAP) -> NBCEOutput:
     rows = logits_RxV.shape[0]
 
     def step(carry, key_t):
         logits_RxV, cache, prev_choice, done = carry
         merged_V, choice, entropies_R = nbce_step_unchecked(
             logits_RxV, beta=beta, eta=eta, top_p=top_p, prev_choice=prev_choice,
-            pooling=pooling)
+            pooling=pooling, gap=gap)
         if greedy:
             token = jnp.argmax(merged_V).astype(jnp.int32)
         else:
@@ -193,7 +195,8 @@ def encoded_inputs(apply, contexts, question, *, tokenizer, prefix, eos_id):
 
 def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
                   beta: float = 0.25, eta: float = 0.1, top_p: float = 0.95,
-                  pooling: str = "min_entropy", temperature: float = 0.0,
+                  pooling: str = "min_entropy", gap: float = DEFAULT_GAP,
+                  temperature: float = 0.0,
                   key: jax.Array | None = None, tokenizer=None, prefix: Sequence[int] | None = None,
                   eos_id: int | None = None, pad_id: int | None = None,
                   max_length: int | None = None) -> NBCEOutput:
@@ -213,7 +216,10 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
       beta: $\beta \ge -1$.
       eta: stickiness $\eta$.
       top_p: nucleus mass in (0, 1]; 1 switches truncation off.
-      pooling: ``"min_entropy"``, ``"average"`` or ``"max"``.
+      pooling: one of :data:`~diffusionlab.nbce.POOLINGS` (``"min_entropy"``,
+        ``"average"``, ``"max"``, and the selection rules ``"margin"``, ``"entropy_gap"``,
+        ``"max_kl"`` of :func:`~diffusionlab.nbce.nbce_step`).
+      gap: the ``"entropy_gap"`` pooling's entropy window in nats, ``>= 0``.
       temperature: 0 for greedy decoding; > 0 samples (needs ``key``).
       key: PRNG key of the sampled tokens; greedy decoding draws nothing and needs none (a
         key given with ``temperature=0`` is checked, then not used).
@@ -230,9 +236,10 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
     Raises:
       ValueError: empty ``contexts``; a context plus question longer than ``max_length``
         (the message points to :func:`~diffusionlab.nbce.split_into_chunks`); ``beta < -1``;
-        ``top_p`` outside (0, 1]; unknown pooling; ``max_new_tokens < 1``; bad temperature.
+        ``top_p`` outside (0, 1]; unknown pooling; ``gap < 0``; ``max_new_tokens < 1``; bad
+        temperature.
     """
-    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling)
+    validate_hyperparameters(beta=beta, top_p=top_p, pooling=pooling, gap=gap)
     _checks.check_real(eta, "eta")
     max_new_tokens = _checks.check_int(max_new_tokens, "max_new_tokens", low=1)
     _checks.check_real(temperature, "temperature", low=0)
@@ -252,4 +259,4 @@ def nbce_generate(apply, params, contexts, question, *, max_new_tokens: int,
     return _nbce_decode(apply, params, logits, cache, None if greedy else key,
                        max_new_tokens=max_new_tokens, beta=beta, eta=eta, top_p=top_p,
                        temperature=max(temperature, 1e-6), pooling=pooling,
-                       greedy=greedy, eos_id=2 if eos_id is None else eos_id)
+                       greedy=greedy, eos_id=2 if eos_id is None else eos_id, gap=gap)
