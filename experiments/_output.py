@@ -4,14 +4,16 @@ Every experiment writes the same three kinds of artefact, through one object:
 
 * PNG figures (``out.figure``),
 * Markdown tables (``out.table``),
-* ``metrics.json`` with the scalar metrics, the configuration, and the essay's claims
-  set next to the measured values (``out.claim``).
+* ``metrics.json`` with the scalar metrics, the configuration, the essay's claims set next
+  to the measured values (``out.claim``), and the wall time split by phase
+  (``with out.phase("training"): ...``).
 
 ``experiments.report`` later gathers every ``results/<name>/`` into ``results/REPORT.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,6 +23,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+
+def _now() -> float:
+    """The clock of the phase timer (seconds, monotonic)."""
+    return time.perf_counter()
 
 
 def _jsonable(value: Any) -> Any:
@@ -65,6 +72,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
 
 
 VERDICTS = ("holds", "fails", "undecided")
+
+PHASES = ("training", "sampling", "evaluation")
+"""The phases ``Output.phase`` times; the rest of a run's wall time is ``"other"``."""
 
 
 def interval_text(claim: Mapping[str, Any]) -> str:
@@ -114,7 +124,10 @@ class Output:
     claims: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     figures: list[dict[str, str]] = dataclasses.field(default_factory=list)
     tables: list[dict[str, str]] = dataclasses.field(default_factory=list)
-    _start: float = dataclasses.field(default_factory=time.perf_counter)
+    _start: float = dataclasses.field(default_factory=lambda: _now())
+    _phase_seconds: dict[str, float] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    _open_phases: list[list] = dataclasses.field(default_factory=list)  # [name, since]
 
     def __post_init__(self):
         self.directory = pathlib.Path(self.directory)
@@ -194,12 +207,63 @@ class Output:
             }
         )
 
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Counts the wall time spent inside the ``with`` block towards phase ``name``.
+
+        ``finish`` writes the seconds per phase under ``"timing"`` in ``metrics.json``, with
+        the time outside every phase (setup, data, figures, tables) as ``"other"``. Phases
+        add up over repeated blocks. A phase opened inside another pauses the outer one, so
+        no second is counted twice and the phases and ``"other"`` sum to ``"seconds"``.
+
+        JAX dispatches work asynchronously: a block ends when Python leaves it, so work still
+        running then counts towards whichever code waits for it first. End a block on a value
+        read to the host (``np.asarray``, ``float``) for an exact split.
+
+        Args:
+          name: one of ``"training"``, ``"sampling"``, ``"evaluation"``.
+
+        Raises:
+          ValueError: ``name`` is not one of those three.
+        """
+        if name not in PHASES:
+            raise ValueError(f"phase name must be one of {PHASES}; got {name!r}")
+        now = _now()
+        if self._open_phases:  # pause the enclosing phase
+            outer = self._open_phases[-1]
+            self._phase_seconds[outer[0]] += now - outer[1]
+        entry = [name, now]
+        self._open_phases.append(entry)
+        try:
+            yield
+        finally:
+            now = _now()
+            self._phase_seconds[name] += now - entry[1]
+            self._open_phases.pop()
+            if self._open_phases:  # resume the enclosing phase
+                self._open_phases[-1][1] = now
+
+    def timing(self) -> dict[str, float]:
+        """Seconds so far per phase (``PHASES``, then ``"other"``), rounded to milliseconds;
+        a phase still open counts up to now."""
+        return self._timing_at(_now())
+
+    def _timing_at(self, now: float) -> dict[str, float]:
+        seconds = dict(self._phase_seconds)
+        if self._open_phases:
+            name, since = self._open_phases[-1]
+            seconds[name] += now - since
+        seconds["other"] = max(now - self._start - sum(seconds.values()), 0.0)
+        return {name: round(value, 3) for name, value in seconds.items()}
+
     def finish(self, config: Any) -> dict[str, Any]:
         """Writes ``metrics.json`` and ``claims.md``; returns the JSON payload."""
+        now = _now()
         payload = {
             "name": self.name,
             "quick": self.quick,
-            "seconds": round(time.perf_counter() - self._start, 3),
+            "seconds": round(now - self._start, 3),
+            "timing": self._timing_at(now),
             "config": _jsonable(config),
             "metrics": self.metrics,
             "claims": self.claims,

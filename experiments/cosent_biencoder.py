@@ -46,7 +46,8 @@ def _cell(row, metric):
 
 def run(config: Config, out) -> None:
     protocol = config.protocol
-    rows, curves, eval_steps = compare_on_tasks(protocol, "bi", BI_ENCODER_LOSSES)
+    with out.phase("training"):
+        rows, curves, eval_steps = compare_on_tasks(protocol, "bi", BI_ENCODER_LOSSES)
     summary = average_over_tasks(summarize(rows, metrics=("test_spearman",)))
     out.table(rows, stem="runs", caption="Every run: test metrics at the best validation "
               "Spearman checkpoint (not ×100).",

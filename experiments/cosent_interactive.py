@@ -42,7 +42,8 @@ class Config:
 
 def run(config: Config, out) -> None:
     protocol = config.protocol
-    rows, curves, eval_steps = compare_on_tasks(protocol, "cross", CROSS_ENCODER_LOSSES)
+    with out.phase("training"):
+        rows, curves, eval_steps = compare_on_tasks(protocol, "cross", CROSS_ENCODER_LOSSES)
     summary = average_over_tasks(summarize(rows, metrics=("test_spearman", "test_accuracy")))
     out.table(rows, stem="runs", caption="Every run: test metrics at the best validation "
               "Spearman checkpoint.",

@@ -155,16 +155,18 @@ def run(config: Config, out) -> None:
         max_length = config.document_max_length if name == "lee2005" else config.word_max_length
         splits = {split: (d.first, d.second, d.scores) for split, d in data.items()}
         for kind, losses, names in (("bi", BI_LOSSES, BI), ("cross", CROSS_LOSSES, CROSS)):
-            tick = time.perf_counter()
-            cached = cache_splits(encoder, tokenizer, splits, score_range=score_range, kind=kind,
-                                  max_length=max_length, trainable_layers=config.trainable_layers)
-            jax.block_until_ready(cached["test"].states)
-            timings[f"{name}_{kind}_cache_s"] = time.perf_counter() - tick
-            tick = time.perf_counter()
-            result = finetune(encoder, kind, losses, cached, num_seeds=config.seeds,
-                              settings=config.settings(name), key=set_key)
-            timings[f"{name}_{kind}_train_s"] = time.perf_counter() - tick
-            spearman = best_epoch_spearman(result)
+            with out.phase("training"):
+                tick = time.perf_counter()
+                cached = cache_splits(encoder, tokenizer, splits, score_range=score_range, kind=kind,
+                                      max_length=max_length, trainable_layers=config.trainable_layers)
+                jax.block_until_ready(cached["test"].states)
+                timings[f"{name}_{kind}_cache_s"] = time.perf_counter() - tick
+                tick = time.perf_counter()
+                result = finetune(encoder, kind, losses, cached, num_seeds=config.seeds,
+                                  settings=config.settings(name), key=set_key)
+                timings[f"{name}_{kind}_train_s"] = time.perf_counter() - tick
+            with out.phase("evaluation"):
+                spearman = best_epoch_spearman(result)
             if kind == "bi":
                 # Before training every bi-encoder is the pretrained one: its cosine is the
                 # zero-shot score (the same for every loss and seed).

@@ -54,7 +54,8 @@ def run(config: Config, out) -> None:
     protocol = config.protocol
     rows = []
     for kind, losses in (("bi", config.bi_losses), ("cross", config.cross_losses)):
-        kind_rows, _, _ = compare_on_tasks(protocol, kind, losses, select_by="accuracy")
+        with out.phase("training"):
+            kind_rows, _, _ = compare_on_tasks(protocol, kind, losses, select_by="accuracy")
         rows += [{**r, "model": f"{kind} {r['loss']}"} for r in kind_rows]
     summary = average_over_tasks(
         summarize(rows, metrics=("test_accuracy", "test_spearman"), by=("task", "model")),

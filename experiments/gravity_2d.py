@@ -51,40 +51,47 @@ def run(config: Config, out) -> None:
     for name in config.datasets:
         k_data, k_prior, k_train, k_sample, k_sw, key = jax.random.split(key, 6)
         x = data.toy2d(name, config.num_data, key=k_data)
-        x_T = gravity.sample_prior(config.num_samples, 2, config.T, key=k_prior)
+        with out.phase("sampling"):
+            x_T = gravity.sample_prior(config.num_samples, 2, config.T, key=k_prior)
         velocity = jax.tree_util.Partial(_exact_velocity, points=x)
         # Fixed Heun steps in log t for the exact field: an adaptive step shared by the whole
         # batch is set by its worst sample, and near the data the exact posterior weights
         # switch sharply between neighbouring masses.
-        exact = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
-                         solver="heun", steps=config.exact_steps, save_trajectory=60)
+        with out.phase("sampling"):
+            exact = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
+                             solver="heun", steps=config.exact_steps, save_trajectory=60)
+            jax.block_until_ready(exact)
         budget = learned.Budget(hidden=config.hidden, gravity_T=config.T,
                                 gravity_t_min=config.t_end)
         tc = train.TrainConfig(steps=config.train_steps, batch_size=128,
                                ema_decay=0.99 if config.train_steps < 1000 else 0.999,
                                log_every=min(500, config.train_steps))
-        model = learned.fit("gravity", x, budget=budget, config=tc, key=k_train)
-        learned_out = generate(model.velocity(), x_T, config.T, t_end=config.t_end, time="log",
-                               rtol=config.rtol, atol=config.rtol)
-        ref = x[: config.num_samples]
-        sw = functools.partial(metrics.sliced_wasserstein, key=k_sw)
-        fresh = data.toy2d(name, config.num_samples, key=k_sample)
-        # Replicates for the claim: the prior draws split into independent groups, each scored
-        # (with its own projections) against its own slice of the training data, beside a
-        # group of fresh data scored the same way (the sampling-noise floor).
-        size = config.num_samples // config.groups
-        group_keys = jax.random.split(k_sw, config.groups)
-        group_sw = [(float(metrics.sliced_wasserstein(exact.samples[g * size:(g + 1) * size],
-                                                      ref[g * size:(g + 1) * size], key=k)),
-                     float(metrics.sliced_wasserstein(fresh[g * size:(g + 1) * size],
-                                                      ref[g * size:(g + 1) * size], key=k)))
-                    for g, k in enumerate(group_keys)]
-        rows.append({"dataset": name,
-                     "SW2 exact field": float(sw(exact.samples, ref)),
-                     "SW2 learned field": float(sw(learned_out.samples, ref)),
-                     "SW2 data vs fresh data": float(sw(fresh, ref)),
-                     "NFE exact": int(exact.nfe), "NFE learned": int(learned_out.nfe),
-                     "group ratios exact / fresh": [e / f for e, f in group_sw]})
+        with out.phase("training"):
+            model = learned.fit("gravity", x, budget=budget, config=tc, key=k_train)
+        with out.phase("sampling"):
+            learned_out = generate(model.velocity(), x_T, config.T, t_end=config.t_end, time="log",
+                                   rtol=config.rtol, atol=config.rtol)
+            jax.block_until_ready(learned_out)
+        with out.phase("evaluation"):
+            ref = x[: config.num_samples]
+            sw = functools.partial(metrics.sliced_wasserstein, key=k_sw)
+            fresh = data.toy2d(name, config.num_samples, key=k_sample)
+            # Replicates for the claim: the prior draws split into independent groups, each scored
+            # (with its own projections) against its own slice of the training data, beside a
+            # group of fresh data scored the same way (the sampling-noise floor).
+            size = config.num_samples // config.groups
+            group_keys = jax.random.split(k_sw, config.groups)
+            group_sw = [(float(metrics.sliced_wasserstein(exact.samples[g * size:(g + 1) * size],
+                                                          ref[g * size:(g + 1) * size], key=k)),
+                         float(metrics.sliced_wasserstein(fresh[g * size:(g + 1) * size],
+                                                          ref[g * size:(g + 1) * size], key=k)))
+                        for g, k in enumerate(group_keys)]
+            rows.append({"dataset": name,
+                         "SW2 exact field": float(sw(exact.samples, ref)),
+                         "SW2 learned field": float(sw(learned_out.samples, ref)),
+                         "SW2 data vs fresh data": float(sw(fresh, ref)),
+                         "NFE exact": int(exact.nfe), "NFE learned": int(learned_out.nfe),
+                         "group ratios exact / fresh": [e / f for e, f in group_sw]})
         xs = np.asarray(exact.xs)
         out.figure(plots.trajectories_2d(xs[:, :80], np.asarray(exact.ts), np.asarray(x),
                                          title=f"{name}: exact-field trajectories (T={config.T})"),
@@ -116,15 +123,17 @@ def run(config: Config, out) -> None:
     ks_rows = []
     for r in range(config.prior_seeds):
         keys = jax.random.split(key if r == 0 else jax.random.fold_in(key, r), 3)
-        radii_r = {m: np.linalg.norm(np.asarray(gravity.sample_prior(
-            config.prior_samples, 2, config.T, key=k, method=m)), axis=1)
-            for k, m in zip(keys, gravity.PRIOR_METHODS, strict=True)}
+        with out.phase("sampling"):
+            radii_r = {m: np.linalg.norm(np.asarray(gravity.sample_prior(
+                config.prior_samples, 2, config.T, key=k, method=m)), axis=1)
+                for k, m in zip(keys, gravity.PRIOR_METHODS, strict=True)}
         if r == 0:
             radii = radii_r
-        for m, radius in radii_r.items():
-            test = scipy.stats.kstest(radius, cdf)
-            ks_rows.append({"sampler": m, "draw": r, "KS distance": float(test.statistic),
-                            "KS p-value": float(test.pvalue)})
+        with out.phase("evaluation"):
+            for m, radius in radii_r.items():
+                test = scipy.stats.kstest(radius, cdf)
+                ks_rows.append({"sampler": m, "draw": r, "KS distance": float(test.statistic),
+                                "KS p-value": float(test.pvalue)})
     r_max = 6 * config.T
     r_grid = np.linspace(1e-3, r_max, 400)
     density = np.asarray(gravity.prior_radial_density(jnp.asarray(r_grid), 2, config.T))

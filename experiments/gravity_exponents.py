@@ -80,28 +80,33 @@ def run(config: Config, out) -> None:
     k_data, k_prior, k_sw, k_flat = jax.random.split(key, 4)
     points = data.toy2d(config.dataset, config.num_data, key=k_data)
     d = points.shape[1]
-    x_T = gravity.sample_prior(config.num_samples, d, config.T, key=k_prior) + points.mean(0, keepdims=True)
+    with out.phase("sampling"):
+        x_T = (gravity.sample_prior(config.num_samples, d, config.T, key=k_prior)
+               + points.mean(0, keepdims=True))
     ref = np.asarray(points)[np.arange(config.num_samples) % config.num_data]
     size = config.num_samples // config.groups
     rows, group_rows, panels, counts = [], [], {}, {}
 
     def record(field, samples, *, tolerance, nfe):
-        report, scores = _scores(samples, points, ref, tolerance=tolerance, key=k_sw)
-        rows.append({"field": field, **scores, "NFE": nfe})
-        panels[field] = np.asarray(samples)
-        # The start points are independent draws, so disjoint groups of them (and of where
-        # they land) are independent replicates of the same field.
-        for g in range(config.groups):
-            part = slice(g * size, (g + 1) * size)
-            _, scores = _scores(samples[part], points, ref[part], tolerance=tolerance,
-                                key=jax.random.fold_in(k_sw, g))
-            group_rows.append({"field": field, "group": g, **scores})
+        with out.phase("evaluation"):
+            report, scores = _scores(samples, points, ref, tolerance=tolerance, key=k_sw)
+            rows.append({"field": field, **scores, "NFE": nfe})
+            panels[field] = np.asarray(samples)
+            # The start points are independent draws, so disjoint groups of them (and of where
+            # they land) are independent replicates of the same field.
+            for g in range(config.groups):
+                part = slice(g * size, (g + 1) * size)
+                _, scores = _scores(samples[part], points, ref[part], tolerance=tolerance,
+                                    key=jax.random.fold_in(k_sw, g))
+                group_rows.append({"field": field, "group": g, **scores})
         return report
 
     for k in config.exponents:
         velocity = jax.tree_util.Partial(_power_velocity, points=points, k=k)
-        sol = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
-                       rtol=config.rtol, atol=config.rtol)
+        with out.phase("sampling"):
+            sol = generate(velocity, x_T, config.T, t_end=config.t_end, time="log",
+                           rtol=config.rtol, atol=config.rtol)
+            jax.block_until_ready(sol)
         field = f"k = {k:g}" + (" (gravity, d+1)" if k == d + 1 else "")
         counts[field] = record(field, sol.samples, tolerance=config.tolerance,
                                nfe=int(sol.nfe)).counts
@@ -109,9 +114,11 @@ def run(config: Config, out) -> None:
     # and for the smooth density obtained by softening each mass.
     start = unaugmented.sample_sphere(config.num_samples, d, config.flat_radius, key=k_flat)
     for eps in (0.0, config.softening):
-        flat = unaugmented.follow_field_lines(start + points.mean(0, keepdims=True), points,
-                                              length=config.flat_radius * 1.5,
-                                              steps=config.flat_steps, softening=eps)
+        with out.phase("sampling"):
+            flat = unaugmented.follow_field_lines(start + points.mean(0, keepdims=True), points,
+                                                  length=config.flat_radius * 1.5,
+                                                  steps=config.flat_steps, softening=eps)
+            jax.block_until_ready(flat)
         field = f"unaugmented {d}-D gravity, " + ("point masses" if eps == 0
                                                    else f"smooth (softening {eps:g})")
         record(field, flat, tolerance=config.tolerance * 5, nfe=0)

@@ -71,14 +71,15 @@ def run(config: Config, out) -> None:
     k_data, k_prior = jax.random.split(key)
     points = data.toy2d(config.dataset, config.num_data, key=k_data)
     centre = points.mean(0, keepdims=True)
-    samplers = {"gravity": (jax.tree_util.Partial(_gravity_velocity, points=points),
-                            gravity.sample_prior(config.num_samples, 2, config.T,
-                                                 key=k_prior) + centre)}
-    for path in CDF_FAMILY:
-        samplers[f"ψ = {path.name}"] = (
-            jax.tree_util.Partial(functools.partial(_cdf_velocity, path=path), points=points),
-            isotropic.sample_prior(path, config.num_samples, 2, config.T, key=k_prior,
-                                   centre=centre))
+    with out.phase("sampling"):
+        samplers = {"gravity": (jax.tree_util.Partial(_gravity_velocity, points=points),
+                                gravity.sample_prior(config.num_samples, 2, config.T,
+                                                     key=k_prior) + centre)}
+        for path in CDF_FAMILY:
+            samplers[f"ψ = {path.name}"] = (
+                jax.tree_util.Partial(functools.partial(_cdf_velocity, path=path), points=points),
+                isotropic.sample_prior(path, config.num_samples, 2, config.T, key=k_prior,
+                                       centre=centre))
     rows, group_rows, counts, panels = [], [], {}, {}
     size = config.num_samples // config.groups
     for name, (velocity, x_T) in samplers.items():
@@ -88,24 +89,28 @@ def run(config: Config, out) -> None:
         # (B = 256): ~150 NFE per sample (≤ 253) against 2000 for 1000 Heun steps, no end
         # point off by more than the hit tolerance (Heun: 1 of 256 on ψ = tanh), largest
         # error 8.8e-4 (gravity) and 2.9e-5 (tanh) against Heun's 9.9e-5 and 0.20.
-        sol = solve_ode(time_change(velocity, "log"), x_T, np.log(config.T),
-                        np.log(config.t_end), rtol=config.solve_tol, atol=config.solve_tol,
-                        batch_mode="per_sample")
-        report = memorisation.hit_report(sol.x, points, tolerance=config.tolerance)
-        rows.append({"sampler": name, "hit fraction": report.hit_fraction,
-                     "chi-square": report.chi_square, "dof": report.dof,
-                     "p (uniform)": report.p_value, "hit CV²": hit_cv2(report),
-                     "median distance": float(np.median(report.distance)),
-                     "NFE mean": float(sol.nfe_mean), "NFE max": int(sol.nfe_max)})
+        with out.phase("sampling"):
+            sol = solve_ode(time_change(velocity, "log"), x_T, np.log(config.T),
+                            np.log(config.t_end), rtol=config.solve_tol, atol=config.solve_tol,
+                            batch_mode="per_sample")
+            jax.block_until_ready(sol)
+        with out.phase("evaluation"):
+            report = memorisation.hit_report(sol.x, points, tolerance=config.tolerance)
+            rows.append({"sampler": name, "hit fraction": report.hit_fraction,
+                         "chi-square": report.chi_square, "dof": report.dof,
+                         "p (uniform)": report.p_value, "hit CV²": hit_cv2(report),
+                         "median distance": float(np.median(report.distance)),
+                         "NFE mean": float(sol.nfe_mean), "NFE max": int(sol.nfe_max)})
         counts[name] = report.counts
         panels[name] = np.asarray(sol.x)
         # The prior draws are independent, so disjoint groups of them are independent
         # replicates of the same sampler.
-        for g in range(config.groups):
-            part = memorisation.hit_report(sol.x[g * size:(g + 1) * size], points,
-                                           tolerance=config.tolerance)
-            group_rows.append({"sampler": name, "group": g, "hit fraction": part.hit_fraction,
-                               "hit CV²": hit_cv2(part)})
+        with out.phase("evaluation"):
+            for g in range(config.groups):
+                part = memorisation.hit_report(sol.x[g * size:(g + 1) * size], points,
+                                               tolerance=config.tolerance)
+                group_rows.append({"sampler": name, "group": g, "hit fraction": part.hit_fraction,
+                                   "hit CV²": hit_cv2(part)})
     out.table(rows, stem="hits", caption=f"{config.dataset}, N = {config.num_data} training "
               f"points, M = {config.num_samples} samples; hit = within {config.tolerance}. "
               "Under uniform hits χ² ~ χ²(N−1), and hit CV² = (χ² − dof)/hits estimates the "

@@ -75,11 +75,14 @@ def _dataset(name, config, key):
             jnp.asarray(x_eval.reshape(x_eval.shape[0], -1)))
 
 
-def _sample_score(name, model, *, reference, k_sample, k_metric, time=None, **solver):
+def _sample_score(name, model, *, reference, k_sample, k_metric, out, time=None, **solver):
     """(NFE, score) of ``model``'s samples, as many as ``reference`` holds."""
-    sol = learned.sample(model, reference.shape[0], key=k_sample, time=time, **solver)
-    return int(sol.nfe), metrics.quality(sol.samples, reference, domain=data.domain(name),
-                                         key=k_metric)
+    with out.phase("sampling"):
+        sol = learned.sample(model, reference.shape[0], key=k_sample, time=time, **solver)
+        jax.block_until_ready(sol)
+    with out.phase("evaluation"):
+        return int(sol.nfe), metrics.quality(sol.samples, reference, domain=data.domain(name),
+                                             key=k_metric)
 
 
 def _train(config, x_train, *, budget, tc, rc, k_init, k_reflow) -> dict:
@@ -113,14 +116,15 @@ def run(config: Config, out) -> None:
         curves, markers = {}, {}
 
         score = functools.partial(_sample_score, name, reference=x_eval[:num],
-                                  k_sample=k_sample, k_metric=k_metric)
+                                  k_sample=k_sample, k_metric=k_metric, out=out)
         seeds = config.training_seeds if name in config.replicated else 1
         for r in range(seeds):
             # Training run r: its own initialisation, data order and reflow couplings (all from
             # its keys); the same data and sampling keys.
-            models = _train(config, x_train, budget=budget, tc=tc, rc=rc,
-                            k_init=k_init if r == 0 else jax.random.fold_in(k_init, r),
-                            k_reflow=k_reflow if r == 0 else jax.random.fold_in(k_reflow, r))
+            with out.phase("training"):
+                models = _train(config, x_train, budget=budget, tc=tc, rc=rc,
+                                k_init=k_init if r == 0 else jax.random.fold_in(k_init, r),
+                                k_reflow=k_reflow if r == 0 else jax.random.fold_in(k_reflow, r))
             for method, base in PROTOCOL.items():  # PFGM's protocol, every training run
                 model = models["gravity (log t)" if base == "gravity" else base]
                 for steps in config.protocol_nfe:
@@ -150,8 +154,9 @@ def run(config: Config, out) -> None:
                          if r == 0 else score(model, solver="euler", steps=coarse)[1])
                 seed_rows.append({"dataset": name, "training run": r,
                                   "method": method, "steps": coarse, metric_name: value})
-        floor = metrics.quality(x_train[:num], x_eval[:num], domain=data.domain(name),
-                                key=k_metric)
+        with out.phase("evaluation"):
+            floor = metrics.quality(x_train[:num], x_eval[:num], domain=data.domain(name),
+                                    key=k_metric)
         ax.axhline(floor, color="0.5", ls=":", lw=1, label="train vs test data")
         plots.metric_curves(curves, markers=markers, ax=ax, xlabel="NFE",
                             ylabel=metric_name, title=f"{name}: Euler (lines), adaptive (★)")

@@ -31,18 +31,20 @@ def run(config: Config, out) -> None:
     atoms = np.array([a for a, _ in ATOMS1D])
     weights = np.array([w for _, w in ATOMS1D])
     starts = jnp.linspace(0.0, 2.0, config.num_starts + 2)[1:-1, None]
-    sol = generate(flows.atoms_velocity(), starts, 1.0, t_end=0.0, solver="euler",
-                   steps=config.steps, save_trajectory=config.snapshots)
-    ends = np.asarray(sol.samples)[:, 0]
-    which = np.argmin(np.abs(ends[:, None] - atoms[None, :]), axis=1)
-    fractions = np.bincount(which, minlength=len(atoms)) / len(which)
-    s = np.asarray(starts)[:, 0]
-    rows = []
-    for i, (a, w) in enumerate(zip(atoms, weights, strict=True)):
-        mine = s[which == i]
-        rows.append({"atom": a, "predicted share": w, "measured share": fractions[i],
-                     "start interval": f"[{mine.min():.4f}, {mine.max():.4f}]",
-                     "max |end - atom|": float(np.abs(ends[which == i] - a).max())})
+    with out.phase("sampling"):
+        sol = generate(flows.atoms_velocity(), starts, 1.0, t_end=0.0, solver="euler",
+                       steps=config.steps, save_trajectory=config.snapshots)
+        ends = np.asarray(sol.samples)[:, 0]
+    with out.phase("evaluation"):
+        which = np.argmin(np.abs(ends[:, None] - atoms[None, :]), axis=1)
+        fractions = np.bincount(which, minlength=len(atoms)) / len(which)
+        s = np.asarray(starts)[:, 0]
+        rows = []
+        for i, (a, w) in enumerate(zip(atoms, weights, strict=True)):
+            mine = s[which == i]
+            rows.append({"atom": a, "predicted share": w, "measured share": fractions[i],
+                         "start interval": f"[{mine.min():.4f}, {mine.max():.4f}]",
+                         "max |end - atom|": float(np.abs(ends[which == i] - a).max())})
     out.table(rows, stem="split", caption="Share of the start grid ending on each atom "
               "(Euler, step 1/steps, exact straight-path marginal field).")
     idx = np.linspace(0, len(s) - 1, config.plotted).astype(int)

@@ -56,12 +56,14 @@ def run(config: Config, out) -> None:
         # the same test images, dequantisation and probes.
         k_train_r = jax.random.fold_in(k_train, r)
         for method in ("gravity", "cfm"):
-            model = learned.fit(method, x_train, budget=budget, config=tc, key=k_train_r)
-            result = log_likelihood(model.velocity(), x_test, model.T,
-                                    log_prior=model.log_prior(), t_start=model.t_end,
-                                    method=config.method, key=k_probe, time=model.time,
-                                    rtol=config.rtol, atol=config.rtol)
-            bpd = np.asarray(bits_per_dim(result.log_prob, d, bin_width=BIN_WIDTH))
+            with out.phase("training"):
+                model = learned.fit(method, x_train, budget=budget, config=tc, key=k_train_r)
+            with out.phase("evaluation"):
+                result = log_likelihood(model.velocity(), x_test, model.T,
+                                        log_prior=model.log_prior(), t_start=model.t_end,
+                                        method=config.method, key=k_probe, time=model.time,
+                                        rtol=config.rtol, atol=config.rtol)
+                bpd = np.asarray(bits_per_dim(result.log_prob, d, bin_width=BIN_WIDTH))
             if r == 0:
                 values[method] = bpd
             rows.append({"model": method, "training run": r,

@@ -3,7 +3,7 @@
 The report opens with the count of claims that hold, fail or stay undecided, and links each
 claim that does not hold to its section. A failed experiment keeps its section, marked
 failed, with its one-line error and a pointer to its log. It closes with each experiment's
-wall time.
+wall time, split into training, sampling, evaluation, the rest, and the start-up.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import experiments
 from experiments import _runner
-from experiments._output import VERDICTS, claims_table, interval_text
+from experiments._output import PHASES, VERDICTS, claims_table, interval_text
 
 
 def _title(name: str) -> str:
@@ -103,18 +103,44 @@ def _summary(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
     return lines
 
 
+def _percent(part: float, whole: float) -> str:
+    return f" ({100 * part / whole:.0f} %)" if whole > 0 else ""
+
+
 def _timing(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
-    lines = ["## Wall time", "", "| experiment | status | seconds | peak RSS (MB) | memory mappings |",
-             "|---|---|---|---|---|"]
-    total = 0.0
-    for name, (_, record) in loaded.items():
+    """The wall-time table: each experiment's seconds (``run.json``), split into the phases
+    its ``metrics.json`` timed. "start-up" is the time before the experiment's code ran
+    (importing it, and the libraries it imports); "other" is the rest: data, figures and
+    tables. A run without a split (failed, or written before phases were timed) leaves those
+    cells empty and is left out of their totals."""
+    parts = (*PHASES, "other", "start-up")
+    lines = ["## Wall time", "",
+             "| experiment | status | seconds | " + " | ".join(parts)
+             + " | peak RSS (MB) | memory mappings |",
+             "|---|---|---|" + "---|" * len(parts) + "---|---|"]
+    total = dict.fromkeys(("seconds", *parts), 0.0)
+    split_seconds = 0.0  # the runs whose split is known, for the shares
+    for name, (payload, record) in loaded.items():
         record = record or {}
         seconds = float(record.get("seconds") or 0.0)
-        total += seconds
+        total["seconds"] += seconds
+        timing = (payload or {}).get("timing")
+        if record.get("status") == "ok" and isinstance(timing, dict):
+            split = {p: float(timing.get(p) or 0.0) for p in PHASES}
+            split["start-up"] = max(seconds - float(payload.get("seconds") or 0.0), 0.0)
+            split["other"] = max(seconds - sum(split.values()), 0.0)
+            for part, value in split.items():
+                total[part] += value
+            split_seconds += seconds
+            cells = [f"{split[p]:.1f}" for p in parts]
+        else:
+            cells = [""] * len(parts)
         rss = record.get("peak_rss_mb")
         lines.append(f"| {name} | {record.get('status', 'missing')} | {seconds:.1f} | "
-                     f"{'' if rss is None else f'{rss:.0f}'} | {record.get('memory_mappings', '')} |")
-    lines += [f"| **total** | | {total:.1f} | | |", ""]
+                     + " | ".join(cells)
+                     + f" | {'' if rss is None else f'{rss:.0f}'} | {record.get('memory_mappings', '')} |")
+    shares = [f"{total[p]:.1f}{_percent(total[p], split_seconds)}" for p in parts]
+    lines += [f"| **total** | | {total['seconds']:.1f} | " + " | ".join(shares) + " | | |", ""]
     return lines
 
 

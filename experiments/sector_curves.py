@@ -52,20 +52,23 @@ class Config:
 def run(config: Config, out) -> None:
     theta = np.linspace(FULL_TURN / config.num_theta, FULL_TURN, config.num_theta)
     mc_theta = np.linspace(0.5, 6.2, config.num_mc_theta)
-    curves = {n: probability(n, theta) for n in config.n_values}
+    with out.phase("evaluation"):
+        curves = {n: probability(n, theta) for n in config.n_values}
     key = jax.random.key(config.seed)
     mc, rows, z_all = {}, [], []
     for n in config.n_values:
-        est, se = probability_mc(n, mc_theta, key=jax.random.fold_in(key, n),
-                                 num_samples=config.num_samples)
-        exact = probability(n, mc_theta)
-        z = np.where(se > 0, (est - exact) / np.where(se > 0, se, 1), 0.0)
-        mc[n] = (est, se)
-        z_all.append(z)
-        rows.append({"n": n, "max |MC - P|": float(np.max(np.abs(est - exact))),
-                     "max |z|": float(np.max(np.abs(z))), "P(pi)": float(probability(n, np.pi)),
-                     "P(pi) = n/2^(n-1)": n / 2 ** (n - 1),
-                     "P = 1 from theta/pi": 2 * (1 - 1 / n)})
+        with out.phase("sampling"):
+            est, se = probability_mc(n, mc_theta, key=jax.random.fold_in(key, n),
+                                     num_samples=config.num_samples)
+        with out.phase("evaluation"):
+            exact = probability(n, mc_theta)
+            z = np.where(se > 0, (est - exact) / np.where(se > 0, se, 1), 0.0)
+            mc[n] = (est, se)
+            z_all.append(z)
+            rows.append({"n": n, "max |MC - P|": float(np.max(np.abs(est - exact))),
+                         "max |z|": float(np.max(np.abs(z))), "P(pi)": float(probability(n, np.pi)),
+                         "P(pi) = n/2^(n-1)": n / 2 ** (n - 1),
+                         "P = 1 from theta/pi": 2 * (1 - 1 / n)})
     marks = sorted({np.pi} | {FULL_TURN * (1 - 1 / k) for k in range(3, max(config.n_values) + 1)})
     out.figure(plot_curves(theta, curves, mc_theta=mc_theta, mc=mc, regime_marks=marks),
                "curves", caption="P_n(θ) for each n (lines), Monte Carlo with points drawn "

@@ -48,21 +48,22 @@ def turns_for(n: int, lam: float) -> Fraction | None:
 
 def run(config: Config, out) -> None:
     rows = []
-    for lam in config.lam_values:
-        for n in config.n_values:
-            q = turns_for(n, lam)
-            if q is None:
-                continue
-            exact = float(probability_exact(n, q))
-            plain32, _ = probability_plain(n, q, dtype=np.float32)
-            plain64, digits = probability_plain(n, q, dtype=np.float64)
-            stable = float(probability_turns(n, q))
-            rows.append({"lambda": lam, "n": n, "theta/2pi": str(q), "exact": exact,
-                         "log10 max term": float(digits[0]),
-                         "plain float32": float(plain32[0]), "plain float64": float(plain64[0]),
-                         "stable": stable, "err float32": abs(float(plain32[0]) - exact),
-                         "err float64": abs(float(plain64[0]) - exact),
-                         "err stable": abs(stable - exact)})
+    with out.phase("evaluation"):
+        for lam in config.lam_values:
+            for n in config.n_values:
+                q = turns_for(n, lam)
+                if q is None:
+                    continue
+                exact = float(probability_exact(n, q))
+                plain32, _ = probability_plain(n, q, dtype=np.float32)
+                plain64, digits = probability_plain(n, q, dtype=np.float64)
+                stable = float(probability_turns(n, q))
+                rows.append({"lambda": lam, "n": n, "theta/2pi": str(q), "exact": exact,
+                             "log10 max term": float(digits[0]),
+                             "plain float32": float(plain32[0]), "plain float64": float(plain64[0]),
+                             "stable": stable, "err float32": abs(float(plain32[0]) - exact),
+                             "err float64": abs(float(plain64[0]) - exact),
+                             "err stable": abs(stable - exact)})
     out.table(rows, stem="comparison", caption="At θ/2π = 1 − x with x ≈ ln(n/λ)/n, where the "
               "terms of the sum peak near e^λ/√(2πλ). Exact: rational arithmetic.")
     for lam in config.lam_values:

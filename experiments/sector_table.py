@@ -58,17 +58,19 @@ def run(config: Config, out) -> None:
     n_values = list(range(2, config.n_max + 1))
     rows, z_grid, text = [], [], []
     for n in n_values:
-        est, se = probability_mc(n, theta, key=jax.random.fold_in(key, n),
-                                 num_samples=config.num_samples)
-        z_row, text_row = [], []
-        for j, q in enumerate(TURNS):
-            exact = probability_exact(n, q)
-            z = (est[j] - float(exact)) / se[j] if se[j] > 0 else 0.0
-            rows.append({"n": n, "theta": LABELS[j], "P exact": str(exact),
-                         "P": float(exact), "MC": float(est[j]), "SE": float(se[j]),
-                         "z": float(z)})
-            z_row.append(z)
-            text_row.append(str(exact) if len(str(exact)) <= 9 else f"{float(exact):.4f}")
+        with out.phase("sampling"):
+            est, se = probability_mc(n, theta, key=jax.random.fold_in(key, n),
+                                     num_samples=config.num_samples)
+        with out.phase("evaluation"):
+            z_row, text_row = [], []
+            for j, q in enumerate(TURNS):
+                exact = probability_exact(n, q)
+                z = (est[j] - float(exact)) / se[j] if se[j] > 0 else 0.0
+                rows.append({"n": n, "theta": LABELS[j], "P exact": str(exact),
+                             "P": float(exact), "MC": float(est[j]), "SE": float(se[j]),
+                             "z": float(z)})
+                z_row.append(z)
+                text_row.append(str(exact) if len(str(exact)) <= 9 else f"{float(exact):.4f}")
         z_grid.append(z_row)
         text.append(text_row)
     z_grid = np.array(z_grid)

@@ -202,15 +202,17 @@ def run(config: Config, out) -> None:
     key = jax.random.key(config.seed)
     k_data, k_train, k_replicates = jax.random.split(key, 3)
     data = sm.GaussianMixture.ring(8, radius=2.0, std=0.3)
-    trained = train_with_snapshots(config, data.sample(config.num_data, key=k_data), key=k_train)
+    with out.phase("training"):
+        trained = train_with_snapshots(config, data.sample(config.num_data, key=k_data), key=k_train)
     # Each replicate draws its own evaluation pairs, θ draws and batches. The identities hold
     # for every θ, so all replicates score the one training run; replicates after the first
     # score only the ends of the bias curve, which the claim uses.
     keys = jax.random.split(k_replicates, config.seeds)
-    first = run_replicate(config, data, trained, key=keys[0])
-    ends = (config.batch_sizes[0], config.batch_sizes[-1])
-    replicates = [first] + [run_replicate(config, data, trained, key=k, batch_sizes=ends)
-                            for k in keys[1:]]
+    with out.phase("evaluation"):
+        first = run_replicate(config, data, trained, key=keys[0])
+        ends = (config.batch_sizes[0], config.batch_sizes[-1])
+        replicates = [first] + [run_replicate(config, data, trained, key=k, batch_sizes=ends)
+                                for k in keys[1:]]
     rows, gauss_rows, bias_rows = first["rows"], first["gauss_rows"], first["bias_rows"]
     constant, constant_se = first["constant"], first["constant_se"]
     out.table(rows, stem="training_run", caption=(

@@ -45,26 +45,27 @@ def run(config: Config, out) -> None:
         # check i at replicate r, seeded config.seed + r; both checks of a case use its draws
         return jax.random.fold_in(jax.random.key(config.seed + r), i)
 
-    results = [
-        [
-            consistency.marginal_consistency(
-                case.process, case.kernel_fn, case.x0, case.t, case.s, key=case_key(r, i),
-                num=config.num, **case.kernel_kwargs,
-            )
-            for i, case in enumerate(cases)
+    with out.phase("evaluation"):
+        results = [
+            [
+                consistency.marginal_consistency(
+                    case.process, case.kernel_fn, case.x0, case.t, case.s, key=case_key(r, i),
+                    num=config.num, **case.kernel_kwargs,
+                )
+                for i, case in enumerate(cases)
+            ]
+            for r in range(config.seeds)
         ]
-        for r in range(config.seeds)
-    ]
-    hamming = [
-        {
-            i: consistency.hamming_consistency(
-                cases[i].process, cases[i].kernel_fn, cases[i].x0, cases[i].t, cases[i].s,
-                key=case_key(r, i), num=config.num, **cases[i].kernel_kwargs,
-            )
-            for i in discrete
-        }
-        for r in range(config.seeds)
-    ]
+        hamming = [
+            {
+                i: consistency.hamming_consistency(
+                    cases[i].process, cases[i].kernel_fn, cases[i].x0, cases[i].t, cases[i].s,
+                    key=case_key(r, i), num=config.num, **cases[i].kernel_kwargs,
+                )
+                for i in discrete
+            }
+            for r in range(config.seeds)
+        ]
     # Marginals: one family per seed, every feature of every check, Bonferroni-split (two-sided).
     features = max(sum(len(res.z) for res in seed) for seed in results)
     bound = float(scipy_stats.norm.isf(config.family_alpha / (2 * features)))

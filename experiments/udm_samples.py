@@ -29,11 +29,13 @@ def run(config: Config, out) -> None:
     recipe = config.recipe
     # the models' key as udm_quality derives it, so that both load one training run
     k_models, key = jax.random.split(jax.random.key(config.seed))
-    models = recipe.models("digits", key=evaluation.replicate_key(k_models, 0, "digits"),
-                           directory=checkpoints_beside(out.directory))
+    with out.phase("training"):
+        models = recipe.models("digits", key=evaluation.replicate_key(k_models, 0, "digits"),
+                               directory=checkpoints_beside(out.directory))
     table = evaluation.samplers(recipe, domain="digits")
-    real = evaluation.reference_data(recipe, domain="digits", num=config.num_eval, key=None)
-    real_div = evaluation.diversity(real)
+    with out.phase("evaluation"):
+        real = evaluation.reference_data(recipe, domain="digits", num=config.num_eval, key=None)
+        real_div = evaluation.diversity(real)
     hot_panels = {"real test digits": real[: config.num_grid]}
     other_panels = {"real test digits": real[: config.num_grid]}
     rows = []
@@ -47,23 +49,25 @@ def run(config: Config, out) -> None:
         )
         for steps in step_list:
             k_source, k_draw = jax.random.split(jax.random.fold_in(key, 1000 * i + steps))
-            source = evaluation.prior_source(
-                spec.model, recipe, domain="digits", num=config.num_eval, key=k_source
-            )
-            images = evaluation.as_images(
-                evaluation.draw(model, process, source, steps=steps, key=k_draw), recipe
-            )
+            with out.phase("sampling"):
+                source = evaluation.prior_source(
+                    spec.model, recipe, domain="digits", num=config.num_eval, key=k_source
+                )
+                images = evaluation.as_images(
+                    evaluation.draw(model, process, source, steps=steps, key=k_draw), recipe
+                )
             label = f"{name}, {steps} steps" if name.startswith("hot") else name
             (hot_panels if name.startswith("hot") else other_panels)[label] = images[: config.num_grid]
-            rows.append(
-                {
-                    "sampler": name,
-                    "steps": steps,
-                    "FD-digits": evaluation.score(images, real, recipe, domain="digits"),
-                    "diversity": evaluation.diversity(images),
-                    "diversity / real": evaluation.diversity(images) / real_div,
-                }
-            )
+            with out.phase("evaluation"):
+                rows.append(
+                    {
+                        "sampler": name,
+                        "steps": steps,
+                        "FD-digits": evaluation.score(images, real, recipe, domain="digits"),
+                        "diversity": evaluation.diversity(images),
+                        "diversity / real": evaluation.diversity(images) / real_div,
+                    }
+                )
     out.figure(
         plots.digit_grids(hot_panels, panel_columns=4, suptitle="Hot diffusion: DDPM and DDIM presets"),
         "samples_hot",

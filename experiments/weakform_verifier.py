@@ -44,31 +44,32 @@ class Config:
 def run(config: Config, out) -> None:
     chosen = [c for c in reference_cases.cases() if not config.cases or c.name in config.cases]
     rows, reports = [], {}
-    for case in chosen:
-        times = np.linspace(*case.t_range, config.num_times)
-        start = time.perf_counter()
-        verdicts = []
-        for seed in range(config.num_seeds):
-            report = case.verify(config.num_samples, times, key=jax.random.key(seed))
-            verdicts.append(report.passed)
-            if seed == 0:
-                reports[case.name] = report
-        seconds = (time.perf_counter() - start) / config.num_seeds
-        first = reports[case.name]
-        rows.append({
-            "case": case.name,
-            "description": case.description,
-            "should_pass": case.correct,
-            "max_abs_z": first.max_abs_z,
-            "threshold": first.threshold,
-            "passed_per_seed": verdicts,
-            "pass_rate": float(np.mean(verdicts)),
-            "correct_verdict_rate": float(np.mean([v == case.correct for v in verdicts])),
-            "strong_residual": (case.strong_residual(
-                times[[0, -1]], key=jax.random.key(STRONG_RESIDUAL_SEED))
-                if case.correct else None),
-            "seconds_per_check": seconds,
-        })
+    with out.phase("evaluation"):
+        for case in chosen:
+            times = np.linspace(*case.t_range, config.num_times)
+            start = time.perf_counter()
+            verdicts = []
+            for seed in range(config.num_seeds):
+                report = case.verify(config.num_samples, times, key=jax.random.key(seed))
+                verdicts.append(report.passed)
+                if seed == 0:
+                    reports[case.name] = report
+            seconds = (time.perf_counter() - start) / config.num_seeds
+            first = reports[case.name]
+            rows.append({
+                "case": case.name,
+                "description": case.description,
+                "should_pass": case.correct,
+                "max_abs_z": first.max_abs_z,
+                "threshold": first.threshold,
+                "passed_per_seed": verdicts,
+                "pass_rate": float(np.mean(verdicts)),
+                "correct_verdict_rate": float(np.mean([v == case.correct for v in verdicts])),
+                "strong_residual": (case.strong_residual(
+                    times[[0, -1]], key=jax.random.key(STRONG_RESIDUAL_SEED))
+                    if case.correct else None),
+                "seconds_per_check": seconds,
+            })
     columns = [k for k in rows[0] if k != "passed_per_seed"]
     out.table(rows, stem="cases", columns=columns, caption=(
         f"Weak-form verification, {config.num_samples} samples × {config.num_times} times × 10 "
