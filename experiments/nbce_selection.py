@@ -80,7 +80,7 @@ class Config:
     unknown_answer: str = "unknown"
     num_documents: tuple[int, ...] = (1, 4, 16, 64)
     questions: int = 12
-    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    seeds: tuple[int, ...] = (0, 1, 2)
     max_new_tokens: int = 5
     gap: float = 0.5
     betas: tuple[float, ...] = (0.0, 0.25, 1.0, 4.0)
