@@ -8,6 +8,13 @@ to :math:`\log t_\min`, PFGM's :math:`z\to\log z`), VP in :math:`t` from 1 down 
 :math:`\varepsilon = 10^{-3}`. Its claim is decided on the training replicates: gravity's
 quality degrades less than VP's from the largest NFE to the smallest (paired over training
 runs). The CFM and reflow rows at 4..128 Euler steps go beyond the paper's protocol.
+
+Network error against method error: on ``exact_datasets`` each method (reflow aside) is also
+sampled with the exact marginal field of its training set in place of the network
+(:mod:`diffusionlab.odes.exact_fields`), from the same prior draws with the same solver, so
+that network − exact is the network's error and exact − data floor the method's and the
+solver's. The training-loss curves of every model are plotted, and each dataset has a claim
+that every model reached a plateau.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 import scipy.stats
 
 from diffusionlab import data, metrics, stats, train
-from diffusionlab.odes import learned, plots
+from diffusionlab.odes import exact_fields, learned, plots
 
 TITLE = ("Sample quality vs NFE: PFGM's protocol (gravity vs VP-ODE, Euler NFE 10-100) and, as an "
          "extension, CFM and reflow at 4-128 Euler steps")
@@ -38,6 +46,10 @@ PROTOCOL = {"gravity (log t)": "gravity", "vp (t)": "vp"}
 PFGM_SOURCE = ("PFGM, Xu et al., NeurIPS 2022 (arXiv:2209.11178), Euler at NFE 10-100 vs the VP "
                "probability-flow ODE; 《生成扩散模型漫谈（十三）》, https://kexue.fm/archives/9305")
 EXTENSION = "extension (beyond PFGM's protocol)"
+# The methods with an exact field of the training set (reflow's target depends on the first
+# model's couplings), by their name in METHODS.
+ORACLE_METHODS = ("gravity (log t)", "vp", "cfm")
+ADAPTIVE = "tsit5 (adaptive)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +68,12 @@ class Config:
     gravity_T: float = 40.0
     training_seeds: int = 3  # every method trained this many times, on the replicated datasets
     replicated: tuple[str, ...] = ("8gaussians",)  # the datasets whose claims are decided
+    # Exact-field rows (network vs the exact marginal field of the training set), adaptive
+    # and Euler at protocol_nfe, on these datasets; as many samples as the network rows.
+    exact_datasets: tuple[str, ...] = ("8gaussians", "digits")
+    exact_nfe: tuple[int, ...] = (10, 20, 50, 100)  # their Euler steps (and the adaptive solve)
+    plateau_window: float = 0.1  # the loss windows compared: last 10% of steps vs the 10% before
+    plateau_margin: float = 0.02  # a plateau: the last window's mean loss < 2% below the one before
     seed: int = 0
 
     @classmethod
@@ -63,7 +81,8 @@ class Config:
         return cls(datasets=("8gaussians",), num_train=256, num_eval=200, euler_steps=(8,),
                    protocol_nfe=(10, 100),
                    hidden=32, depth=2, train_steps=60, batch_size=128, reflow_pairs=256,
-                   reflow_steps=30, training_seeds=2)
+                   reflow_steps=30, training_seeds=2, exact_datasets=("8gaussians",),
+                   exact_nfe=())
 
 
 def _dataset(name, config, key):
@@ -83,6 +102,39 @@ def _sample_score(name, model, *, reference, k_sample, k_metric, out, time=None,
     with out.phase("evaluation"):
         return int(sol.nfe), metrics.quality(sol.samples, reference, domain=data.domain(name),
                                              key=k_metric)
+
+
+def _exact_score(name, model, x_train, *, reference, k_sample, k_metric, out, **solver):
+    """(NFE, score) of ``model``'s method sampled with the exact field of ``x_train`` in place
+    of its network: the same prior draws (same key and count) and solver as
+    :func:`_sample_score`."""
+    with out.phase("sampling"):
+        sol = exact_fields.sample_exact(model, x_train, reference.shape[0], key=k_sample,
+                                        **solver)
+        jax.block_until_ready(sol)
+    with out.phase("evaluation"):
+        return int(sol.nfe), metrics.quality(sol.samples, reference, domain=data.domain(name),
+                                             key=k_metric)
+
+
+def _memo(fn):
+    """``fn(model, **solver)`` keeping its results by model and solver: within one training
+    run (whose models stay alive, so that their ids are distinct) a score is computed once."""
+    cache = {}
+
+    def call(model, **solver):
+        k = (id(model), tuple(sorted(solver.items())))
+        if k not in cache:
+            cache[k] = fn(model, **solver)
+        return cache[k]
+
+    return call
+
+
+def _solves(config):
+    """The solves of the exact-field comparison: ``(solver label, steps, solver kwargs)``."""
+    return [(ADAPTIVE, "—", {"solver": "tsit5"})] + [
+        ("euler", s, {"solver": "euler", "steps": s}) for s in config.exact_nfe]
 
 
 def _train(config, x_train, *, budget, tc, rc, k_init, k_reflow) -> dict:
@@ -105,7 +157,8 @@ def run(config: Config, out) -> None:
                              log_every=min(500, config.reflow_steps))
     coarse = min(config.euler_steps)
     floors = {}
-    rows, seed_rows, protocol_rows = [], [], []
+    rows, seed_rows, protocol_rows, oracle_rows = [], [], [], []
+    histories = {}  # histories[dataset][method]: the per-step training losses of each run
     fig, axes = plt.subplots(1, len(config.datasets), figsize=(5.2 * len(config.datasets), 4),
                              squeeze=False)
     for ax, name in zip(axes[0], config.datasets, strict=True):
@@ -115,8 +168,11 @@ def run(config: Config, out) -> None:
         metric_name = metrics.quality_metric(data.domain(name))
         curves, markers = {}, {}
 
-        score = functools.partial(_sample_score, name, reference=x_eval[:num],
-                                  k_sample=k_sample, k_metric=k_metric, out=out)
+        score_any = functools.partial(_sample_score, name, reference=x_eval[:num],
+                                      k_sample=k_sample, k_metric=k_metric, out=out)
+        exact_score = functools.partial(_exact_score, name, x_train=x_train,
+                                        reference=x_eval[:num], k_sample=k_sample,
+                                        k_metric=k_metric, out=out)
         seeds = config.training_seeds if name in config.replicated else 1
         for r in range(seeds):
             # Training run r: its own initialisation, data order and reflow couplings (all from
@@ -125,6 +181,10 @@ def run(config: Config, out) -> None:
                 models = _train(config, x_train, budget=budget, tc=tc, rc=rc,
                                 k_init=k_init if r == 0 else jax.random.fold_in(k_init, r),
                                 k_reflow=k_reflow if r == 0 else jax.random.fold_in(k_reflow, r))
+            score = _memo(score_any)
+            for method, model in models.items():
+                histories.setdefault(name, {}).setdefault(method, []).append(
+                    np.asarray(model.history["loss"], np.float64))
             for method, base in PROTOCOL.items():  # PFGM's protocol, every training run
                 model = models["gravity (log t)" if base == "gravity" else base]
                 for steps in config.protocol_nfe:
@@ -154,6 +214,17 @@ def run(config: Config, out) -> None:
                          if r == 0 else score(model, solver="euler", steps=coarse)[1])
                 seed_rows.append({"dataset": name, "training run": r,
                                   "method": method, "steps": coarse, metric_name: value})
+            if name in config.exact_datasets:  # each network, then (run 0) its exact field
+                fields = [("network", r, score)] + ([("exact field", "—", exact_score)]
+                                                    if r == 0 else [])
+                for field, run, fn in fields:
+                    for method in ORACLE_METHODS:
+                        for solver, steps, kwargs in _solves(config):
+                            nfe, value = fn(models[method], **kwargs)
+                            oracle_rows.append({"dataset": name, "method": method,
+                                                "field": field, "training run": run,
+                                                "solver": solver, "steps": steps, "NFE": nfe,
+                                                metric_name: value})
         with out.phase("evaluation"):
             floor = metrics.quality(x_train[:num], x_eval[:num], domain=data.domain(name),
                                     key=k_metric)
@@ -168,6 +239,8 @@ def run(config: Config, out) -> None:
                "budget (training run 0), all four methods. Gravity is integrated in log t "
                "(PFGM's choice), the others in t. Dotted: the train-vs-held-out floor.")
     _protocol(config, out, protocol_rows, floors)
+    _oracle(config, out, oracle_rows, floors)
+    plateau_rows = _training_curves(config, out, histories)
     columns = ["dataset", "method", "solver", "steps", "NFE", "sliced W2", "FD-digits"]
     out.table(rows, stem="nfe_quality", columns=[c for c in columns if any(c in r for r in rows)],
               caption=f"{EXTENSION}: sample quality by method and solver (lower is "
@@ -177,7 +250,8 @@ def run(config: Config, out) -> None:
               columns=[c for c in columns if any(c in r for r in seed_rows)],
               caption=f"Every training run at {coarse} Euler steps: the replicates behind the "
               f"claims (lower is better); {SECOND_TRY}: run 0 only, for the earlier rule.")
-    out.metric(rows=rows, coarse_rows=seed_rows, protocol_rows=protocol_rows)
+    out.metric(rows=rows, coarse_rows=seed_rows, protocol_rows=protocol_rows,
+               oracle_rows=oracle_rows, plateau_rows=plateau_rows)
     for name in config.datasets:
         metric_name = metrics.quality_metric(data.domain(name))
         mine = [r for r in seed_rows if r["dataset"] == name]
@@ -304,3 +378,195 @@ def _protocol(config: Config, out, protocol_rows, floors) -> None:
     out.figure(fig, "pfgm_protocol", caption="PFGM's protocol: quality against Euler NFE, "
                "gravity in log t and VP in t. Thin lines: each training run; thick: their mean; "
                "dotted: the train-vs-held-out floor.")
+
+
+ORACLE_CAPTION = (
+    "Exact field: each method sampled with the exact marginal field of the training set in "
+    "place of its network (gravity: the empirical field's direction; VP: the probability flow "
+    "of the Gaussian-mixture score; CFM: the straight-path marginal velocity), from the same "
+    "prior draws with the same solver. It memorises (its samples land on training points), so "
+    "at best it scores like the training set itself, the data floor: it is the reference for "
+    "the network, not a generaliser. network − exact: the network's error; exact − floor: the "
+    "method's and the solver's. Reflow has no exact field (its couplings come from the cfm "
+    "network).")
+
+
+def _oracle(config: Config, out, oracle_rows, floors) -> None:
+    """Networks against their exact fields: table, figure and claims, per dataset."""
+    names = [n for n in config.datasets if n in config.exact_datasets]
+    if not names:
+        return
+    table = []
+    fig, axes = plt.subplots(1, len(names), figsize=(5.0 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        metric_name = metrics.quality_metric(data.domain(name))
+        mine = [r for r in oracle_rows if r["dataset"] == name]
+
+        def pick(method, field, solver, steps, mine=mine):
+            return [r for r in mine if r["method"] == method and r["field"] == field
+                    and r["solver"] == solver and r["steps"] == steps]
+
+        errors = {}  # errors[method]: (runs,) network − exact, adaptive solver
+        for i, method in enumerate(ORACLE_METHODS):
+            line = {"network": ([], []), "exact field": ([], [])}
+            for solver, steps, _ in _solves(config):
+                net = pick(method, "network", solver, steps)
+                exact = pick(method, "exact field", solver, steps)[0]
+                v = np.array([r[metric_name] for r in net])
+                err = v - exact[metric_name]
+                if solver == ADAPTIVE:
+                    errors[method] = err
+                table.append({"dataset": name, "method": method, "solver": solver,
+                              "steps": steps, "NFE (network, run 0)": net[0]["NFE"],
+                              "NFE (exact)": exact["NFE"], "metric": metric_name,
+                              "network": _interval(v), "exact field": f"{exact[metric_name]:.4g}",
+                              "network − exact": _interval(err),
+                              "exact − floor": f"{exact[metric_name] - floors[name]:.4g}",
+                              "runs": len(v)})
+                if solver == "euler":
+                    line["network"][0].append(steps)
+                    line["network"][1].append(v.mean())
+                    line["exact field"][0].append(steps)
+                    line["exact field"][1].append(exact[metric_name])
+                else:
+                    star = (v.mean(), exact[metric_name])
+            ax.plot(*line["network"], "o-", color=f"C{i}", ms=4, label=f"{method}: network")
+            ax.plot(*line["exact field"], "s--", color=f"C{i}", ms=4, mfc="none",
+                    label=f"{method}: exact field")
+            right = max(config.exact_nfe, default=10) * 1.6
+            ax.plot([right], [star[0]], "*", color=f"C{i}", ms=10)
+            ax.plot([right], [star[1]], "*", color=f"C{i}", ms=10, mfc="none")
+        ax.axhline(floors[name], color="0.5", ls=":", lw=1, label="train vs test data")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ticks = list(config.exact_nfe) + [max(config.exact_nfe, default=10) * 1.6]
+        ax.set_xticks(ticks, [str(s) for s in config.exact_nfe] + ["adaptive"])
+        ax.minorticks_off()
+        ax.set_xlabel("Euler steps (NFE), and the adaptive solve (★)")
+        ax.set_ylabel(f"{metric_name} (lower is better)")
+        ax.set_title(f"{name}: network (filled) vs exact field (open)", fontsize=10)
+        ax.legend(fontsize=6.5)
+        runs = len(errors["cfm"])
+        measured = {f"{metric_name} network − exact field, adaptive, mean [95% CI] over {runs} "
+                    "training run(s)": {m: _interval(e) for m, e in errors.items()},
+                    f"exact field − data floor ({floors[name]:.4g}), adaptive": {
+                        m: next(r["exact − floor"] for r in table if r["dataset"] == name
+                                and r["method"] == m and r["solver"] == ADAPTIVE)
+                        for m in ORACLE_METHODS}}
+        for method in ORACLE_METHODS[:2]:
+            if runs >= 2:
+                verdict = stats.compare(errors[method], errors["cfm"], alternative="greater",
+                                        paired=True)
+            else:
+                verdict = stats.undecided(
+                    f"one training run on {name} (training runs are replicated on "
+                    f"{', '.join(config.replicated) or 'no dataset'} only, CPU budget): no "
+                    "interval over training runs", n=1,
+                    estimate=float(errors[method][0] - errors["cfm"][0]))
+            out.claim(f"{name}: {method}'s network error (network − exact field, adaptive "
+                      "solver) exceeds cfm's, paired over training runs",
+                      source="issue §4: network error vs method error, with the exact "
+                      "fields as oracles",
+                      expected="the lag of gravity and VP behind CFM is network error",
+                      verdict=verdict, measured=measured)
+    fig.tight_layout()
+    out.figure(fig, "exact_fields", caption="Each network (filled, mean over training runs) "
+               "against its method's exact field (open) with Euler at "
+               f"{', '.join(map(str, config.exact_nfe)) or 'no'} steps and with the adaptive "
+               "solver (★, right). " + ORACLE_CAPTION)
+    columns = ["dataset", "method", "solver", "steps", "NFE (network, run 0)", "NFE (exact)",
+               "metric", "network", "exact field", "network − exact", "exact − floor", "runs"]
+    out.table(table, stem="exact_fields", columns=columns,
+              caption="Network vs exact field, same prior draws and solver (lower is better); "
+              "network: mean [95% t interval] over training runs. " + ORACLE_CAPTION)
+
+
+def _smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` steps (valid part only)."""
+    width = max(1, min(width, len(values)))
+    return np.convolve(values, np.ones(width) / width, mode="valid")
+
+
+def _training_curves(config: Config, out, histories) -> list[dict]:
+    """The training-loss curves of every model, and whether each reached a plateau."""
+    frac, margin = config.plateau_window, config.plateau_margin
+    rows = []
+    fig, axes = plt.subplots(len(config.datasets), len(METHODS),
+                             figsize=(3.3 * len(METHODS), 2.6 * len(config.datasets)),
+                             squeeze=False)
+    for ax_row, name in zip(axes, config.datasets, strict=True):
+        drops, within = {}, {}
+        for ax, method in zip(ax_row, METHODS, strict=True):
+            runs = histories[name][method]
+            drops[method] = []
+            for r, h in enumerate(runs):
+                n = len(h)
+                w = max(2, int(round(frac * n)))
+                last, before = h[-w:], h[-2 * w:-w]
+                drop = 1.0 - last.mean() / before.mean()
+                drops[method].append(drop)
+                # within this run, the steps' losses as replicates (minibatch noise)
+                within[(method, r)] = stats.compare(last, (1.0 - margin) * before,
+                                                    alternative="greater")
+                rows.append({"dataset": name, "method": method, "training run": r,
+                             "steps": n, "loss, first 10%": float(h[:w].mean()),
+                             "loss, 10% before last": float(before.mean()),
+                             "loss, last 10%": float(last.mean()),
+                             "relative drop": float(drop),
+                             "plateau (this run)": within[(method, r)].verdict})
+                width = max(1, n // 40)
+                smooth = _smooth(h, width)
+                ax.plot(np.arange(len(smooth)) + width, smooth, lw=0.9, color=f"C{r}",
+                        label=f"run {r}")
+                ax.axvspan(n - 2 * w, n - w, color="0.85", lw=0)
+                ax.axvspan(n - w, n, color="0.7", lw=0)
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+            ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
+            ax.set_title(f"{name}: {method}\nlast-{frac:.0%} drop "
+                         + ", ".join(f"{d:.1%}" for d in drops[method]), fontsize=8)
+            ax.set_xlabel("step", fontsize=8)
+            ax.tick_params(which="both", labelsize=6.5)
+            if method == METHODS[0]:
+                ax.set_ylabel("training loss (moving avg)", fontsize=8)
+            if len(runs) > 1:
+                ax.legend(fontsize=6)
+        replicated = min(len(v) for v in drops.values()) >= 2
+        if replicated:
+            verdict = stats.all_of(
+                *(stats.exceeds(drops[m], margin, alternative="less") for m in METHODS),
+                names=[f"{m}: relative drop < {margin:.0%}" for m in METHODS],
+                claim=f"one-sample t 95% CI over training runs of each method's relative drop "
+                      f"< {margin:.0%}")
+            how = "over training runs"
+        else:
+            verdict = stats.all_of(
+                *within.values(), names=[f"{m} run {r}" for m, r in within],
+                claim=f"one training run: Welch 95% CI, the steps' losses as replicates, of "
+                      f"last − (1 − {margin:.0%}) × before > 0, for every model")
+            how = "within the one run (steps as replicates)"
+        out.claim(f"{name}: every model trained to a plateau (mean loss over the last "
+                  f"{frac:.0%} of steps less than {margin:.0%} below the {frac:.0%} before, "
+                  f"decided {how})",
+                  source="issue §4: train each to a loss plateau within the CPU budget, or "
+                  "report the loss curves",
+                  expected="a loss plateau for every method",
+                  verdict=verdict,
+                  measured={"relative drop of the mean loss, last window vs the one before, "
+                            "per training run": {m: [f"{d:.2%}" for d in v]
+                                                 for m, v in drops.items()}})
+    fig.tight_layout()
+    out.figure(fig, "loss_curves", caption="Training loss of every model (each training "
+               "run; moving average over 1/40 of the run, log scale). Shaded: the windows "
+               f"compared for the plateau, the {frac:.0%} of steps before the last (light) and "
+               f"the last {frac:.0%} (dark). Reflow: its fine-tuning from cfm. The losses "
+               "differ in target and scale across methods; compare shapes, not levels.")
+    columns = ["dataset", "method", "training run", "steps", "loss, first 10%",
+               "loss, 10% before last", "loss, last 10%", "relative drop",
+               "plateau (this run)"]
+    out.table(rows, stem="plateau", columns=columns,
+              caption=f"Training loss: mean over the first {frac:.0%}, the {frac:.0%} before "
+              f"the last, and the last {frac:.0%} of steps; relative drop = 1 − last/before; "
+              f"plateau (this run): the last window not {margin:.0%} below the one before "
+              "(Welch 95% CI, the steps' minibatch losses as replicates).")
+    return rows
