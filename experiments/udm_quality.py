@@ -334,32 +334,29 @@ def oracle_claims(out, rows, oracle_rows, *, samplers) -> None:
         values = np.asarray(values)
         return _pm(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
 
+    def worse(claim, first, second, *, expected, labels):
+        """Claims ``first`` scores higher (worse) than ``second``, paired by sampling seed."""
+        a, b = np.asarray(first["scores"]), np.asarray(second["scores"])
+        out.claim(claim, source=SOURCE + "; exact predictor: udm.empirical_predictor",
+                  expected=expected,
+                  verdict=stats.compare(a, b, alternative="greater", paired=True),
+                  measured=f"{labels[0]} {shown(a)} vs {labels[1]} {shown(b)} "
+                           f"({len(a)} paired sampling seeds)")
+
     for sampler in samplers:
         net, exact = find(rows, sampler), find(oracle_rows, sampler)
         if net is None or exact is None:
             continue
-        a, b = np.asarray(net["scores"]), np.asarray(exact["scores"])
-        out.claim(
-            f"The trained network adds error beyond the sampler's own ({sampler}, "
-            f"{net['steps']} steps)",
-            source=SOURCE + "; exact predictor: udm.empirical_predictor",
-            expected=f"network {net['metric']} > exact-predictor {net['metric']}",
-            verdict=stats.compare(a, b, alternative="greater", paired=True),
-            measured=f"network {shown(a)} vs exact predictor {shown(b)} "
-                     f"({len(a)} paired sampling seeds)",
-        )
+        worse(f"The trained network adds error beyond the sampler's own ({sampler}, "
+              f"{net['steps']} steps)", net, exact,
+              expected=f"network {net['metric']} > exact-predictor {net['metric']}",
+              labels=("network", "exact predictor"))
     most = find(oracle_rows, "hot DDPM")
     if most is not None:
         few = min(r["steps"] for r in oracle_rows if r["sampler"] == "hot DDPM")
         fewest = find(oracle_rows, "hot DDPM", few)
         if fewest is not None and few < most["steps"]:
-            a, b = np.asarray(fewest["scores"]), np.asarray(most["scores"])
-            out.claim(
-                f"Without network error, DDPM still loses quality at few steps ({few} vs "
-                f"{most['steps']})",
-                source=SOURCE + "; exact predictor: udm.empirical_predictor",
-                expected=f"exact-predictor {most['metric']} higher at {few} steps",
-                verdict=stats.compare(a, b, alternative="greater", paired=True),
-                measured=f"{shown(a)} at {few} steps vs {shown(b)} at {most['steps']} "
-                         f"({len(a)} paired sampling seeds)",
-            )
+            worse(f"Without network error, DDPM still loses quality at few steps ({few} vs "
+                  f"{most['steps']})", fewest, most,
+                  expected=f"exact-predictor {most['metric']} higher at {few} steps",
+                  labels=(f"{few} steps", f"{most['steps']} steps"))

@@ -63,6 +63,16 @@ def _pair(x0, x1):
     return x0.astype(work), x1.astype(work), dtype
 
 
+def _row_times(t, x0) -> jax.Array:
+    """``t`` (a scalar or one per row of ``x0``, in [0, 1]) as one time per row."""
+    t = times(t)
+    if t.shape not in ((), x0.shape[:1]):
+        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}, one per row of x0 "
+                         f"(which has {x0.shape[0]} rows); got shape {t.shape}")
+    _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
+    return jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
+
+
 def _interpolate(x0, x1, t):
     t = jnp.reshape(t, t.shape + (1,) * (x0.ndim - 1))
     return (1 - t) * x0 + t * x1
@@ -81,12 +91,7 @@ def interpolate(x0, x1, t) -> jax.Array:
       TypeError, ValueError: naming the bad argument.
     """
     x0, x1, dtype = _pair(x0, x1)
-    t = times(t)
-    if t.shape not in ((), x0.shape[:1]):
-        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}, one per row of x0 "
-                         f"(which has {x0.shape[0]} rows); got shape {t.shape}")
-    _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
-    t = jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
+    t = _row_times(t, x0)
     return saturating_cast(_interpolate(x0, x1, t), dtype)
 
 
@@ -395,12 +400,7 @@ def path_interpolate(x0, x1, t, *, path=None) -> tuple[jax.Array, jax.Array]:
     """
     path = LinearPath() if path is None else _check_path(path)
     x0, x1, dtype = _pair(x0, x1)
-    t = times(t)
-    if t.shape not in ((), x0.shape[:1]):
-        raise ValueError(f"t must be a scalar or have shape {x0.shape[:1]}, one per row of x0 "
-                         f"(which has {x0.shape[0]} rows); got shape {t.shape}")
-    _checks.check_real(t, "t", low=0.0, high=1.0, scalar=False)
-    t = jnp.broadcast_to(t.astype(x0.dtype), x0.shape[:1])
+    t = _row_times(t, x0)
     x_t, u_t = _path_points(path, x0, x1, t)
     return saturating_cast(x_t, dtype), saturating_cast(u_t, dtype)
 
