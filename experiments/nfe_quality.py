@@ -1,4 +1,4 @@
-"""Quality against NFE: PFGM's protocol (gravity vs the VP probability-flow ODE, Euler at NFE 10,
+r"""Quality against NFE: PFGM's protocol (gravity vs the VP probability-flow ODE, Euler at NFE 10,
 20, 50, 100), and as an extension flow matching and one reflow at fewer Euler steps.
 
 PFGM's protocol (Xu et al., NeurIPS 2022, arXiv:2209.11178): each model is integrated with
