@@ -974,6 +974,16 @@ def _entries() -> list[Entry]:
                   lambda **k: flows.straightness(lambda x, t: -x, **k, path=curved).straightness,
                   lambda: dict(noise=xs(), steps=4),
                   dict(noise=F(rank=False, empty_batch=True), steps=Int(1, 1 << 16))))
+        from diffusionlab.odes import exact_fields
+        for name in ("vp_score", "vp_velocity"):
+            add(E(f"odes.exact_fields.{name}", getattr(exact_fields, name),
+                  lambda: dict(x=xs(), t=ts() / 2, data=dat(), block=4),
+                  dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True),
+                       block=Int(1))))
+        add(E("odes.exact_fields.exact_velocity",
+              lambda **k: exact_fields.exact_velocity(**k)(xs(), 0.5),
+              lambda: dict(method="cfm", data=dat(), block=4),
+              dict(method=Choice(), data=F(rank=False), block=Int(1)), check_output=False))
         add(E("odes.gravity.field", lambda **k: gravity.field(**k)[0],
               lambda: dict(x=xs(), t=ts(), data=dat(), block=4),
               dict(x=F(mismatch=True), t=F(scalar=True), data=F(mismatch=True), block=Int(1))))
