@@ -598,9 +598,9 @@ def _entries() -> list[Entry]:
     logits_rows = lambda: _x(3, 7)  # noqa: E731
     add(E("nbce.nbce_step", lambda **k: nbce.nbce_step(**k)[1:],
           lambda: dict(logits=logits_rows(), beta=0.25, eta=0.1, top_p=0.9, prev_choice=1,
-                       pooling="min_entropy"),
+                       pooling="entropy_gap", gap=0.5),
           dict(logits=F(), beta=Real(-1, None), eta=Real(), top_p=Real(0, 1, low_open=True),
-               prev_choice=Int(0, 2, none_ok=True), pooling=Choice())))
+               prev_choice=Int(0, 2, none_ok=True), pooling=Choice(), gap=Real(0, None))))
     add(E("nbce.top_p_truncate", nbce.top_p_truncate,
           lambda: dict(logprobs_RxV=np.asarray(jax.nn.log_softmax(logits_rows())), top_p=0.9),
           dict(logprobs_RxV=F(), top_p=Real(0, 1, low_open=True)), check_output=False))
