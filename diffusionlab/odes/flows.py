@@ -130,17 +130,23 @@ def rectified_loss(velocity_model: Callable, x0, x1, *, key, t_min: float = 0.0)
     return saturating_cast(jnp.sum(per_example**2, axis=1), dtype)
 
 
+def _independent_noise(velocity_model, x0, key):
+    """Checks a flow-matching loss's arguments and draws x₁ ~ N(0, I) independent of x₀;
+    returns ``(x0, x1, key_t, dtype)`` with ``key_t`` left for the times."""
+    _checks.check_callable(velocity_model, "velocity_model")
+    x0, dtype = _batch(x0, "x0")
+    _checks.check_key(key)
+    key_noise, key_t = jax.random.split(key)
+    return x0, jax.random.normal(key_noise, x0.shape, x0.dtype), key_t, dtype
+
+
 def cfm_loss(velocity_model: Callable, x0, *, key) -> jax.Array:
     r"""Per-example conditional flow matching loss with straight paths and
     :math:`x_1\sim\mathcal N(0, I)` independent of :math:`x_0`.
 
     Args, Returns, Raises: as :func:`rectified_loss` (``x0`` only).
     """
-    _checks.check_callable(velocity_model, "velocity_model")
-    x0, dtype = _batch(x0, "x0")
-    _checks.check_key(key)
-    key_noise, key_t = jax.random.split(key)
-    x1 = jax.random.normal(key_noise, x0.shape, x0.dtype)
+    x0, x1, key_t, dtype = _independent_noise(velocity_model, x0, key)
     return saturating_cast(rectified_loss(velocity_model, x0, x1, key=key_t), dtype)
 
 
@@ -463,11 +469,7 @@ def path_cfm_loss(velocity_model: Callable, x0, *, key, path=None, t_min: float 
 
     Args, Returns, Raises: as :func:`path_rectified_loss` (``x0`` only).
     """
-    _checks.check_callable(velocity_model, "velocity_model")
-    x0, dtype = _batch(x0, "x0")
-    _checks.check_key(key)
-    key_noise, key_t = jax.random.split(key)
-    x1 = jax.random.normal(key_noise, x0.shape, x0.dtype)
+    x0, x1, key_t, dtype = _independent_noise(velocity_model, x0, key)
     return saturating_cast(path_rectified_loss(velocity_model, x0, x1, key=key_t, path=path,
                                                t_min=t_min, t_max=t_max), dtype)
 
