@@ -72,33 +72,35 @@ PCW_SOURCE = "NBCE §8: PCW ≈ average-pooling NBCE (kexue.fm/archives/9617)"
 
 
 def run(config: Config, out) -> None:
-    apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
-                                    progress=False)
+    with out.phase("training"):  # loads the shared checkpoint when one exists
+        apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
+                                        progress=False)
     tokenizer = lm.ByteTokenizer()
     labels = list(POOLINGS) + list(BASELINE_LABELS.values()) + list(RULE_LABELS.values())
     scores = {label: np.zeros((len(config.seeds), len(config.num_documents))) for label in labels}
     lengths = np.zeros(len(config.num_documents))
     first_choice = np.zeros((len(config.seeds), len(config.num_documents)))
     seeds = len(config.seeds)
-    for j, n in enumerate(config.num_documents):
-        # All seeds in one batch; the scores are split back per seed.
-        examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
-        lengths[j] = np.mean([len(" ".join(e.documents)) for e in examples])
-        answers = nbce_answers(apply, params, examples, list(POOLINGS.values()),
-                               tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
-        for label, settings in POOLINGS.items():
-            hits = exact_match(answers[settings], examples)
-            scores[label][:, j] = hits.reshape(seeds, -1).mean(1)
-        first_choice[:, j] = first_choice_hits(apply, params, examples,
-                                               tokenizer=tokenizer).reshape(seeds, -1).mean(1)
-        for method, label in BASELINE_LABELS.items():
-            got = baseline_answers(apply, params, examples, method, tokenizer=tokenizer,
-                                   max_new_tokens=config.max_new_tokens)
-            scores[label][:, j] = exact_match(got, examples).reshape(seeds, -1).mean(1)
-        rivals = combine_answers(apply, params, examples, list(RULE_LABELS), tokenizer=tokenizer,
-                                 max_new_tokens=config.max_new_tokens)
-        for rule, label in RULE_LABELS.items():
-            scores[label][:, j] = exact_match(rivals[rule], examples).reshape(seeds, -1).mean(1)
+    with out.phase("sampling"):  # decoding every answer; exact match is a string compare
+        for j, n in enumerate(config.num_documents):
+            # All seeds in one batch; the scores are split back per seed.
+            examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
+            lengths[j] = np.mean([len(" ".join(e.documents)) for e in examples])
+            answers = nbce_answers(apply, params, examples, list(POOLINGS.values()),
+                                   tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
+            for label, settings in POOLINGS.items():
+                hits = exact_match(answers[settings], examples)
+                scores[label][:, j] = hits.reshape(seeds, -1).mean(1)
+            first_choice[:, j] = first_choice_hits(apply, params, examples,
+                                                   tokenizer=tokenizer).reshape(seeds, -1).mean(1)
+            for method, label in BASELINE_LABELS.items():
+                got = baseline_answers(apply, params, examples, method, tokenizer=tokenizer,
+                                       max_new_tokens=config.max_new_tokens)
+                scores[label][:, j] = exact_match(got, examples).reshape(seeds, -1).mean(1)
+            rivals = combine_answers(apply, params, examples, list(RULE_LABELS), tokenizer=tokenizer,
+                                     max_new_tokens=config.max_new_tokens)
+            for rule, label in RULE_LABELS.items():
+                scores[label][:, j] = exact_match(rivals[rule], examples).reshape(seeds, -1).mean(1)
 
     rows = []
     for j, n in enumerate(config.num_documents):
