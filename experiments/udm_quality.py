@@ -9,6 +9,7 @@ Cold diffusion with σ = 0 has no oracle (a deterministic forward map has no den
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, NamedTuple
@@ -106,20 +107,23 @@ def _claim_samplers(recipe, domain: str) -> tuple[list[str], list[str]]:
     return most, ["hot DDIM", "hot DDPM"]
 
 
-def replicate_rows(config: Config, domain: str, *, model_key, key, directory) -> list[dict]:
+def replicate_rows(config: Config, domain: str, *, model_key, key, directory,
+                   phase=None) -> list[dict]:
     """The claims' samplers, scored over ``config.seeds`` sampling seeds, for the models
-    trained from ``model_key``."""
+    trained from ``model_key``; ``phase`` as in :func:`evaluation.quality_rows`."""
+    phase = phase or (lambda name: contextlib.nullcontext())
     recipe = config.recipe
     table = evaluation.samplers(recipe, domain=domain)
     groups = _claim_samplers(recipe, domain)
     # only the models these samplers use (not the encoder)
-    models = recipe.models(domain, key=model_key, directory=directory,
-                           names=sorted({table[n].model for g in groups for n in g}))
+    with phase("training"):
+        models = recipe.models(domain, key=model_key, directory=directory,
+                               names=sorted({table[n].model for g in groups for n in g}))
     rows = []
     for names, fraction in zip(groups, (max(config.fractions), min(config.fractions)), strict=True):
         rows += evaluation.quality_rows(
             models, {n: table[n] for n in names}, recipe, domain=domain, fractions=(fraction,),
-            seeds=config.seeds, num=config.num_eval, key=key,
+            seeds=config.seeds, num=config.num_eval, key=key, phase=phase,
         )
     return rows
 
@@ -135,17 +139,19 @@ def run(config: Config, out) -> None:
     rows, oracle_rows, floors = [], [], {}
     for domain in config.domains:
         model_key = evaluation.replicate_key(k_models, 0, domain)
-        models = recipe.models(domain, key=model_key, directory=directory)
+        with out.phase("training"):
+            models = recipe.models(domain, key=model_key, directory=directory)
         table = evaluation.samplers(recipe, domain=domain)
         scored = functools.partial(evaluation.quality_rows, recipe=recipe, domain=domain,
                                    fractions=config.fractions, seeds=config.seeds,
-                                   num=config.num_eval, key=eval_key(domain))
+                                   num=config.num_eval, key=eval_key(domain), phase=out.phase)
         rows += scored(models, table)
         # the same samplers, seeds and reference with the exact predictor (paired with the above)
         oracles = oracle_models(recipe, models, domain=domain, model_key=model_key)
         oracle_rows += scored(oracles, {n: spec for n, spec in table.items()
                                         if spec.model in oracles})
-        floors[domain] = training_set_score(config, domain, key=eval_key(domain))
+        with out.phase("evaluation"):
+            floors[domain] = training_set_score(config, domain, key=eval_key(domain))
 
     def oracle_of(r):
         return next((o for o in oracle_rows if (o["domain"], o["sampler"], o["steps"])
@@ -221,7 +227,7 @@ def run(config: Config, out) -> None:
     first = [_row(rd, n) for n in most] + [_row(rd, n, few) for n in few_names]
     replicates = [first] + [
         replicate_rows(config, domain, model_key=evaluation.replicate_key(k_models, r, domain),
-                       key=eval_key(domain), directory=directory)
+                       key=eval_key(domain), directory=directory, phase=out.phase)
         for r in range(1, config.training_seeds)
     ]
     out.table(

@@ -16,6 +16,7 @@ Reference: 苏剑林, 生成扩散模型漫谈（十一）：统一扩散模型�
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -294,13 +295,19 @@ def quality_rows(
     seeds: int,
     num: int,
     key,
+    phase=None,
 ) -> list[dict]:
     """Score (and diversity) of every sampler at every step count, mean and std over sampling
     seeds; the held-out reference is drawn at ``key``'s first split, each seed folds in.
 
     Each row also keeps the per-seed ``scores``: seed ``i`` of two calls with the same ``key``
     draws the same prior source and reference, so two model sets (a network and its exact
-    predictor) scored alike are paired seed by seed."""
+    predictor) scored alike are paired seed by seed.
+
+    ``phase``, when given, is a context-manager factory called as ``phase("sampling")`` around
+    each draw (which ends once the samples are computed) and ``phase("evaluation")`` around
+    each scoring, e.g. an experiment's ``Output.phase`` to split its wall time."""
+    phase = phase or (lambda name: contextlib.nullcontext())
     k_reference, key = jax.random.split(key)
     reference = reference_data(recipe, domain=domain, num=num, key=k_reference)
     rows = []
@@ -311,11 +318,15 @@ def quality_rows(
             scores, spreads = [], []
             for seed in range(seeds):
                 k_source, k_draw, k_score = jax.random.split(jax.random.fold_in(key, seed), 3)
-                source = prior_source(spec.model, recipe, domain=domain, num=num, key=k_source)
-                samples = draw(model, process, source, steps=steps, key=k_draw)
-                scores.append(score(samples, reference, recipe, domain=domain, key=k_score))
-                shown = as_images(samples, recipe) if domain == "digits" else samples
-                spreads.append(diversity(shown))
+                with phase("sampling"):
+                    source = prior_source(spec.model, recipe, domain=domain, num=num,
+                                          key=k_source)
+                    samples = jax.block_until_ready(
+                        draw(model, process, source, steps=steps, key=k_draw))
+                with phase("evaluation"):
+                    scores.append(score(samples, reference, recipe, domain=domain, key=k_score))
+                    shown = as_images(samples, recipe) if domain == "digits" else samples
+                    spreads.append(diversity(shown))
             rows.append(
                 {
                     "domain": domain,
