@@ -88,15 +88,17 @@ def _fit(loss, params, batch_data, *, apply, budget, config, key):
     return learned.LearnedModel("cfm", apply, ema, budget, dim, result.history)
 
 
-def _train_pair(name, x_train, *, budget, tc, rc, num_pairs, key):
-    """Flow matching along path ``name`` and its one reflow, from one training seed."""
+def _train_pair(name, x_train, *, budget, tc, rc, num_pairs, key, out):
+    """Flow matching along path ``name`` and its one reflow, from one training seed (the
+    reflow coupling's ODE solve timed as sampling inside the caller's training phase)."""
     k_init, k_fit, k_noise, k_reflow = jax.random.split(key, 4)
     path = _path(name)
     apply, params = learned.init_network(x_train.shape[1], budget, key=k_init)
     first = _fit(functools.partial(_cfm_loss, apply, path), params, x_train, apply=apply,
                  budget=budget, config=tc, key=k_fit)
     noise = jax.random.normal(k_noise, (num_pairs, x_train.shape[1]))
-    x0_hat, x1 = flows.reflow_pairs(first.velocity(), noise)
+    with out.phase("sampling"):
+        x0_hat, x1 = jax.block_until_ready(flows.reflow_pairs(first.velocity(), noise))
     second = _fit(functools.partial(_reflow_loss, apply, path), first.params, (x0_hat, x1),
                   apply=apply, budget=budget, config=rc, key=k_reflow)
     return {"flow matching": first, "reflow": second}
@@ -139,30 +141,37 @@ def run(config: Config, out) -> None:
     for r in range(config.training_seeds):
         k_seed = jax.random.fold_in(k_train, r)
         for name in PATHS:  # the same seed (initialisation, data order) for both paths
-            models = _train_pair(name, x_train, budget=budget, tc=tc, rc=rc,
-                                 num_pairs=config.reflow_pairs, key=k_seed)
+            with out.phase("training"):
+                models = _train_pair(name, x_train, budget=budget, tc=tc, rc=rc,
+                                     num_pairs=config.reflow_pairs, key=k_seed, out=out)
+                jax.block_until_ready([m.params for m in models.values()])
             if r == 0:
                 seed_models[name] = models
             for stage, model in models.items():
                 row = {"training run": r, "path": name, "stage": stage}
                 for solver, steps in solvers:
                     label = f"Euler {steps}" if solver == "euler" else "adaptive"
-                    sol = learned.sample(model, num, key=k_sample, solver=solver, steps=steps)
-                    q = score(sol.samples)
+                    with out.phase("sampling"):
+                        sol = jax.block_until_ready(learned.sample(model, num, key=k_sample,
+                                                                   solver=solver, steps=steps))
+                    with out.phase("evaluation"):
+                        q = score(sol.samples)
                     value[name][stage].setdefault(label, []).append(q)
                     nfe[name][stage].setdefault(label, []).append(int(sol.nfe))
                     row[f"{metric_name}, {label}"] = q
                     if solver == "tsit5":
                         row["adaptive NFE"] = int(sol.nfe)
-                st = flows.straightness(model.velocity(), noise, steps=config.straightness_steps,
-                                        path=_path(name))
-                liu[name][stage].append(float(jnp.mean(st.straightness)))
-                deviation[name][stage].append(float(jnp.mean(st.path_deviation)))
+                with out.phase("evaluation"):  # float() reads each mean back to the host
+                    st = flows.straightness(model.velocity(), noise,
+                                            steps=config.straightness_steps, path=_path(name))
+                    liu[name][stage].append(float(jnp.mean(st.straightness)))
+                    deviation[name][stage].append(float(jnp.mean(st.path_deviation)))
                 row["straightness S"] = liu[name][stage][-1]
                 row["path deviation"] = deviation[name][stage][-1]
                 rows.append(row)
     labels = [f"Euler {s}" for s in config.euler_steps] + ["adaptive"]
-    floor = metrics.quality(x_train[:num], x_eval, domain=domain, key=k_metric)
+    with out.phase("evaluation"):
+        floor = metrics.quality(x_train[:num], x_eval, domain=domain, key=k_metric)
 
     # ------------------------------------------------------------------ tables
     summary = []
@@ -256,10 +265,11 @@ def _trajectory_figure(config, out, seed_models, x_eval, *, key):
         for j, stage in enumerate(STAGES):
             ax = axes[i, j]
             model = seed_models[name][stage]
-            sol = generate(model.velocity(), x_T, 1.0, t_end=0.0, solver="euler",
-                           steps=config.straightness_steps,
-                           save_trajectory=config.straightness_steps)
-            xs = np.asarray(sol.xs)  # (K + 1, B, 2), from t = 1 to t = 0
+            with out.phase("sampling"):
+                sol = generate(model.velocity(), x_T, 1.0, t_end=0.0, solver="euler",
+                               steps=config.straightness_steps,
+                               save_trajectory=config.straightness_steps)
+                xs = np.asarray(sol.xs)  # (K + 1, B, 2), from t = 1 to t = 0
             ax.scatter(*np.asarray(x_eval).T, s=2, color="0.75", zorder=0,
                        label="held-out data")
             for b in range(xs.shape[1]):

@@ -66,8 +66,9 @@ def _nbce_growth(x, costs, *, linear_from: int):
 
 
 def run(config: Config, out) -> None:
-    apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
-                                    progress=False)
+    with out.phase("training"):  # loads the shared checkpoint when one exists
+        apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
+                                        progress=False)
     tokenizer = lm.ByteTokenizer()
     corpus = dataclasses.replace(config.lm.corpus, split="test")
     rows = []
@@ -81,16 +82,18 @@ def run(config: Config, out) -> None:
         concat = tokenizer.encode(" ".join(example.documents) + example.question, bos=True)
         for name, prompts, nbce in (("NBCE", nbce_rows, True),
                                     ("concatenation", concat[None], False)):
-            cost = decoding_cost(apply, params, prompts, nbce=nbce, steps=config.steps,
-                                 repeats=config.repeats)
+            with out.phase("sampling"):  # the timed prefill and decoding steps
+                cost = decoding_cost(apply, params, prompts, nbce=nbce, steps=config.steps,
+                                     repeats=config.repeats)
             costs[name].append(cost)
             rows.append({"n": n, "method": name, "rows x length": f"{prompts.shape[0]} x "
                          f"{prompts.shape[1]}", "prefill ms": 1e3 * cost.prefill_seconds,
                          "ms per token": 1e3 * cost.seconds_per_token,
                          "KV cache MiB": cost.cache_bytes / 2**20})
         for rule, name in RULE_LABELS.items():
-            cost = rule_cost(apply, params, example, rule, tokenizer=tokenizer,
-                             steps=config.steps, repeats=config.repeats)
+            with out.phase("sampling"):
+                cost = rule_cost(apply, params, example, rule, tokenizer=tokenizer,
+                                 steps=config.steps, repeats=config.repeats)
             costs[name].append(cost)
             shape = (f"{n} x {nbce_rows.shape[1]}" if rule == "ensemble"
                      else f"{n} x {apply.max_length - 1 - len(question)} + 1 query")
@@ -119,10 +122,12 @@ def run(config: Config, out) -> None:
         logx=[True] * 3, logy=[True] * 3, suptitle="Decoding cost against n")
     out.figure(fig, "cost", caption="Per-token time, cache memory and prefill time against n "
                                     "(log-log).")
-    exponents = {f"{name}_{field}_exponent": _slope(x, [getattr(c, field) for c in cs])
-                 for name, cs in costs.items()
-                 for field in ("seconds_per_token", "cache_bytes", "prefill_seconds")}
-    time_growth, memory_growth = _nbce_growth(x, costs["NBCE"], linear_from=config.linear_from)
+    with out.phase("evaluation"):
+        exponents = {f"{name}_{field}_exponent": _slope(x, [getattr(c, field) for c in cs])
+                     for name, cs in costs.items()
+                     for field in ("seconds_per_token", "cache_bytes", "prefill_seconds")}
+        time_growth, memory_growth = _nbce_growth(x, costs["NBCE"],
+                                                  linear_from=config.linear_from)
     out.metric(**exponents, NBCE_token_seconds_by_repeat={
         n: list(c.token_seconds) for n, c in zip(x, costs["NBCE"], strict=True)})
     k = exponents["NBCE_seconds_per_token_exponent"]

@@ -69,8 +69,9 @@ METHODS = ("NBCE min_entropy", "concatenate (beyond L)", "oracle documents")
 
 
 def run(config: Config, out) -> None:
-    apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
-                                    progress=False)
+    with out.phase("training"):  # loads the shared checkpoint when one exists
+        apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
+                                        progress=False)
     tokenizer = lm.ByteTokenizer()
     seeds = len(config.seeds)
     rows, curves, per_seed, earlier = [], {}, {}, None
@@ -81,12 +82,13 @@ def run(config: Config, out) -> None:
             per_method = {m: [] for m in METHODS}
             for n in config.num_documents:
                 examples = _examples(config, kind, n, split)
-                nbce = nbce_answers(apply, params, examples, [NBCESettings()],
-                                    tokenizer=tokenizer, max_new_tokens=tokens)
-                got = {METHODS[0]: list(nbce.values())[0]}
-                for method, name in (("concat", METHODS[1]), ("oracle", METHODS[2])):
-                    got[name] = baseline_answers(apply, params, examples, method,
-                                                 tokenizer=tokenizer, max_new_tokens=tokens)
+                with out.phase("sampling"):  # decoding every answer (returned as strings)
+                    nbce = nbce_answers(apply, params, examples, [NBCESettings()],
+                                        tokenizer=tokenizer, max_new_tokens=tokens)
+                    got = {METHODS[0]: list(nbce.values())[0]}
+                    for method, name in (("concat", METHODS[1]), ("oracle", METHODS[2])):
+                        got[name] = baseline_answers(apply, params, examples, method,
+                                                     tokenizer=tokenizer, max_new_tokens=tokens)
                 for name, answers in got.items():
                     hits = exact_match(answers, examples).reshape(seeds, -1).mean(1)
                     per_method[name].append(hits)

@@ -157,8 +157,9 @@ def run(config: Config, out) -> None:
     models = config.models()
     for name, train_config in models.items():
         start = time.perf_counter()
-        apply, params = lm.train_or_load(train_config, lm.shared_checkpoints(out.directory),
-                                        progress=False)
+        with out.phase("training"):  # loads the shared checkpoint when one exists
+            apply, params = lm.train_or_load(train_config, lm.shared_checkpoints(out.directory),
+                                            progress=False)
         seconds[f"{name} train or load"] = time.perf_counter() - start
         start = time.perf_counter()
         acc[name] = {m: np.zeros((seeds, len(sizes))) for m in methods}
@@ -169,23 +170,29 @@ def run(config: Config, out) -> None:
             # At the largest n the β / η sweeps share the prefill (one program per n).
             grid = _sweep_grid(config) if n == n_max else {}
             settings = list(dict.fromkeys([*rules.values(), *grid.values()]))
-            answers = nbce_answers(apply, params, examples, settings,
-                                   tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
+            with out.phase("sampling"):  # decoded answers come back as strings
+                answers = nbce_answers(apply, params, examples, settings, tokenizer=tokenizer,
+                                       max_new_tokens=config.max_new_tokens)
             for label, settings in rules.items():
                 acc[name][label][:, j] = _per_seed(exact_match(answers[settings], examples),
                                                    seeds)
             unknown_rate[name][:, j] = _per_seed(
                 _said_unknown(answers[rules["min-entropy"]], config.unknown_answer), seeds)
-            oracle = baseline_answers(apply, params, examples, "oracle", tokenizer=tokenizer,
-                                      max_new_tokens=config.max_new_tokens)
+            with out.phase("sampling"):
+                oracle = baseline_answers(apply, params, examples, "oracle",
+                                          tokenizer=tokenizer,
+                                          max_new_tokens=config.max_new_tokens)
             acc[name][ORACLE][:, j] = _per_seed(exact_match(oracle, examples), seeds)
-            hits = first_choice_rates(apply, params, examples, tokenizer=tokenizer,
-                                      poolings=tuple(SELECTIONS.values()))
+            with out.phase("evaluation"):  # scores each rule's first-token choice
+                hits = first_choice_rates(apply, params, examples, tokenizer=tokenizer,
+                                          poolings=tuple(SELECTIONS.values()))
             for label, pooling in SELECTIONS.items():
                 first[name][label][:, j] = _per_seed(hits[pooling], seeds)
             if n == n_max and config.rivals:
-                got = combine_answers(apply, params, examples, list(config.rivals),
-                                      tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
+                with out.phase("sampling"):
+                    got = combine_answers(apply, params, examples, list(config.rivals),
+                                          tokenizer=tokenizer,
+                                          max_new_tokens=config.max_new_tokens)
                 rivals[name] = {RIVALS[rule]: _per_seed(exact_match(got[rule], examples), seeds)
                                 for rule in config.rivals}
                 rivals[name].update({f"{RIVALS[rule]} says unknown": _per_seed(
@@ -198,8 +205,9 @@ def run(config: Config, out) -> None:
                               for key, s in grid.items()}
         absent = [e for seed in config.seeds for e in absent_examples(config, seed)]
         # "truncate" keeps the last L tokens: the whole single document here.
-        plain = baseline_answers(apply, params, absent, "truncate", tokenizer=tokenizer,
-                                 max_new_tokens=config.max_new_tokens)
+        with out.phase("sampling"):
+            plain = baseline_answers(apply, params, absent, "truncate", tokenizer=tokenizer,
+                                     max_new_tokens=config.max_new_tokens)
         absent_unknown[name] = _per_seed(_said_unknown(plain, config.unknown_answer), seeds)
         seconds[f"{name} evaluation"] = time.perf_counter() - start
 

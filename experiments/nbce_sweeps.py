@@ -72,8 +72,9 @@ def _curve(values):
 
 
 def run(config: Config, out) -> None:
-    apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
-                                    progress=False)
+    with out.phase("training"):  # loads the shared checkpoint when one exists
+        apply, params = lm.train_or_load(config.lm, lm.shared_checkpoints(out.directory),
+                                        progress=False)
     n = config.sweep_documents
     single = _examples(config, n, "single")
     pair = _examples(config, n, "pair")
@@ -83,8 +84,9 @@ def run(config: Config, out) -> None:
     beta_curves, rows = {}, []
     poolings = ("min_entropy", "average", "max")
     grid = {p: [NBCESettings(pooling=p, beta=b) for b in config.betas] for p in poolings}
-    got = _scores(apply, params, single, [s for p in poolings for s in grid[p]], config,
-                  config.max_new_tokens)
+    with out.phase("sampling"):  # decoding (the exact-match scoring is a string compare)
+        got = _scores(apply, params, single, [s for p in poolings for s in grid[p]], config,
+                      config.max_new_tokens)
     for pooling, settings in grid.items():
         beta_curves[pooling] = _curve([got[s] for s in settings])
         rows += [{"sweep": "beta", "pooling": pooling, "value": b, "question": "single",
@@ -96,7 +98,8 @@ def run(config: Config, out) -> None:
     for kind, examples, tokens in (("single", single, config.max_new_tokens),
                                    ("pair, facts in two documents", pair, pair_tokens)):
         settings = [NBCESettings(eta=e) for e in config.etas]
-        got = _scores(apply, params, examples, settings, config, tokens)
+        with out.phase("sampling"):
+            got = _scores(apply, params, examples, settings, config, tokens)
         eta_curves[kind] = _curve([got[s] for s in settings])
         rows += [{"sweep": "eta", "pooling": "min_entropy", "value": e, "question": kind,
                   "accuracy": float(got[s].mean()), "std": float(got[s].std())}
@@ -117,8 +120,9 @@ def run(config: Config, out) -> None:
             base = make(m)
             settings[f"{v}, top-p on"] = base
             settings[f"{v}, top-p off"] = dataclasses.replace(base, top_p=1.0)
-        got = _scores(apply, params, examples, list(dict.fromkeys(settings.values())), config,
-                      config.max_new_tokens)
+        with out.phase("sampling"):
+            got = _scores(apply, params, examples, list(dict.fromkeys(settings.values())),
+                          config, config.max_new_tokens)
         for label, s in settings.items():
             top_p_curves[label].append(got[s])
             rows.append({"sweep": "top_p", "pooling": s.pooling, "value": f"n={m}",

@@ -25,17 +25,20 @@ class Config:
         return cls(num_points=2000, num_digits=10)
 
 
-def _toy_panels(config: Config, key):
+def _toy_panels(config: Config, key, out):
     fig, axes = plt.subplots(1, len(data.TOY2D_NAMES), figsize=(3.2 * len(data.TOY2D_NAMES), 3.4),
                              layout="constrained")
     rows = []
     for ax, name, k in zip(axes, data.TOY2D_NAMES, jax.random.split(key, len(data.TOY2D_NAMES)),
                                   strict=True):
-        x = np.asarray(data.toy2d(name, config.num_points, key=k))
+        with out.phase("sampling"):
+            x = np.asarray(data.toy2d(name, config.num_points, key=k))
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color="tab:blue", rasterized=True)
         ax.set(title=name, xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
-        rows.append({"dataset": name, "points": len(x), "mean x1": x[:, 0].mean(),
-                     "mean x2": x[:, 1].mean(), "std x1": x[:, 0].std(), "std x2": x[:, 1].std()})
+        with out.phase("evaluation"):
+            rows.append({"dataset": name, "points": len(x), "mean x1": x[:, 0].mean(),
+                         "mean x2": x[:, 1].mean(), "std x1": x[:, 0].std(),
+                         "std x2": x[:, 1].std()})
     fig.suptitle(f"2-D toy datasets ({config.num_points} points each)")
     return fig, rows
 
@@ -53,29 +56,36 @@ def _image_grid(images: np.ndarray, labels, title: str):
 
 def run(config: Config, out) -> None:
     key = jax.random.key(config.seed)
-    fig, rows = _toy_panels(config, key)
+    fig, rows = _toy_panels(config, key, out)
     out.figure(fig, "toys_2d", caption="The five 2-D toys, each scaled to roughly unit spread.")
 
-    atoms = np.asarray(data.atoms1d(config.num_points, key=key))[:, 0]
+    with out.phase("sampling"):
+        atoms = np.asarray(data.atoms1d(config.num_points, key=key))[:, 0]
     fig, ax = plt.subplots(figsize=(5, 3))
     locations = [a for a, _ in data.ATOMS1D]
-    counts = [np.mean(np.isclose(atoms, a)) for a in locations]
+    with out.phase("evaluation"):
+        counts = [np.mean(np.isclose(atoms, a)) for a in locations]
     ax.bar(locations, counts, width=0.08, label="sampled fraction")
     ax.scatter(locations, [w for _, w in data.ATOMS1D], color="k", marker="_", s=400, label="weight")
     ax.set(xlabel="x", ylabel="probability", title="1-D atoms of the ODE essay's demo", xlim=(0, 2))
     ax.legend()
     out.figure(fig, "atoms_1d", caption="Atoms 0.5 (weight ½), 1.2 and 1.7 (weight ¼ each).")
 
-    images, labels = data.digits("test")
+    with out.phase("sampling"):  # loading the digits and their tokens counts as drawing
+        images, labels = data.digits("test")
     n = config.num_digits
     out.figure(_image_grid(images[:n], labels[:n], "8×8 digits (test split), in [-1, 1]"), "digits")
-    tokens, _ = data.digit_tokens("test", levels=config.levels)
-    view = data.tokens_to_images(tokens[:n], levels=config.levels)
+    with out.phase("sampling"):
+        tokens, _ = data.digit_tokens("test", levels=config.levels)
+        view = data.tokens_to_images(tokens[:n], levels=config.levels)
     out.figure(_image_grid(view, labels[:n], f"the same digits as 64 tokens, {config.levels} grey levels"),
                "digit_tokens")
 
-    train, _ = data.digits("train")
-    rows.append({"dataset": "digits (train/test)", "points": f"{len(train)}/{len(images)}",
-                 "mean x1": float(train.mean()), "mean x2": "", "std x1": float(train.std()), "std x2": ""})
+    with out.phase("sampling"):
+        train, _ = data.digits("train")
+    with out.phase("evaluation"):
+        rows.append({"dataset": "digits (train/test)", "points": f"{len(train)}/{len(images)}",
+                     "mean x1": float(train.mean()), "mean x2": "", "std x1": float(train.std()),
+                     "std x2": ""})
     out.table(rows, stem="datasets", caption="Sizes and moments of every dataset drawn above.")
     out.metric(num_train_digits=len(train), num_test_digits=len(images), levels=config.levels)
