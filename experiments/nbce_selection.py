@@ -70,9 +70,10 @@ RIVALS = {"ensemble": "parallel ensemble", "pcw": "PCW", "ape": "APE (T = S = 0.
 class Config:
     """Three LMs (``lm`` plus the two training options) × ``seeds`` × ``questions`` per n.
 
-    ``gap``: the entropy window (nats) of the entropy-gap rule. ``betas``/``etas``: the sweeps
-    on the unknown model at the largest n. ``rivals``: the other combination rules run at the
-    largest n.
+    ``gap``: the entropy window (nats) of the entropy-gap rule in the claims; ``gap_sweep``:
+    the windows also decoded at the largest n, every model (a window → 0 is min-entropy).
+    ``betas``/``etas``: the sweeps on the unknown model at the largest n. ``rivals``: the
+    other combination rules run at the largest n.
     """
 
     lm: LMTrainConfig = TRAINING
@@ -83,6 +84,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
     max_new_tokens: int = 5
     gap: float = 0.5
+    gap_sweep: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
     betas: tuple[float, ...] = (0.0, 0.25, 1.0, 4.0)
     etas: tuple[float, ...] = (0.0, 0.1, 1.0)
     rivals: tuple[str, ...] = ("ensemble", "pcw", "ape", "exact")
@@ -96,7 +98,7 @@ class Config:
     def quick(cls) -> Config:
         # One n, no sweeps, no rival rule: few programs to compile (the budget is 20 s).
         return cls(lm=LMTrainConfig.quick(), num_documents=(2,), questions=1, seeds=(0, 1, 2),
-                   max_new_tokens=4, betas=(), etas=(), rivals=())
+                   max_new_tokens=4, gap_sweep=(0.5,), betas=(), etas=(), rivals=())
 
     def models(self) -> dict[str, LMTrainConfig]:
         return {"base": self.lm,
@@ -153,7 +155,7 @@ def run(config: Config, out) -> None:
     n_max = sizes[-1]
     # acc[model][method]: (seeds, len(sizes)); first[model][selection]: same.
     acc, first, unknown_rate, rivals, absent_unknown, seconds = {}, {}, {}, {}, {}, {}
-    sweeps = {}
+    sweeps, gap_sweep = {}, {}
     models = config.models()
     for name, train_config in models.items():
         start = time.perf_counter()
@@ -169,7 +171,8 @@ def run(config: Config, out) -> None:
             examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
             # At the largest n the β / η sweeps share the prefill (one program per n).
             grid = _sweep_grid(config) if n == n_max else {}
-            settings = list(dict.fromkeys([*rules.values(), *grid.values()]))
+            gaps = _gap_grid(config) if n == n_max else {}
+            settings = list(dict.fromkeys([*rules.values(), *grid.values(), *gaps.values()]))
             with out.phase("sampling"):  # decoded answers come back as strings
                 answers = nbce_answers(apply, params, examples, settings, tokenizer=tokenizer,
                                        max_new_tokens=config.max_new_tokens)
@@ -178,6 +181,9 @@ def run(config: Config, out) -> None:
                                                    seeds)
             unknown_rate[name][:, j] = _per_seed(
                 _said_unknown(answers[rules["min-entropy"]], config.unknown_answer), seeds)
+            if gaps:
+                gap_sweep[name] = {g: _per_seed(exact_match(answers[s], examples), seeds)
+                                   for g, s in gaps.items()}
             with out.phase("sampling"):
                 oracle = baseline_answers(apply, params, examples, "oracle",
                                           tokenizer=tokenizer,
@@ -212,6 +218,46 @@ def run(config: Config, out) -> None:
         seconds[f"{name} evaluation"] = time.perf_counter() - start
 
     _report(config, out, acc, first, unknown_rate, rivals, absent_unknown, sweeps, seconds)
+    if gap_sweep:
+        _report_gap_sweep(config, out, acc, gap_sweep)
+
+
+def _gap_grid(config: Config) -> dict[float, NBCESettings]:
+    """The entropy-gap rule at each window of ``config.gap_sweep`` (nats)."""
+    return {g: NBCESettings(pooling="entropy_gap", gap=g) for g in config.gap_sweep}
+
+
+def _report_gap_sweep(config, out, acc, gap_sweep):
+    """Accuracy at the largest n against the entropy-gap window, every model, beside
+    min-entropy (the window's limit at 0) and average pooling (every row in the window)."""
+    n_max = config.num_documents[-1]
+    gaps = list(config.gap_sweep)
+    rows = [{"model": name, **{f"gap {g:g}": _fmt(gap_sweep[name][g]) for g in gaps},
+             "min-entropy (gap → 0)": _fmt(acc[name]["min-entropy"][:, -1]),
+             "average": _fmt(acc[name]["average"][:, -1]),
+             ORACLE: _fmt(acc[name][ORACLE][:, -1])} for name in gap_sweep]
+    out.table(rows, stem="gap_sweep",
+              caption=f"n = {n_max}: exact-match accuracy of the entropy-gap rule against its "
+                      f"window (nats; min-entropy unless other contexts lie within the window "
+                      f"of the lowest entropy, then their average), mean ± std over "
+                      f"{len(config.seeds)} seeds; the claims use the window {config.gap:g}, "
+                      f"chosen before this sweep.")
+    panels = [(gaps, {"entropy gap": (np.asarray([gap_sweep[name][g].mean() for g in gaps]),
+                                      np.asarray([gap_sweep[name][g].std() for g in gaps])),
+                      **{label: (np.full(len(gaps), acc[name][key][:, -1].mean()), None)
+                         for label, key in (("min-entropy (gap → 0)", "min-entropy"),
+                                            ("average", "average"), ("oracle", ORACLE))}})
+              for name in gap_sweep]
+    fig = curves_figure(panels, xlabels=["entropy-gap window (nats)"] * len(panels),
+                        ylabels=["exact-match accuracy"] * len(panels),
+                        titles=[f"{name} model, n = {n_max}" for name in gap_sweep],
+                        logx=[True] * len(panels),
+                        suptitle="The entropy-gap rule against its window")
+    out.figure(fig, "gap_sweep", caption=f"Accuracy at n = {n_max} against the entropy-gap "
+                                         f"window; error bars: std over seeds. Flat lines: "
+                                         f"min-entropy, average pooling and the oracle.")
+    out.metric(gap_sweep_by_seed={name: {f"{g:g}": v for g, v in sweep.items()}
+                                  for name, sweep in gap_sweep.items()})
 
 
 def _sweep_grid(config: Config) -> dict[tuple[str, float], NBCESettings]:
