@@ -12,9 +12,10 @@ runs). The CFM and reflow rows at 4..128 Euler steps go beyond the paper's proto
 Network error against method error: on ``exact_datasets`` each method (reflow aside) is also
 sampled with the exact marginal field of its training set in place of the network
 (:mod:`diffusionlab.odes.exact_fields`), from the same prior draws with the same solver, so
-that network − exact is the network's error and exact − data floor the method's and the
-solver's. The training-loss curves of every model are plotted, and each dataset has a claim
-that every model reached a plateau.
+that network − exact is the network's error; the exact field's distance to the memorisation
+floor (as many training points drawn with replacement, mean ± std over draws) is the
+method's and the solver's, beyond one prior draw's noise. The training-loss curves of every
+model are plotted, and each dataset has a claim that every model reached a plateau.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import scipy.stats
 
 from diffusionlab import data, metrics, stats, train
-from diffusionlab.odes import exact_fields, learned, plots
+from diffusionlab.odes import exact_fields, learned, memorisation, plots
 
 TITLE = ("Sample quality vs NFE: PFGM's protocol (gravity vs VP-ODE, Euler NFE 10-100) and, as an "
          "extension, CFM and reflow at 4-128 Euler steps")
@@ -156,7 +157,7 @@ def run(config: Config, out) -> None:
     rc = dataclasses.replace(tc, steps=config.reflow_steps,
                              log_every=min(500, config.reflow_steps))
     coarse = min(config.euler_steps)
-    floors = {}
+    floors, memorised = {}, {}
     rows, seed_rows, protocol_rows, oracle_rows = [], [], [], []
     histories = {}  # histories[dataset][method]: the per-step training losses of each run
     fig, axes = plt.subplots(1, len(config.datasets), figsize=(5.2 * len(config.datasets), 4),
@@ -234,12 +235,17 @@ def run(config: Config, out) -> None:
         rows.append({"dataset": name, "method": "data floor", "solver": "—", "steps": "—",
                      "NFE": 0, metric_name: floor})
         floors[name] = floor
+        if name in config.exact_datasets:  # what a perfect memoriser scores, draw to draw
+            with out.phase("evaluation"):
+                memorised[name] = memorisation.memorisation_floor(
+                    x_train, x_eval[:num], num, domain=data.domain(name),
+                    key=jax.random.fold_in(k_metric, 1), metric_key=k_metric)
     fig.tight_layout()
     out.figure(fig, "nfe_quality", caption=f"{EXTENSION}: quality against NFE with one MLP "
                "budget (training run 0), all four methods. Gravity is integrated in log t "
                "(PFGM's choice), the others in t. Dotted: the train-vs-held-out floor.")
     _protocol(config, out, protocol_rows, floors)
-    _oracle(config, out, oracle_rows, floors)
+    _oracle(config, out, oracle_rows, floors, memorised)
     plateau_rows = _training_curves(config, out, histories)
     columns = ["dataset", "method", "solver", "steps", "NFE", "sliced W2", "FD-digits"]
     out.table(rows, stem="nfe_quality", columns=[c for c in columns if any(c in r for r in rows)],
@@ -251,7 +257,9 @@ def run(config: Config, out) -> None:
               caption=f"Every training run at {coarse} Euler steps: the replicates behind the "
               f"claims (lower is better); {SECOND_TRY}: run 0 only, for the earlier rule.")
     out.metric(rows=rows, coarse_rows=seed_rows, protocol_rows=protocol_rows,
-               oracle_rows=oracle_rows, plateau_rows=plateau_rows)
+               oracle_rows=oracle_rows, plateau_rows=plateau_rows,
+               memorisation_floor={n: {"mean": f.mean, "std": f.std, "scores": f.scores}
+                                   for n, f in memorised.items()})
     for name in config.datasets:
         metric_name = metrics.quality_metric(data.domain(name))
         mine = [r for r in seed_rows if r["dataset"] == name]
@@ -385,13 +393,21 @@ ORACLE_CAPTION = (
     "place of its network (gravity: the empirical field's direction; VP: the probability flow "
     "of the Gaussian-mixture score; CFM: the straight-path marginal velocity), from the same "
     "prior draws with the same solver. It memorises (its samples land on training points), so "
-    "at best it scores like the training set itself, the data floor: it is the reference for "
-    "the network, not a generaliser. network − exact: the network's error; exact − floor: the "
-    "method's and the solver's. Reflow has no exact field (its couplings come from the cfm "
-    "network).")
+    "at best it scores like the training set itself: it is the reference for the network, not "
+    "a generaliser. network − exact: the network's error (paired: the same prior draws). The "
+    "memorisation floor is the score of as many training points drawn with replacement (mean "
+    "± std over 20 draws): one prior draw of a perfect memoriser scores within a few std of "
+    "it, so 'exact − memorisation floor (std)' above ~2 is the method's and the solver's "
+    "error, below it the draw's noise. Reflow has no exact field (its couplings come from the "
+    "cfm network).")
 
 
-def _oracle(config: Config, out, oracle_rows, floors) -> None:
+def _in_std(value: float, floor) -> str:
+    """``value`` − the memorisation floor's mean, in units of its std ("—" without spread)."""
+    return f"{(value - floor.mean) / floor.std:+.2f}" if floor.std > 0 else "—"
+
+
+def _oracle(config: Config, out, oracle_rows, floors, memorised) -> None:
     """Networks against their exact fields: table, figure and claims, per dataset."""
     names = [n for n in config.datasets if n in config.exact_datasets]
     if not names:
@@ -422,6 +438,10 @@ def _oracle(config: Config, out, oracle_rows, floors) -> None:
                               "network": _interval(v), "exact field": f"{exact[metric_name]:.4g}",
                               "network − exact": _interval(err),
                               "exact − floor": f"{exact[metric_name] - floors[name]:.4g}",
+                              "memorisation floor": (f"{memorised[name].mean:.4g} ± "
+                                                     f"{memorised[name].std:.2g}"),
+                              "exact − memorisation floor (std)": _in_std(
+                                  exact[metric_name], memorised[name]),
                               "runs": len(v)})
                 if solver == "euler":
                     line["network"][0].append(steps)
@@ -437,6 +457,9 @@ def _oracle(config: Config, out, oracle_rows, floors) -> None:
             ax.plot([right], [star[0]], "*", color=f"C{i}", ms=10)
             ax.plot([right], [star[1]], "*", color=f"C{i}", ms=10, mfc="none")
         ax.axhline(floors[name], color="0.5", ls=":", lw=1, label="train vs test data")
+        memo = memorised[name]
+        ax.axhspan(memo.mean - memo.std, memo.mean + memo.std, color="0.85", zorder=0,
+                   label="memorisation floor ± std")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ticks = list(config.exact_nfe) + [max(config.exact_nfe, default=10) * 1.6]
@@ -452,6 +475,12 @@ def _oracle(config: Config, out, oracle_rows, floors) -> None:
                     f"exact field − data floor ({floors[name]:.4g}), adaptive": {
                         m: next(r["exact − floor"] for r in table if r["dataset"] == name
                                 and r["method"] == m and r["solver"] == ADAPTIVE)
+                        for m in ORACLE_METHODS},
+                    f"exact field − memorisation floor ({memorised[name].mean:.4g} ± "
+                    f"{memorised[name].std:.2g}) in std, adaptive": {
+                        m: next(r["exact − memorisation floor (std)"] for r in table
+                                if r["dataset"] == name and r["method"] == m
+                                and r["solver"] == ADAPTIVE)
                         for m in ORACLE_METHODS}}
         for method in ORACLE_METHODS[:2]:
             if runs >= 2:
@@ -475,7 +504,8 @@ def _oracle(config: Config, out, oracle_rows, floors) -> None:
                f"{', '.join(map(str, config.exact_nfe)) or 'no'} steps and with the adaptive "
                "solver (★, right). " + ORACLE_CAPTION)
     columns = ["dataset", "method", "solver", "steps", "NFE (network, run 0)", "NFE (exact)",
-               "metric", "network", "exact field", "network − exact", "exact − floor", "runs"]
+               "metric", "network", "exact field", "network − exact", "exact − floor",
+               "memorisation floor", "exact − memorisation floor (std)", "runs"]
     out.table(table, stem="exact_fields", columns=columns,
               caption="Network vs exact field, same prior draws and solver (lower is better); "
               "network: mean [95% t interval] over training runs. " + ORACLE_CAPTION)

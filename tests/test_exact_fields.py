@@ -122,3 +122,36 @@ def test_sample_exact_memorises_the_training_set(method):
     assert report.p_value > 1e-3, report.counts
     with pytest.raises(ValueError, match="d = 2"):
         exact_fields.sample_exact(model, jnp.zeros((3, 3)), 5, key=KEY)
+
+
+def test_memorisation_floor_is_the_binomial_law_of_a_two_point_resample():
+    # Data {0, 1} in 1-D against a reference with half its mass at each: a draw of num = 8
+    # points with k ones has W2 = sqrt(|k/8 - 1/2|) exactly (the quantile functions differ
+    # on a band of that width by 1), and k ~ Binomial(8, 1/2).
+    data = jnp.array([[0.0], [1.0]])
+    reference = jnp.array([[0.0]] * 4 + [[1.0]] * 4)
+    floor = memorisation.memorisation_floor(data, reference, 8, domain="toy", key=KEY,
+                                            resamples=400)
+    k = np.arange(9)
+    values = np.sqrt(np.abs(k / 8 - 0.5))
+    assert np.all(np.min(np.abs(floor.scores[:, None] - values[None]), axis=1) < 1e-5)
+    weights = np.array([math.comb(8, j) for j in k]) / 256
+    mean = float(weights @ values)
+    sd = float(np.sqrt(weights @ values**2 - mean**2))
+    assert abs(floor.mean - mean) < 4 * sd / math.sqrt(400), (floor.mean, mean)
+    assert floor.std == pytest.approx(sd, rel=0.2)
+
+
+def test_memorisation_floor_of_one_point_has_no_spread_and_rejects_bad_counts():
+    reference = jax.random.normal(KEY, (50, 2))
+    floor = memorisation.memorisation_floor(jnp.ones((3, 2)), reference, 10, domain="toy",
+                                            key=KEY, resamples=3)
+    assert floor.std == pytest.approx(0.0, abs=1e-7)
+    assert floor.scores.shape == (3,)
+    with pytest.raises(ValueError, match="num"):
+        memorisation.memorisation_floor(reference, reference, 1, domain="toy", key=KEY)
+    with pytest.raises(ValueError, match="resamples"):
+        memorisation.memorisation_floor(reference, reference, 5, domain="toy", key=KEY,
+                                        resamples=1)
+    with pytest.raises(ValueError, match="data"):
+        memorisation.memorisation_floor(jnp.zeros((0, 2)), reference, 5, domain="toy", key=KEY)

@@ -18,9 +18,17 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from diffusionlab import _checks
+from diffusionlab import _checks, metrics
 from diffusionlab.odes._checks import points
 from diffusionlab.odes.pointmass import block_elements
+
+
+class MemorisationFloor(NamedTuple):
+    """Scores of a perfect memoriser: ``num`` training points drawn with replacement."""
+
+    mean: float
+    std: float
+    scores: np.ndarray
 
 
 class HitReport(NamedTuple):
@@ -87,3 +95,46 @@ def hit_report(samples, data, *, tolerance: float) -> HitReport:
     dof = data.shape[0] - 1
     return HitReport(index, dist, float(hit.mean()), counts, chi2, dof,
                      float(scipy.stats.chi2.sf(chi2, dof)))
+
+
+def memorisation_floor(data, reference, num: int, *, domain: str, key, metric_key=None,
+                       resamples: int = 20) -> MemorisationFloor:
+    """The quality score of a sampler that reproduces the empirical distribution of ``data``
+    exactly: ``num`` points drawn uniformly with replacement from ``data``, scored against
+    ``reference`` by :func:`diffusionlab.metrics.quality`, over ``resamples`` independent
+    draws.
+
+    An exact-field sampler memorises (each sample lands on a training point, each with
+    probability 1/N), so its score from one prior draw is one such draw up to the solver's
+    error: compare it with ``mean`` in units of ``std``, not with the score of a fixed
+    subset of the training set. Every resample is scored at ``metric_key`` (the toy metric's
+    projections), so pass the key the compared samples were scored at.
+
+    Args:
+      data: ``(N, ...)`` the training set, N ≥ 1, in the layout ``quality`` takes.
+      reference: ``(M, ...)`` held-out examples, M ≥ 2.
+      num: samples per draw (≥ 2), e.g. the sampler's sample count.
+      domain: ``"digits"`` or ``"toy"``.
+      key: the PRNG key of the draws.
+      metric_key: the key passed to ``quality``; ``None``: a split of ``key``.
+      resamples: the number of draws (≥ 2).
+
+    Returns:
+      :class:`MemorisationFloor` with the mean and (population) std of the scores and the
+      ``(resamples,)`` scores.
+
+    Raises:
+      ValueError, TypeError: naming the bad argument (``num`` or ``resamples`` < 2, empty
+        ``data``, or inputs ``quality`` rejects).
+    """
+    num = _checks.check_int(num, "num", low=2)
+    resamples = _checks.check_int(resamples, "resamples", low=2)
+    data = jnp.asarray(data)
+    if data.ndim < 1 or data.shape[0] < 1:
+        raise ValueError(f"data must hold at least one example; got shape {data.shape}")
+    k_draw, k_metric = jax.random.split(key)
+    k_metric = k_metric if metric_key is None else metric_key
+    index = np.asarray(jax.random.randint(k_draw, (resamples, num), 0, data.shape[0]))
+    scores = np.array([metrics.quality(data[i], reference, domain=domain, key=k_metric)
+                       for i in index])  # one metric call per replicate draw
+    return MemorisationFloor(float(scores.mean()), float(scores.std()), scores)
