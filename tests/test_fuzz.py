@@ -1085,6 +1085,12 @@ def _entries() -> list[Entry]:
               lambda: dict(samples=xs(), data=dat(), tolerance=0.1),
               dict(samples=F(mismatch=True, empty_batch=True), data=F(mismatch=True),
                    tolerance=Real(0, None, low_open=True))))
+        add(E("odes.memorisation.memorisation_floor",
+              lambda **k: memorisation.memorisation_floor(**k).scores,
+              lambda: dict(data=dat(), reference=xs(), num=4, domain="toy", key=_key(),
+                           resamples=2),
+              dict(data=F(mismatch=True), reference=F(mismatch=True), num=Int(2),
+                   domain=Choice(), key=Key(), resamples=Int(2))))
         add(E("odes.learned.Budget", learned.Budget,
               lambda: dict(hidden=8, depth=1, time_dim=4),
               dict(hidden=Int(1), depth=Int(1), time_dim=Int(1)), check_output=False))

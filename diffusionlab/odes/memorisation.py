@@ -129,9 +129,16 @@ def memorisation_floor(data, reference, num: int, *, domain: str, key, metric_ke
     """
     num = _checks.check_int(num, "num", low=2)
     resamples = _checks.check_int(resamples, "resamples", low=2)
-    data = jnp.asarray(data)
-    if data.ndim < 1 or data.shape[0] < 1:
-        raise ValueError(f"data must hold at least one example; got shape {data.shape}")
+    data = _checks.float_array(data, "data", allow_empty=True)
+    if data.ndim < 2 or data.shape[0] < 1:
+        raise ValueError(f"data must have shape (N, ...) with N ≥ 1 examples; got {data.shape}")
+    reference = _checks.float_array(reference, "reference")
+    if reference.ndim < 2:
+        raise ValueError(f"reference must have shape (M, ...); got {reference.shape}")
+    shape = reference.shape[1:]
+    if data.shape[1:] != shape:
+        raise ValueError(f"data's examples must have the reference's shape {shape}; got "
+                         f"{data.shape[1:]}")
     k_draw, k_metric = jax.random.split(key)
     k_metric = k_metric if metric_key is None else metric_key
     index = np.asarray(jax.random.randint(k_draw, (resamples, num), 0, data.shape[0]))
