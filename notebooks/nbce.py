@@ -93,6 +93,23 @@ concat = lm.generate(apply, params, prompt[None], max_new_tokens=5)
 print(f"concatenation ({len(prompt)} tokens):", repr(tokenizer.decode(np.asarray(concat)[0])))
 
 # %% [markdown]
+# ## The other training-free rules
+# `combine_generate` answers the same question with every rule that combines independently
+# encoded contexts: NBCE, the parallel ensemble (a mean of probabilities), Parallel Context
+# Windows, APE (attention temperature and scale, 0.9 each) and the exact block merge (full
+# attention over all blocks, positions past $L$). `nbce_accuracy` and `nbce_cost` compare them
+# against n.
+
+# %%
+from diffusionlab.nbce import combine_generate  # noqa: E402
+
+for rule in ("nbce", "ensemble", "pcw", "ape", "exact"):
+    tokens = combine_generate(apply, params, list(example.documents), example.question,
+                              rule=rule, max_new_tokens=5, tokenizer=tokenizer)
+    text = tokenizer.decode(np.asarray(tokens))
+    print(f"{rule:9s} {text!r:12s} correct: {text == example.answer}")
+
+# %% [markdown]
 # ## Ask your own question
 # Any strings work; `beta`, `eta`, `top_p` and `pooling` are the knobs of the reference loop.
 
