@@ -15,7 +15,11 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
 * ``log``: the child's combined stdout and stderr, ``log.txt`` beside it;
 * ``fingerprint``: SHA-256 of every repository file the run imported, of the lock file, and
   of the size (default or quick). An interrupted ``make reproduce`` resumes by skipping the
-  experiments whose ``run.json`` says ``ok`` under the same fingerprint.
+  experiments whose ``run.json`` says ``ok`` under the same fingerprint;
+* ``seconds`` and ``cpu_seconds``: the experiment's wall time and the CPU time of all its
+  threads over the same span, with the machine's ``cores`` and its 1-minute load average
+  when the run started (``load_at_start``), so that a run on a busy or different machine
+  is not compared blindly with another.
 """
 
 from __future__ import annotations
@@ -106,6 +110,14 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _fd_digits_checksum() -> str | None:
     """The FD-digits feature checksum, when this run used the FD-digits network.
 
@@ -145,8 +157,9 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
     # kernels again, and a resumed run would compile everything again.
     enable_compilation_cache()
     directory = results / name
-    start, started = time.perf_counter(), time.time()
-    record: dict = {"name": name, "quick": quick}
+    start, started, cpu_start = time.perf_counter(), time.time(), time.process_time()
+    record: dict = {"name": name, "quick": quick, "cores": os.cpu_count(),
+                    "load_at_start": _load_average()}
     try:
         experiments.run(name, quick=quick, results=results)
         record["status"] = "ok"
@@ -157,6 +170,7 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
         code = 1
     record.update(
         seconds=round(time.perf_counter() - start, 3),
+        cpu_seconds=round(time.process_time() - cpu_start, 3),
         fingerprint=fingerprint(_repo_files_loaded(), quick=quick, since=started),
         memory_mappings=_mapping_count(),
         peak_rss_mb=_peak_rss_mb(),

@@ -112,14 +112,17 @@ def _timing(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
     its ``metrics.json`` timed. "start-up" is the time before the experiment's code ran
     (importing it, and the libraries it imports); "other" is the rest: data, figures and
     tables. A run without a split (failed, or written before phases were timed) leaves those
-    cells empty and is left out of their totals."""
+    cells empty and is left out of their totals. "CPU s" is the CPU time of all the run's
+    threads; "cores used" is CPU s / seconds; "load at start" the machine's 1-minute load
+    average when the run began (above the core count: the run shared a busy machine)."""
     parts = (*PHASES, "other", "start-up")
     lines = ["## Wall time", "",
              "| experiment | status | seconds | " + " | ".join(parts)
-             + " | peak RSS (MB) | memory mappings |",
-             "|---|---|---|" + "---|" * len(parts) + "---|---|"]
+             + " | CPU s | cores used | load at start | peak RSS (MB) | memory mappings |",
+             "|---|---|---|" + "---|" * len(parts) + "---|---|---|---|---|"]
     total = dict.fromkeys(("seconds", *parts), 0.0)
     split_seconds = 0.0  # the runs whose split is known, for the shares
+    cpu_total, cpu_wall, cores = 0.0, 0.0, set()  # over the runs whose CPU time is known
     for name, (payload, record) in loaded.items():
         record = record or {}
         seconds = float(record.get("seconds") or 0.0)
@@ -135,12 +138,26 @@ def _timing(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
             cells = [f"{split[p]:.1f}" for p in parts]
         else:
             cells = [""] * len(parts)
+        cpu, load = record.get("cpu_seconds"), record.get("load_at_start")
+        if cpu is not None:
+            cpu_total += float(cpu)
+            cpu_wall += seconds
+            cores.add(record.get("cores"))
+        cpu_cells = ["" if cpu is None else f"{float(cpu):.1f}",
+                     f"{float(cpu) / seconds:.2f}" if cpu is not None and seconds > 0 else "",
+                     "" if load is None else f"{float(load):.2f}"]
         rss = record.get("peak_rss_mb")
         lines.append(f"| {name} | {record.get('status', 'missing')} | {seconds:.1f} | "
-                     + " | ".join(cells)
+                     + " | ".join(cells + cpu_cells)
                      + f" | {'' if rss is None else f'{rss:.0f}'} | {record.get('memory_mappings', '')} |")
     shares = [f"{total[p]:.1f}{_percent(total[p], split_seconds)}" for p in parts]
-    lines += [f"| **total** | | {total['seconds']:.1f} | " + " | ".join(shares) + " | | |", ""]
+    used = f"{cpu_total / cpu_wall:.2f}" if cpu_wall > 0 else ""
+    lines += [f"| **total** | | {total['seconds']:.1f} | " + " | ".join(shares)
+              + f" | {cpu_total:.1f} | {used} | | | |", ""]
+    if cpu_wall > 0:
+        machine = ", ".join(str(c) for c in sorted(cores, key=str))
+        lines += [f"The runs with a recorded CPU time took {cpu_wall:.1f} s of wall time and "
+                  f"{cpu_total:.1f} s of CPU time on a machine of {machine} core(s).", ""]
     return lines
 
 

@@ -77,13 +77,14 @@ def test_an_unknown_phase_is_refused(tmp_path, name):
         pass
 
 
-def _fake_run(results, name, *, status, seconds, inner=None, timing=None):
+def _fake_run(results, name, *, status, seconds, inner=None, timing=None, cpu=None):
     """``seconds`` in ``run.json`` (the whole child), ``inner`` in ``metrics.json`` (the
-    experiment's own code, from ``Output``'s creation)."""
+    experiment's own code, from ``Output``'s creation); ``cpu``: ``(cpu_seconds, load)``."""
     directory = results / name
     directory.mkdir(parents=True)
+    extra = {} if cpu is None else {"cpu_seconds": cpu[0], "load_at_start": cpu[1], "cores": 2}
     (directory / _runner.RUN_FILE).write_text(
-        json.dumps({"name": name, "status": status, "seconds": seconds}))
+        json.dumps({"name": name, "status": status, "seconds": seconds, **extra}))
     if status == "ok":
         (directory / "metrics.json").write_text(json.dumps(
             {"name": name, "quick": True, "seconds": inner, "config": {}, "claims": [],
@@ -92,22 +93,30 @@ def _fake_run(results, name, *, status, seconds, inner=None, timing=None):
 
 def test_the_report_splits_the_wall_time_by_phase(tmp_path):
     _fake_run(tmp_path, "a_trained", status="ok", seconds=10.0, inner=9.5,
-              timing={"training": 6.0, "sampling": 1.0, "evaluation": 2.0, "other": 0.5})
+              timing={"training": 6.0, "sampling": 1.0, "evaluation": 2.0, "other": 0.5},
+              cpu=(15.0, 0.5))
     _fake_run(tmp_path, "b_sampled", status="ok", seconds=10.0, inner=8.0,
-              timing={"training": 0.0, "sampling": 3.0, "evaluation": 1.0, "other": 4.0})
+              timing={"training": 0.0, "sampling": 3.0, "evaluation": 1.0, "other": 4.0},
+              cpu=(9.0, 3.25))
     _fake_run(tmp_path, "c_failed", status="failed", seconds=7.0)
     _fake_run(tmp_path, "d_old", status="ok", seconds=3.0, inner=2.0)  # before phases were timed
     text = report.write(tmp_path).read_text()
     table = text[text.index("## Wall time"):].splitlines()
     assert table[2] == ("| experiment | status | seconds | training | sampling | evaluation | "
-                        "other | start-up | peak RSS (MB) | memory mappings |")
+                        "other | start-up | CPU s | cores used | load at start | peak RSS (MB) | "
+                        "memory mappings |")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[4:] if line}
     # start-up: run.json's seconds less metrics.json's (the time before the experiment's code
     # ran); other: the rest of the run besides the phases.
-    assert rows["a_trained"] == "| a_trained | ok | 10.0 | 6.0 | 1.0 | 2.0 | 0.5 | 0.5 |  |  |"
-    assert rows["b_sampled"] == "| b_sampled | ok | 10.0 | 0.0 | 3.0 | 1.0 | 4.0 | 2.0 |  |  |"
-    assert rows["c_failed"] == "| c_failed | failed | 7.0 |  |  |  |  |  |  |  |"
-    assert rows["d_old"] == "| d_old | ok | 3.0 |  |  |  |  |  |  |  |"
+    # cores used: CPU seconds over wall seconds; a run without a CPU time leaves them empty.
+    assert rows["a_trained"] == ("| a_trained | ok | 10.0 | 6.0 | 1.0 | 2.0 | 0.5 | 0.5 | 15.0 | "
+                                 "1.50 | 0.50 |  |  |")
+    assert rows["b_sampled"] == ("| b_sampled | ok | 10.0 | 0.0 | 3.0 | 1.0 | 4.0 | 2.0 | 9.0 | "
+                                 "0.90 | 3.25 |  |  |")
+    assert rows["c_failed"] == "| c_failed | failed | 7.0 |  |  |  |  |  |  |  |  |  |  |"
+    assert rows["d_old"] == "| d_old | ok | 3.0 |  |  |  |  |  |  |  |  |  |  |"
     # Totals over every run; the shares are of the 20 s whose split is known.
     assert rows["**total**"] == ("| **total** | | 30.0 | 6.0 (30 %) | 4.0 (20 %) | 3.0 (15 %) | "
-                                 "4.5 (22 %) | 2.5 (12 %) | | |")
+                                 "4.5 (22 %) | 2.5 (12 %) | 24.0 | 1.20 | | | |")
+    assert ("took 20.0 s of wall time and 24.0 s of CPU time on a machine of 2 core(s)"
+            in text)

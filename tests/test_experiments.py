@@ -75,6 +75,8 @@ def _check_every_experiment_ran_and_reported(results, first):
         out = results / name
         record = json.loads((out / "run.json").read_text())
         assert record["status"] == "ok", f"{name}: {record.get('error')}"
+        # every thread's CPU time over the run, and the machine it shared
+        assert record["cpu_seconds"] > 0 and record["cores"] >= 1, (name, record)
         payload = json.loads((out / "metrics.json").read_text())
         assert payload["name"] == name and payload["quick"] is True
         assert list(out.glob("*.png")), f"{name} draws at least one figure"
