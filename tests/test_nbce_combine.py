@@ -172,3 +172,37 @@ def test_combine_rejects_bad_input(model, kwargs, match):
     args = {"contexts": [[5, 6], [7, 8]], "question": [9], "max_new_tokens": 2} | kwargs
     with pytest.raises(ValueError, match=match):
         combine_generate(apply, params, args.pop("contexts"), args.pop("question"), **args)
+
+
+def test_batched_ape_at_any_temperature_and_scale_matches_combine_generate():
+    # combine_answers (the experiments' batched path, T and S traced) against the reference
+    # combine_generate with the same BOS prefix, away from the default T = S = 0.9.
+    from diffusionlab.nbce.combine_evaluate import combine_answers
+
+    class TokenIds(lm.ByteTokenizer):  # answers as their token ids: exact, even for
+        def decode(self, tokens):        # the untrained model's non-ASCII bytes
+            return " ".join(str(int(t)) for t in np.asarray(tokens))
+
+    apply, params = _model(1)
+    tokenizer = TokenIds()
+    examples = [lm.QAExample(documents=("ab: 1.", "cd: 22."), question="\nQ: ab?\nA: ",
+                             answer="1", relevant=(0,)),
+                lm.QAExample(documents=("xy: 7.", "ab: 3."), question="\nQ: xy?\nA: ",
+                             answer="7", relevant=(0,))]
+    answers = {}
+    for t, s in ((0.05, 4.0), (1.0, 1.0)):
+        got = combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,
+                              max_new_tokens=3, ape_temperature=t, ape_scale=s)["ape"]
+        want = [tokenizer.decode(np.asarray(combine_generate(
+            apply, params, list(e.documents), e.question, rule="ape", max_new_tokens=3,
+            tokenizer=tokenizer, prefix=[tokenizer.bos_id], attention_temperature=t,
+            attention_scale=s))) for e in examples]
+        assert got == want, (t, s)
+        answers[(t, s)] = got
+    assert answers[(0.05, 4.0)] != answers[(1.0, 1.0)]  # T and S do reach the batched path
+    with pytest.raises(ValueError, match="ape_temperature"):
+        combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,
+                        max_new_tokens=3, ape_temperature=0.0)
+    with pytest.raises(ValueError, match="ape_scale"):
+        combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,
+                        max_new_tokens=3, ape_scale=-1.0)

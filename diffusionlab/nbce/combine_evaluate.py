@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusionlab import _checks
 from diffusionlab.lm.data import QAExample
 from diffusionlab.lm.decode import prefill
 from diffusionlab.lm.tokenizer import ByteTokenizer
@@ -35,8 +36,9 @@ __all__ = ["COMBINE_RULES", "combine_answers", "rule_cost"]
 COMBINE_RULES = ("ensemble", *PARALLEL_RULES)
 
 
-def _options(rule: str, n: int) -> ParallelOptions:
-    return rule_options(rule, n, temperature=APE_TEMPERATURE, scale=APE_SCALE)
+def _options(rule: str, n: int, temperature: float = APE_TEMPERATURE,
+             scale: float = APE_SCALE) -> ParallelOptions:
+    return rule_options(rule, n, temperature=temperature, scale=scale)
 
 
 def _parallel_inputs(apply, examples: Sequence[QAExample], tokenizer: ByteTokenizer):
@@ -93,18 +95,25 @@ def _batched(fn, inputs: Sequence[np.ndarray], size: int) -> np.ndarray:
 
 def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequence[str], *,
                     tokenizer: ByteTokenizer, max_new_tokens: int,
-                    rows_per_batch: int = 1024) -> dict[str, list[str]]:
+                    rows_per_batch: int = 1024, ape_temperature: float = APE_TEMPERATURE,
+                    ape_scale: float = APE_SCALE) -> dict[str, list[str]]:
     """Greedy answers of every example under every rule in ``rules`` (``"ensemble"``,
-    ``"pcw"``, ``"ape"`` at $T = S = 0.9$, ``"exact"``), with the BOS token as prefix.
+    ``"pcw"``, ``"ape"``, ``"exact"``), with the BOS token as prefix.
 
-    All examples must have the same number of documents and question length.
+    All examples must have the same number of documents and question length. ``"ape"`` uses
+    the attention temperature ``ape_temperature`` and scale ``ape_scale`` (> 0; default 0.9
+    each, the APE paper's); they are traced, so a sweep compiles one program per shape.
 
     Returns:
       ``{rule: [answer text per example]}``.
 
     Raises:
-      ValueError: an unknown rule, examples of different sizes.
+      ValueError: an unknown rule, examples of different sizes, ``ape_temperature`` or
+        ``ape_scale`` not > 0.
     """
+    ape_temperature = _checks.check_real(ape_temperature, "ape_temperature", low=0,
+                                         low_open=True)
+    ape_scale = _checks.check_real(ape_scale, "ape_scale", low=0, low_open=True)
     unknown = [r for r in rules if r not in COMBINE_RULES]
     if unknown:
         raise ValueError(f"rules must be among {COMBINE_RULES}; got {unknown}")
@@ -125,7 +134,8 @@ def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequenc
         prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
         for rule in parallel:
             tokens = _batched(functools.partial(_parallel_batch, apply, params, prefix,
-                                                _options(rule, n),
+                                                _options(rule, n, ape_temperature,
+                                                         ape_scale),
                                                 max_new_tokens=max_new_tokens,
                                                 eos_id=tokenizer.eos_id),
                               [contexts, questions], size)
