@@ -23,6 +23,7 @@ from diffusionlab.nbce.evaluate import (
     baseline_answers,
     exact_match,
     first_choice_hits,
+    held_out_questions,
     nbce_answers,
 )
 from diffusionlab.nbce.plots import curves_figure
@@ -55,11 +56,6 @@ class Config:
                    max_new_tokens=4)
 
 
-def test_examples(config: Config, num_documents: int, seed: int) -> list[lm.QAExample]:
-    corpus = dataclasses.replace(config.lm.corpus, split="test")
-    rng = np.random.default_rng([seed, num_documents])
-    return [corpus.single(num_documents, rng) for _ in range(config.questions)]
-
 
 POOLINGS = {f"NBCE {p}": NBCESettings(pooling=p) for p in ("min_entropy", "average", "max")}
 CHOICE = "first choice relevant"
@@ -84,7 +80,8 @@ def run(config: Config, out) -> None:
     with out.phase("sampling"):  # decoding every answer; exact match is a string compare
         for j, n in enumerate(config.num_documents):
             # All seeds in one batch; the scores are split back per seed.
-            examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
+            examples = held_out_questions(config.lm.corpus, n, seeds=config.seeds,
+                                          count=config.questions)
             lengths[j] = np.mean([len(" ".join(e.documents)) for e in examples])
             answers = nbce_answers(apply, params, examples, list(POOLINGS.values()),
                                    tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)

@@ -18,7 +18,7 @@ import numpy as np
 from diffusionlab import lm, stats
 from diffusionlab.lm.train import LMTrainConfig
 from diffusionlab.nbce.combine_evaluate import combine_answers
-from diffusionlab.nbce.evaluate import exact_match
+from diffusionlab.nbce.evaluate import exact_match, held_out_questions
 
 TITLE = "APE: accuracy against its attention temperature T and scale S, beyond the trained length"
 SOURCE = ("Yang, Chen & Chen, APE: Faster and Longer Context-Augmented Generation via Adaptive "
@@ -54,12 +54,6 @@ class Config:
                    scales=(0.9, 1.0), questions=2, seeds=(0, 1), max_new_tokens=4)
 
 
-def test_examples(config: Config, num_documents: int, seed: int) -> list[lm.QAExample]:
-    """The questions ``nbce_accuracy`` asks at this n and seed."""
-    corpus = dataclasses.replace(config.lm.corpus, split="test")
-    rng = np.random.default_rng([seed, num_documents])
-    return [corpus.single(num_documents, rng) for _ in range(config.questions)]
-
 
 def run(config: Config, out) -> None:
     with out.phase("training"):  # loads the shared checkpoint when one exists
@@ -71,7 +65,8 @@ def run(config: Config, out) -> None:
     acc = {n: np.zeros((len(temps), len(scales), seeds)) for n in config.num_documents}
     with out.phase("sampling"):  # decoding; exact match is a string compare
         for n in config.num_documents:
-            examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
+            examples = held_out_questions(config.lm.corpus, n, seeds=config.seeds,
+                                          count=config.questions)
             for i, t in enumerate(temps):
                 for j, s in enumerate(scales):
                     got = combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,

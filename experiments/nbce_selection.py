@@ -39,6 +39,7 @@ from diffusionlab.nbce.evaluate import (
     baseline_answers,
     exact_match,
     first_choice_rates,
+    held_out_questions,
     nbce_answers,
 )
 from diffusionlab.nbce.plots import curves_figure
@@ -106,12 +107,6 @@ class Config:
                 "unknown": dataclasses.replace(self.lm, unknown_answer=self.unknown_answer)}
 
 
-def test_examples(config: Config, num_documents: int, seed: int) -> list[lm.QAExample]:
-    """The questions of ``nbce_accuracy`` (same seeds give the same questions)."""
-    corpus = dataclasses.replace(config.lm.corpus, split="test")
-    rng = np.random.default_rng([seed, num_documents])
-    return [corpus.single(num_documents, rng) for _ in range(config.questions)]
-
 
 def absent_examples(config: Config, seed: int) -> list[lm.QAExample]:
     """One test document that does not hold the asked key."""
@@ -168,7 +163,8 @@ def run(config: Config, out) -> None:
         first[name] = {s: np.zeros((seeds, len(sizes))) for s in SELECTIONS}
         unknown_rate[name] = np.zeros((seeds, len(sizes)))
         for j, n in enumerate(sizes):
-            examples = [e for seed in config.seeds for e in test_examples(config, n, seed)]
+            examples = held_out_questions(config.lm.corpus, n, seeds=config.seeds,
+                                          count=config.questions)
             # At the largest n the β / η sweeps share the prefill (one program per n).
             grid = _sweep_grid(config) if n == n_max else {}
             gaps = _gap_grid(config) if n == n_max else {}

@@ -9,7 +9,6 @@ Cold diffusion with σ = 0 has no oracle (a deterministic forward map has no den
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 from typing import Any, NamedTuple
@@ -108,10 +107,10 @@ def _claim_samplers(recipe, domain: str) -> tuple[list[str], list[str]]:
 
 
 def replicate_rows(config: Config, domain: str, *, model_key, key, directory,
-                   phase=None) -> list[dict]:
+                   phase) -> list[dict]:
     """The claims' samplers, scored over ``config.seeds`` sampling seeds, for the models
-    trained from ``model_key``; ``phase`` as in :func:`evaluation.quality_rows`."""
-    phase = phase or (lambda name: contextlib.nullcontext())
+    trained from ``model_key``; ``phase`` as in :func:`evaluation.quality_rows` (required
+    here: the experiment's ``out.phase``)."""
     recipe = config.recipe
     table = evaluation.samplers(recipe, domain=domain)
     groups = _claim_samplers(recipe, domain)

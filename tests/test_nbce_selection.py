@@ -280,3 +280,18 @@ def test_first_choice_rates_reject_a_pooling_that_is_not_a_selection(model):
     with pytest.raises(ValueError, match="poolings"):
         first_choice_rates(apply, params, [], tokenizer=lm.ByteTokenizer(),
                            poolings=("average",))
+
+
+def test_held_out_questions_are_the_same_for_the_same_seed_and_n():
+    from diffusionlab.nbce.evaluate import held_out_questions
+
+    corpus = lm.QACorpus("train")
+    a = held_out_questions(corpus, 3, seeds=(0, 1), count=2)
+    b = held_out_questions(corpus, 3, seeds=(1,), count=2)
+    assert len(a) == 4 and all(len(e.documents) == 3 for e in a)
+    assert a[2:] == b  # seed 1's questions do not depend on the other seeds asked
+    assert a[:2] != a[2:]
+    # drawn from the test split, as default_rng([seed, n]) draws them
+    rng = np.random.default_rng([0, 3])
+    test = lm.QACorpus("test")
+    assert a[:2] == [test.single(3, rng) for _ in range(2)]

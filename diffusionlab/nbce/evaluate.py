@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffusionlab.lm.data import QAExample
+from diffusionlab.lm.data import QACorpus, QAExample
 from diffusionlab.lm.decode import generate, left_pad
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.generate import nbce_decode, nbce_prefill, nbce_prompts
@@ -33,9 +33,25 @@ from diffusionlab.nbce.step import (
 )
 
 __all__ = ["NBCESettings", "baseline_answers", "exact_match", "first_choice_hits",
-           "first_choice_rates", "nbce_answers"]
+           "first_choice_rates", "held_out_questions", "nbce_answers"]
 
 BASELINES = ("truncate", "concat", "oracle")
+
+
+def held_out_questions(corpus: QACorpus, num_documents: int, *, seeds: Sequence[int],
+                       count: int) -> list[QAExample]:
+    """``count`` one-key questions over ``num_documents`` documents of ``corpus``'s test split
+    per seed, seed after seed (``len(seeds) * count`` in all).
+
+    Seed ``s`` draws from ``numpy.random.default_rng([s, num_documents])``, so experiments that
+    ask at the same corpus, n and seed ask the same questions, and their scores pair.
+    """
+    test = dataclasses.replace(corpus, split="test")
+    questions = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, num_documents])
+        questions += [test.single(num_documents, rng) for _ in range(count)]
+    return questions
 
 
 @dataclasses.dataclass(frozen=True)
