@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="rerun experiments whose results are current (default: skip them)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="experiments run at once, each in its own process (default: 1)")
+                        help="experiments run at once, each in its own process, longest "
+                             "first; those that time themselves run alone (default: 1)")
     parser.add_argument("--child", metavar="NAME", help=argparse.SUPPRESS)
     return parser
 
@@ -66,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             todo.append(name)
 
-    def one(name: str) -> _runner.Outcome:
+    together, alone = _runner.plan(todo, results=results, quick=args.quick)
+    sharing = args.jobs > 1 and len(together) > 1
+
+    def one(name: str, sharing: bool = sharing) -> _runner.Outcome:
         print(f"[{name}] running{size}… (log: {results / name / _runner.LOG_FILE})", flush=True)
-        outcome = _runner.run_isolated(name, quick=args.quick, results=results)
+        outcome = _runner.run_isolated(name, quick=args.quick, results=results, sharing=sharing)
         detail = f": {outcome.error}" if outcome.error else ""
         print(f"[{name}] {outcome.status} in {outcome.seconds:.1f}s{detail}", flush=True)
         return outcome
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[_runner.Outcome] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            outcomes = list(pool.map(one, todo))
+            outcomes = list(pool.map(one, together))
+        outcomes += [one(name, sharing=False) for name in alone]
     except KeyboardInterrupt:
         # The report still covers what finished; the next --all resumes from there.
         path = report.write(results, expected=chosen if args.all else None)

@@ -20,12 +20,20 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
   threads over the same span, with the machine's ``cores`` and its 1-minute load average
   when the run started (``load_at_start``), so that a run on a busy or different machine
   is not compared blindly with another.
+
+Several experiments can run at once (``--jobs``): most use about one core at their default
+size, so two at a time fill a two-core machine. :func:`plan` orders them longest first (by
+their last ``run.json``, else :data:`EXPECTED_SECONDS_FILE`) and holds back the experiments
+whose claims rest on measured time (a module-level ``RUNS_ALONE = True``) to run by
+themselves after the rest.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -39,6 +47,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 RUN_FILE = "run.json"
 LOG_FILE = "log.txt"
 MODIFIED = "modified during the run"
+# Wall seconds of each experiment in a recent run on a two-core machine, default and quick:
+# the order of a first run, before any run.json exists. A hint for scheduling only.
+EXPECTED_SECONDS_FILE = pathlib.Path(__file__).with_name("expected_seconds.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,12 +231,61 @@ def _last_error_line(log: pathlib.Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_isolated(name: str, *, quick: bool, results: pathlib.Path) -> Outcome:
+def runs_alone(name: str) -> bool:
+    """Whether the module of experiment ``name`` sets ``RUNS_ALONE = True`` at its top level.
+
+    Read from the source, so that planning imports no experiment (and no JAX).
+    """
+    spec = importlib.util.find_spec(f"experiments.{name}")
+    if spec is None or spec.origin is None:
+        raise ValueError(f"unknown experiment {name!r}")
+    tree = ast.parse(pathlib.Path(spec.origin).read_text())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and t.id == "RUNS_ALONE" for t in node.targets)):
+            return node.value.value is True
+    return False
+
+
+def _expected_seconds(quick: bool) -> dict[str, float]:
+    try:
+        table = json.loads(EXPECTED_SECONDS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in table.get("quick" if quick else "default", {}).items()}
+
+
+def plan(names: list[str], *, results: pathlib.Path, quick: bool
+         ) -> tuple[list[str], list[str]]:
+    """``(together, alone)``: the experiments that may share the machine, longest first, and
+    those that run by themselves afterwards (:func:`runs_alone`), longest first too.
+
+    Longest first keeps the longest experiment from starting last when several run at once.
+    An experiment's length is its last ``run.json`` at this size, else the committed
+    estimate, else unknown (then it goes first: an unknown may be long).
+    """
+    expected = _expected_seconds(quick)
+
+    def length(name: str) -> float:
+        record = read_record(results / name)
+        if record and record.get("quick") == quick and record.get("status") == "ok":
+            return float(record.get("seconds", 0.0))
+        return expected.get(name, float("inf"))
+
+    ordered = sorted(names, key=length, reverse=True)  # stable: ties keep the given order
+    alone = [n for n in ordered if runs_alone(n)]
+    return [n for n in ordered if n not in alone], alone
+
+
+def run_isolated(name: str, *, quick: bool, results: pathlib.Path,
+                 sharing: bool = False) -> Outcome:
     """Runs ``name`` in a child process; the outcome is read back from its ``run.json``.
 
     The child's output goes to ``results/<name>/log.txt``. A child that dies without writing
     ``run.json`` (a segmentation fault, the out-of-memory killer) is recorded as failed with
-    the signal and the log's last line.
+    the signal and the log's last line. ``sharing`` says other experiments run beside it:
+    then a GPU is not preallocated (``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless set), so
+    that the processes share its memory.
     """
     directory = results / name
     if directory.exists():
@@ -240,6 +300,8 @@ def run_isolated(name: str, *, quick: bool, results: pathlib.Path) -> Outcome:
         command.append("--quick")
     start = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if sharing:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     with open(log, "w") as stream:
         process = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=REPO,
                                  env=env, check=False)

@@ -22,6 +22,8 @@ from diffusionlab.nbce.cost import decoding_cost
 from diffusionlab.nbce.generate import nbce_prompts
 from diffusionlab.nbce.plots import curves_figure
 
+# Its claims rest on measured time per token: `--jobs` runs it by itself, after the rest.
+RUNS_ALONE = True
 TITLE = "NBCE cost: time and memory per generated token against n, against concatenation"
 ESSAY = "NBCE (kexue.fm/archives/9617)"
 # "Linear": a fitted exponent within 1 ± 0.2 (the band the earlier rule's upper bound 1.2 set).

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import ONE_DEVICE_XLA_FLAGS
 
 import experiments
@@ -169,3 +170,53 @@ def test_fingerprint_marks_files_changed_during_a_run(tmp_path):
         (directory / _runner.RUN_FILE).write_text(json.dumps(
             {"status": "ok", "fingerprint": stored, "finished": time.time()}))
         assert _runner.is_current(directory, quick=True) is current
+
+
+def test_plan_runs_longest_first_and_timed_experiments_alone(tmp_path):
+    """Order by the last run at this size, else the committed estimate; timing runs last."""
+    from experiments import _runner
+
+    names = ["sector_table", "nbce_cost", "udm_quality", "ode_1d_demo", "gravity_2d"]
+    for name, seconds, quick in (("sector_table", 900.0, False), ("ode_1d_demo", 5.0, True),
+                                 ("nbce_cost", 1.0, False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / _runner.RUN_FILE).write_text(json.dumps(
+            {"name": name, "status": "ok", "quick": quick, "seconds": seconds}))
+    expected = _runner._expected_seconds(quick=False)
+    together, alone = _runner.plan(names, results=tmp_path, quick=False)
+    assert alone == ["nbce_cost"]
+    # sector_table's own 900 s beats gravity_2d's estimate; ode_1d_demo's run was quick,
+    # so its default estimate counts.
+    lengths = {"sector_table": 900.0, **{n: expected[n] for n in
+                                          ("udm_quality", "ode_1d_demo", "gravity_2d")}}
+    assert together == sorted(lengths, key=lengths.get, reverse=True)
+    assert together[0] == "udm_quality"
+    assert set(expected) == set(experiments.names()) - {"curved_reflow"}
+    assert set(_runner._expected_seconds(quick=True)) == set(experiments.names())
+
+
+def test_runs_alone_reads_the_module_flag():
+    from experiments import _runner
+
+    assert _runner.runs_alone("nbce_cost") is True
+    assert _runner.runs_alone("sector_table") is False
+    with pytest.raises(ValueError, match="unknown experiment"):
+        _runner.runs_alone("no_such_experiment")
+
+
+def test_sharing_runs_do_not_preallocate_an_accelerator(tmp_path, monkeypatch):
+    """Experiments that run at once share a GPU's memory instead of each taking 75 %."""
+    from experiments import _runner
+
+    seen = []
+
+    def fake_run(command, *, env, **kwargs):
+        seen.append(env.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
+        return subprocess.CompletedProcess(command, -9)
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.setattr(_runner.subprocess, "run", fake_run)
+    shared = _runner.run_isolated("sector_table", quick=True, results=tmp_path, sharing=True)
+    alone = _runner.run_isolated("sector_table", quick=True, results=tmp_path, sharing=False)
+    assert seen == ["false", None]
+    assert shared.status == alone.status == "failed" and "SIGKILL" in alone.error
