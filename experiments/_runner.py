@@ -19,7 +19,8 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
 * ``seconds`` and ``cpu_seconds``: the experiment's wall time and the CPU time of all its
   threads over the same span, with the machine's ``cores`` and its 1-minute load average
   when the run started (``load_at_start``), so that a run on a busy or different machine
-  is not compared blindly with another.
+  is not compared blindly with another; ``started`` and ``finished`` (Unix times) place
+  the run among the others, so that the report can tell runs that overlapped.
 
 Several experiments can run at once (``--jobs``): most use about one core at their default
 size, so two at a time fill a two-core machine. :func:`plan` orders them longest first (by
@@ -182,6 +183,8 @@ def run_here(name: str, *, quick: bool, results: pathlib.Path) -> int:
     record.update(
         seconds=round(time.perf_counter() - start, 3),
         cpu_seconds=round(time.process_time() - cpu_start, 3),
+        started=round(started, 3),  # Unix times: overlapping runs (--jobs) show as such
+        finished=round(time.time(), 3),
         fingerprint=fingerprint(_repo_files_loaded(), quick=quick, since=started),
         memory_mappings=_mapping_count(),
         peak_rss_mb=_peak_rss_mb(),

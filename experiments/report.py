@@ -158,7 +158,25 @@ def _timing(loaded: dict[str, tuple[dict | None, dict | None]]) -> list[str]:
         machine = ", ".join(str(c) for c in sorted(cores, key=str))
         lines += [f"The runs with a recorded CPU time took {cpu_wall:.1f} s of wall time and "
                   f"{cpu_total:.1f} s of CPU time on a machine of {machine} core(s).", ""]
+    span = _elapsed(record for _, record in loaded.values())
+    if span is not None:
+        lines += [f"They overlapped (several ran at once, `--jobs`): {span[0]:.1f} s from the "
+                  f"first start to the last finish, for {span[1]:.1f} s of wall time summed.", ""]
     return lines
+
+
+def _elapsed(records) -> tuple[float, float] | None:
+    """``(first start to last finish, summed spans)`` of the runs that record both times,
+    when at least two of them overlapped; else None (one at a time, the sum is the span)."""
+    spans = sorted((float(r["started"]), float(r["finished"])) for r in records
+                   if r and r.get("started") is not None and r.get("finished") is not None)
+    last_finish, overlapped = float("-inf"), False
+    for start, finish in spans:
+        overlapped |= start < last_finish
+        last_finish = max(last_finish, finish)
+    if not overlapped:
+        return None
+    return last_finish - spans[0][0], sum(finish - start for start, finish in spans)
 
 
 def write(results: str | pathlib.Path = "results",

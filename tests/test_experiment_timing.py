@@ -77,12 +77,16 @@ def test_an_unknown_phase_is_refused(tmp_path, name):
         pass
 
 
-def _fake_run(results, name, *, status, seconds, inner=None, timing=None, cpu=None):
+def _fake_run(results, name, *, status, seconds, inner=None, timing=None, cpu=None,
+              started=None):
     """``seconds`` in ``run.json`` (the whole child), ``inner`` in ``metrics.json`` (the
-    experiment's own code, from ``Output``'s creation); ``cpu``: ``(cpu_seconds, load)``."""
+    experiment's own code, from ``Output``'s creation); ``cpu``: ``(cpu_seconds, load)``;
+    ``started``: the run's Unix start time (it then finishes ``seconds`` later)."""
     directory = results / name
     directory.mkdir(parents=True)
     extra = {} if cpu is None else {"cpu_seconds": cpu[0], "load_at_start": cpu[1], "cores": 2}
+    if started is not None:
+        extra.update(started=started, finished=started + seconds)
     (directory / _runner.RUN_FILE).write_text(
         json.dumps({"name": name, "status": status, "seconds": seconds, **extra}))
     if status == "ok":
@@ -120,3 +124,21 @@ def test_the_report_splits_the_wall_time_by_phase(tmp_path):
                                  "4.5 (22 %) | 2.5 (12 %) | 24.0 | 1.20 | | | |")
     assert ("took 20.0 s of wall time and 24.0 s of CPU time on a machine of 2 core(s)"
             in text)
+
+
+def test_the_report_gives_the_span_of_runs_that_overlapped(tmp_path):
+    """Two at a time (``--jobs 2``): the summed wall time is not the time the run took."""
+    one_at_a_time, together = tmp_path / "sequential", tmp_path / "together"
+    for start, name in ((1000.0, "a"), (1010.0, "b"), (1015.0, "c")):
+        _fake_run(one_at_a_time, name, status="ok", seconds=10.0 if name == "a" else 5.0,
+                  inner=1.0, started=start)
+    assert "overlapped" not in report.write(one_at_a_time).read_text()
+    # a: 1000-1010, b: 1002-1014, c (failed): 1009-1016, d: no times (an older run)
+    for start, name, status in ((1000.0, "a", "ok"), (1002.0, "b", "ok"),
+                                (1009.0, "c", "failed")):
+        _fake_run(together, name, status=status, seconds={"a": 10.0, "b": 12.0, "c": 7.0}[name],
+                  inner=1.0, started=start)
+    _fake_run(together, "d", status="ok", seconds=4.0, inner=1.0)
+    text = report.write(together).read_text()
+    assert ("They overlapped (several ran at once, `--jobs`): 16.0 s from the first start to "
+            "the last finish, for 29.0 s of wall time summed." in text)

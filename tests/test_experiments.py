@@ -78,6 +78,7 @@ def _check_every_experiment_ran_and_reported(results, first):
         assert record["status"] == "ok", f"{name}: {record.get('error')}"
         # every thread's CPU time over the run, and the machine it shared
         assert record["cpu_seconds"] > 0 and record["cores"] >= 1, (name, record)
+        assert 0 < record["seconds"] <= record["finished"] - record["started"] + 1.0, record
         payload = json.loads((out / "metrics.json").read_text())
         assert payload["name"] == name and payload["quick"] is True
         assert list(out.glob("*.png")), f"{name} draws at least one figure"
@@ -91,6 +92,7 @@ def _check_every_experiment_ran_and_reported(results, first):
     for name in experiments.names():
         assert f"## {name}:" in text
     assert "## Wall time" in text
+    assert "They overlapped (several ran at once, `--jobs`)" in text  # --jobs 2
 
 
 def _check_failures_are_reported(results):
