@@ -13,8 +13,9 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
 * ``status``: ``"ok"`` or ``"failed"``;
 * ``error``: one line (the exception, or how the process died), for a failed run;
 * ``log``: the child's combined stdout and stderr, ``log.txt`` beside it;
-* ``fingerprint``: SHA-256 of every repository file the run imported, of the lock file, and
-  of the size (default or quick). An interrupted ``make reproduce`` resumes by skipping the
+* ``fingerprint``: SHA-256 of every repository file the run imported (except the runner
+  and the report, :data:`NOT_IN_FINGERPRINT`), of the lock file, and of the size (default or
+  quick). An interrupted ``make reproduce`` resumes by skipping the
   experiments whose ``run.json`` says ``ok`` under the same fingerprint;
 * ``seconds`` and ``cpu_seconds``: the experiment's wall time and the CPU time of all its
   threads over the same span, with the machine's ``cores`` and its 1-minute load average
@@ -67,8 +68,16 @@ def _sha256(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Loaded by every child but shaping no result: the command line, this runner (its run.json
+# fields are read leniently) and the report, which is written again at the end of every run.
+# Editing them must not make a multi-hour `make reproduce` start over.
+NOT_IN_FINGERPRINT = frozenset({"experiments/__main__.py", "experiments/_runner.py",
+                                "experiments/report.py"})
+
+
 def _repo_files_loaded() -> list[str]:
-    """Repository source files imported by this process, relative to the repository root."""
+    """Repository source files imported by this process, relative to the repository root,
+    less :data:`NOT_IN_FINGERPRINT`."""
     files = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
@@ -77,7 +86,7 @@ def _repo_files_loaded() -> list[str]:
         path = pathlib.Path(path).resolve()
         if path.suffix == ".py" and REPO in path.parents and ".venv" not in path.parts:
             files.add(str(path.relative_to(REPO)))
-    return sorted(files)
+    return sorted(files - NOT_IN_FINGERPRINT)
 
 
 def fingerprint(files: list[str], *, quick: bool, since: float | None = None) -> dict:

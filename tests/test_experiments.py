@@ -222,3 +222,15 @@ def test_sharing_runs_do_not_preallocate_an_accelerator(tmp_path, monkeypatch):
     alone = _runner.run_isolated("sector_table", quick=True, results=tmp_path, sharing=False)
     assert seen == ["false", None]
     assert shared.status == alone.status == "failed" and "SIGKILL" in alone.error
+
+
+def test_the_runner_and_the_report_are_not_in_the_fingerprint():
+    """Editing how results are run or reported reruns nothing; experiment code still counts."""
+    from experiments import _runner, report  # noqa: F401 - loaded, as in every child
+
+    loaded = _runner._repo_files_loaded()
+    assert "experiments/_output.py" in loaded and "experiments/__init__.py" in loaded
+    assert not set(loaded) & _runner.NOT_IN_FINGERPRINT
+    assert {pathlib.Path(f).name for f in _runner.NOT_IN_FINGERPRINT} == {
+        "__main__.py", "_runner.py", "report.py"}
+    assert all((REPO / f).exists() for f in _runner.NOT_IN_FINGERPRINT)
