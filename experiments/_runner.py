@@ -23,8 +23,8 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
   is not compared blindly with another; ``started`` and ``finished`` (Unix times) place
   the run among the others, so that the report can tell runs that overlapped.
 
-Several experiments can run at once (``--jobs``): most use about one core at their default
-size, so two at a time fill a two-core machine. :func:`plan` orders them longest first (by
+Several experiments can run at once (``--jobs``): at its default size one experiment keeps
+about 1.5 of two cores busy, and two keep both busy. :func:`plan` orders them longest first (by
 their last ``run.json``, else :data:`EXPECTED_SECONDS_FILE`) and holds back the experiments
 whose claims rest on measured time (a module-level ``RUNS_ALONE = True``) to run by
 themselves after the rest.
