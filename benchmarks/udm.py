@@ -1,4 +1,7 @@
-"""Reverse-sampling throughput of the ``lax.scan`` UDM sampler against a Python loop of jitted steps.
+"""Reverse-sampling throughput of the one-program UDM sampler against a Python loop of jitted steps.
+
+The sampler (:func:`diffusionlab.udm.sample`) runs all its steps in one compiled loop (a
+``lax.fori_loop`` with a traced step count; ``scan_*`` in the JSON names this side).
 
 Both sides run the same computation: hot diffusion (DDPM preset) on 2-D points with a small
 MLP ε-network (untrained; the cost does not depend on the weights), the same predict and

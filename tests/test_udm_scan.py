@@ -1,4 +1,7 @@
-"""The ``lax.scan`` sampler is the documented step loop: same keys, same states, at a fixed key.
+"""The compiled sampler is the documented step loop: same keys, same states, at a fixed key.
+
+Two compiled forms are checked: the ``lax.scan`` over a static number of steps (trajectories)
+and the ``lax.fori_loop`` with a traced step count (samples only, one program for every count).
 
 The loop below is the reference reading of :func:`diffusionlab.udm.sample`: the key is split
 into one key per step, each step's key into (predict, kernel) keys; step ``i`` goes from
@@ -70,3 +73,59 @@ def test_scan_equals_step_loop_mask_sampled_x0():
     expected, expected_path = _step_loop(process, random_logits, x_T, key, process.T)
     np.testing.assert_array_equal(np.asarray(path), np.asarray(expected_path))
     np.testing.assert_array_equal(np.asarray(sample), np.asarray(expected))
+
+
+def _hot_network(T=10, dim=3):
+    process = udm.HotDiffusion.ddpm(T=T, event_shape=(dim,))
+    apply, params = make_network(process, (dim,), NetworkConfig(hidden=8, depth=1),
+                                 key=jax.random.key(3))
+    return process, predictor(process, apply, jax.tree.map(lambda w: w + 0.1, params))
+
+
+@pytest.mark.parametrize("steps", [10, 7, 3, 1])
+def test_traced_step_count_equals_step_loop(steps):
+    # Without a trajectory the number of steps is a traced loop bound (one program for every
+    # step count); its samples are the step loop's, keys included (split(key, T)[i] is
+    # split(key, steps)[i] for threefry keys).
+    process, predict_x0 = _hot_network()
+    x_T = jax.random.normal(jax.random.key(4), (5, 3))
+    key = jax.random.key(5)
+    sample = udm.sample(process, predict_x0, x_T, key=key, steps=steps)
+    expected, _ = _step_loop(process, predict_x0, x_T, key, steps)
+    np.testing.assert_allclose(np.asarray(sample), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    # the same program as the trajectory's per-step-count scan, up to float32 rounding
+    scanned, _ = udm.sample(process, predict_x0, x_T, key=key, steps=steps, trajectory=True)
+    np.testing.assert_allclose(np.asarray(sample), np.asarray(scanned), rtol=1e-5, atol=1e-5)
+
+
+def test_step_counts_share_one_program():
+    process = udm.HotDiffusion.ddpm(T=12, event_shape=(2,))
+    traces = []
+
+    def linear(params, x, t):
+        traces.append(1)  # runs only while the sampler is traced (twice per tracing)
+        return params * x
+
+    predict_x0 = jax.tree_util.Partial(linear, jnp.float32(0.5))
+    x_T = jax.random.normal(jax.random.key(1), (4, 2))
+    outs = [udm.sample(process, predict_x0, x_T, key=jax.random.key(2), steps=s)
+            for s in (12, 6, 4, 3, 1)]
+    assert len(traces) == 2
+    # the step counts really differ: one step lands elsewhere than twelve
+    assert np.abs(np.asarray(outs[0]) - np.asarray(outs[-1])).max() > 1e-3
+
+
+def test_keys_without_prefix_stable_split_use_the_per_step_count_program():
+    # Without jax_threefry_partitionable, threefry's split(key, n)[i] depends on n, so the
+    # traced-steps loop would change the samples: such keys take the per-step-count scan, which
+    # matches the step loop (split under the same setting).
+    process, predict_x0 = _hot_network()
+    x_T = jax.random.normal(jax.random.key(4), (5, 3))
+    key = jax.random.key(5)
+    with jax.threefry_partitionable(False):
+        sample = udm.sample(process, predict_x0, x_T, key=key, steps=4)
+        expected, _ = _step_loop(process, predict_x0, x_T, key, 4)
+    np.testing.assert_allclose(np.asarray(sample), np.asarray(expected), rtol=1e-4, atol=1e-4)
+    with jax.threefry_partitionable(True):
+        default = udm.sample(process, predict_x0, x_T, key=key, steps=4)
+    assert np.abs(np.asarray(default) - np.asarray(sample)).max() > 1e-3  # the keys do differ
