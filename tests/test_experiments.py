@@ -179,7 +179,7 @@ def test_plan_runs_longest_first_and_timed_experiments_alone(tmp_path):
     from experiments import _runner
 
     names = ["sector_table", "nbce_cost", "udm_quality", "ode_1d_demo", "gravity_2d"]
-    for name, seconds, quick in (("sector_table", 900.0, False), ("ode_1d_demo", 5.0, True),
+    for name, seconds, quick in (("sector_table", 300.0, False), ("ode_1d_demo", 5.0, True),
                                  ("nbce_cost", 1.0, False)):
         (tmp_path / name).mkdir()
         (tmp_path / name / _runner.RUN_FILE).write_text(json.dumps(
@@ -187,13 +187,13 @@ def test_plan_runs_longest_first_and_timed_experiments_alone(tmp_path):
     expected = _runner._expected_seconds(quick=False)
     together, alone = _runner.plan(names, results=tmp_path, quick=False)
     assert alone == ["nbce_cost"]
-    # sector_table's own 900 s beats gravity_2d's estimate; ode_1d_demo's run was quick,
+    # sector_table's own 300 s beats gravity_2d's estimate; ode_1d_demo's run was quick,
     # so its default estimate counts.
-    lengths = {"sector_table": 900.0, **{n: expected[n] for n in
+    lengths = {"sector_table": 300.0, **{n: expected[n] for n in
                                           ("udm_quality", "ode_1d_demo", "gravity_2d")}}
     assert together == sorted(lengths, key=lengths.get, reverse=True)
     assert together[0] == "udm_quality"
-    assert set(expected) == set(experiments.names()) - {"curved_reflow"}
+    assert set(expected) == set(experiments.names())
     assert set(_runner._expected_seconds(quick=True)) == set(experiments.names())
 
 
