@@ -7,8 +7,9 @@ For :math:`t=T,\dots,1` (or a strided subset when ``steps < T``):
 
 and the sample is ``process.finish(x_0, last x0_hat)``. One compiled loop per process
 configuration, predictor structure and batch shape: the number of steps is a traced loop bound
-and the times a traced array, so a sweep over step counts compiles once (a trajectory, whose
-length is the number of steps, compiles once per step count). The keys: ``key`` is split into
+and the times a traced array, so a sweep over step counts compiles once, plus once for the full
+chain (``steps = T``, whose times are computed from the loop counter, which runs faster). A
+trajectory, whose length is the number of steps, compiles once per step count. The keys: ``key`` is split into
 one key per step and each of those into (predict, kernel) keys, all before the loop, so the
 samples equal those of a Python loop that splits as it goes.
 
@@ -92,15 +93,20 @@ def _sample_jit(process, predict_x0, x_T, key, steps: int, trajectory: bool):
 
 
 @eqx.filter_jit
-def _sample_traced_steps(process, predict_x0, x_T, key, times, steps):
+def _sample_traced_steps(process, predict_x0, x_T, key, times, steps, every_step: bool):
     # ``times`` is ``(T + 1,)``: the reverse times of ``steps`` steps, then padding; ``steps``
-    # a traced int32. One program serves every step count of a process.
-    step, carry = _step_functions(process, predict_x0, x_T, key, times[0])
-    keys = _step_keys(key, times.shape[0] - 1)  # key i does not depend on how many are split
+    # a traced int32. One program serves every step count of a process below ``T``, and one
+    # ``steps == T`` (``every_step``), whose time is ``T - i``: XLA compiles a time that is a
+    # constant affine function of the loop counter into a faster body than one read from an
+    # array (measured 1.3x at batch 4096, 2-D, 200 steps on CPU), and that is the default.
+    T = times.shape[0] - 1
+    step, carry = _step_functions(process, predict_x0, x_T, key, jnp.int32(T))
+    keys = _step_keys(key, T)  # key i does not depend on how many are split
 
     def body(i, carry):
         x, _ = carry
-        return step(x, times[i], times[i + 1], keys[i, 0], keys[i, 1])
+        t, s = (T - i, T - i - 1) if every_step else (times[i], times[i + 1])
+        return step(x, t, s, keys[i, 0], keys[i, 1])
 
     x_last, x0_hat = jax.lax.fori_loop(0, steps, body, carry)
     return process.finish(x_last, x0_hat)
@@ -157,8 +163,8 @@ def sample(
       key: PRNG key.
       steps: number of reverse steps, ``1 <= steps <= T``; default ``T``. Fewer steps jump
         ``t -> s`` along evenly spaced integer times. The count is traced: sampling at
-        several counts compiles one program (for ``T < 16384``; a trajectory compiles one per
-        count, since its length is the count).
+        several counts below ``T`` compiles one program, and ``steps = T`` one more (for
+        ``T < 16384``; a trajectory compiles one per count, since its length is the count).
       trajectory: also return the states ``(steps + 1, B, ...)`` from ``x_T`` to ``x_0``.
 
     Returns:
@@ -191,4 +197,4 @@ def sample(
     times = np.zeros(T + 1, np.int32)
     times[: steps + 1] = reverse_times(T, steps)
     return _sample_traced_steps(process, predict_x0, x_T, key, jnp.asarray(times),
-                                jnp.int32(steps))
+                                jnp.int32(steps), steps == T)
