@@ -7,11 +7,11 @@ For :math:`t=T,\dots,1` (or a strided subset when ``steps < T``):
 
 and the sample is ``process.finish(x_0, last x0_hat)``. One compiled loop per process
 configuration, predictor structure and batch shape: the number of steps is a traced loop bound
-and the times a traced array, so a sweep over step counts compiles once, plus once for the full
-chain (``steps = T``, whose times are computed from the loop counter, which runs faster). A
-trajectory, whose length is the number of steps, compiles once per step count. The keys: ``key`` is split into
-one key per step and each of those into (predict, kernel) keys, all before the loop, so the
-samples equal those of a Python loop that splits as it goes.
+and the times a traced array, so a sweep over step counts compiles once, plus once for the
+full chain (``steps = T``, whose times are computed from the loop counter, which runs
+faster). A trajectory, whose length is the number of steps, compiles once per step count.
+The keys: ``key`` is split into one key per step and each of those into (predict, kernel)
+keys, all before the loop, so the samples equal those of a Python loop that splits as it goes.
 
 Reference: 苏剑林, 生成扩散模型漫谈（十）：统一扩散模型（理论篇）, https://kexue.fm/archives/9262
 """
