@@ -22,9 +22,8 @@ from diffusionlab.nbce.evaluate import (
     NBCESettings,
     baseline_answers,
     exact_match,
-    first_choice_hits,
     held_out_questions,
-    nbce_answers,
+    row_answers,
 )
 from diffusionlab.nbce.plots import curves_figure
 
@@ -83,20 +82,24 @@ def run(config: Config, out) -> None:
             examples = held_out_questions(config.lm.corpus, n, seeds=config.seeds,
                                           count=config.questions)
             lengths[j] = np.mean([len(" ".join(e.documents)) for e in examples])
-            answers = nbce_answers(apply, params, examples, list(POOLINGS.values()),
-                                   tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
+            # NBCE, its first choice and the parallel ensemble share one prefill of the rows.
+            answers = row_answers(apply, params, examples, list(POOLINGS.values()),
+                                  tokenizer=tokenizer, max_new_tokens=config.max_new_tokens,
+                                  first_choice=["min_entropy"], ensemble=True)
             for label, settings in POOLINGS.items():
-                hits = exact_match(answers[settings], examples)
+                hits = exact_match(answers.nbce[settings], examples)
                 scores[label][:, j] = hits.reshape(seeds, -1).mean(1)
-            first_choice[:, j] = first_choice_hits(apply, params, examples,
-                                                   tokenizer=tokenizer).reshape(seeds, -1).mean(1)
+            first_choice[:, j] = answers.first_choice["min_entropy"].reshape(seeds, -1).mean(1)
+            scores[RULE_LABELS["ensemble"]][:, j] = exact_match(
+                answers.ensemble, examples).reshape(seeds, -1).mean(1)
             for method, label in BASELINE_LABELS.items():
                 got = baseline_answers(apply, params, examples, method, tokenizer=tokenizer,
                                        max_new_tokens=config.max_new_tokens)
                 scores[label][:, j] = exact_match(got, examples).reshape(seeds, -1).mean(1)
-            rivals = combine_answers(apply, params, examples, list(RULE_LABELS), tokenizer=tokenizer,
+            parallel = [rule for rule in RULE_LABELS if rule != "ensemble"]
+            rivals = combine_answers(apply, params, examples, parallel, tokenizer=tokenizer,
                                      max_new_tokens=config.max_new_tokens)
-            for rule, label in RULE_LABELS.items():
+            for rule, label in ((r, RULE_LABELS[r]) for r in parallel):
                 scores[label][:, j] = exact_match(rivals[rule], examples).reshape(seeds, -1).mean(1)
 
     rows = []

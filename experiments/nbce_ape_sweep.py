@@ -6,7 +6,8 @@ keys by a temperature T and multiplies the context part's log-sum-exp by a scale
 is merged with the rest of the attention; the paper uses T = S = 0.9. At T = S = 1 it is
 plain parallel encoding (PCW's layout with a shared prefix). The grid is decoded on the
 questions of ``nbce_accuracy`` (same seeds, same questions), so its cells pair with that
-experiment's rows; T and S are traced, so every cell shares one compiled program per n.
+experiment's rows. T and S act only at query time, so every cell decodes over one encoding
+of the blocks per question (``parallel_answers``) and all share one compiled program per n.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 
 from diffusionlab import lm, stats
 from diffusionlab.lm.train import LMTrainConfig
-from diffusionlab.nbce.combine_evaluate import combine_answers
+from diffusionlab.nbce.combine_evaluate import parallel_answers
 from diffusionlab.nbce.evaluate import exact_match, held_out_questions
+from diffusionlab.nbce.parallel import rule_options
 
 TITLE = "APE: accuracy against its attention temperature T and scale S, beyond the trained length"
 SOURCE = ("Yang, Chen & Chen, APE: Faster and Longer Context-Augmented Generation via Adaptive "
@@ -67,12 +69,14 @@ def run(config: Config, out) -> None:
         for n in config.num_documents:
             examples = held_out_questions(config.lm.corpus, n, seeds=config.seeds,
                                           count=config.questions)
-            for i, t in enumerate(temps):
-                for j, s in enumerate(scales):
-                    got = combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,
-                                          max_new_tokens=config.max_new_tokens,
-                                          ape_temperature=t, ape_scale=s)
-                    acc[n][i, j] = exact_match(got["ape"], examples).reshape(seeds, -1).mean(1)
+            # Every cell decodes over one encoding of the blocks (T and S act at query time).
+            cells = [(i, j) for i in range(len(temps)) for j in range(len(scales))]
+            got = parallel_answers(apply, params, examples,
+                                   [rule_options("ape", n, temperature=temps[i], scale=scales[j])
+                                    for i, j in cells],
+                                   tokenizer=tokenizer, max_new_tokens=config.max_new_tokens)
+            for (i, j), answers in zip(cells, got, strict=True):
+                acc[n][i, j] = exact_match(answers, examples).reshape(seeds, -1).mean(1)
 
     rows = [{"n": n, "T": t, "S": s,
              "accuracy": f"{acc[n][i, j].mean():.3f} ± {acc[n][i, j].std():.3f}"}

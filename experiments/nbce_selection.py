@@ -38,9 +38,8 @@ from diffusionlab.nbce.evaluate import (
     NBCESettings,
     baseline_answers,
     exact_match,
-    first_choice_rates,
     held_out_questions,
-    nbce_answers,
+    row_answers,
 )
 from diffusionlab.nbce.plots import curves_figure
 
@@ -169,9 +168,13 @@ def run(config: Config, out) -> None:
             grid = _sweep_grid(config) if n == n_max else {}
             gaps = _gap_grid(config) if n == n_max else {}
             settings = list(dict.fromkeys([*rules.values(), *grid.values(), *gaps.values()]))
+            # The first choices and (at the largest n) the parallel ensemble share that prefill.
+            ensemble = n == n_max and "ensemble" in config.rivals
             with out.phase("sampling"):  # decoded answers come back as strings
-                answers = nbce_answers(apply, params, examples, settings, tokenizer=tokenizer,
-                                       max_new_tokens=config.max_new_tokens)
+                shared = row_answers(apply, params, examples, settings, tokenizer=tokenizer,
+                                     max_new_tokens=config.max_new_tokens,
+                                     first_choice=tuple(SELECTIONS.values()), ensemble=ensemble)
+            answers, hits = shared.nbce, shared.first_choice
             for label, settings in rules.items():
                 acc[name][label][:, j] = _per_seed(exact_match(answers[settings], examples),
                                                    seeds)
@@ -185,16 +188,16 @@ def run(config: Config, out) -> None:
                                           tokenizer=tokenizer,
                                           max_new_tokens=config.max_new_tokens)
             acc[name][ORACLE][:, j] = _per_seed(exact_match(oracle, examples), seeds)
-            with out.phase("evaluation"):  # scores each rule's first-token choice
-                hits = first_choice_rates(apply, params, examples, tokenizer=tokenizer,
-                                          poolings=tuple(SELECTIONS.values()))
             for label, pooling in SELECTIONS.items():
                 first[name][label][:, j] = _per_seed(hits[pooling], seeds)
             if n == n_max and config.rivals:
+                parallel = [rule for rule in config.rivals if rule != "ensemble"]
                 with out.phase("sampling"):
-                    got = combine_answers(apply, params, examples, list(config.rivals),
+                    got = combine_answers(apply, params, examples, parallel,
                                           tokenizer=tokenizer,
                                           max_new_tokens=config.max_new_tokens)
+                if ensemble:
+                    got["ensemble"] = shared.ensemble
                 rivals[name] = {RIVALS[rule]: _per_seed(exact_match(got[rule], examples), seeds)
                                 for rule in config.rivals}
                 rivals[name].update({f"{RIVALS[rule]} says unknown": _per_seed(

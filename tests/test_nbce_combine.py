@@ -206,3 +206,84 @@ def test_batched_ape_at_any_temperature_and_scale_matches_combine_generate():
     with pytest.raises(ValueError, match="ape_scale"):
         combine_answers(apply, params, examples, ["ape"], tokenizer=tokenizer,
                         max_new_tokens=3, ape_scale=-1.0)
+
+
+def test_parallel_answers_share_one_encoding_and_equal_each_rule_alone():
+    # One call for PCW, two APE cells and the exact merge (two block encodings: parallel and
+    # sequential) equals combine_generate rule by rule, and compiles one program per encoding.
+    from diffusionlab.nbce import combine_evaluate
+
+    class TokenIds(lm.ByteTokenizer):
+        def decode(self, tokens):
+            return " ".join(str(int(t)) for t in np.asarray(tokens))
+
+    apply, params = _model(1)
+    tokenizer = TokenIds()
+    examples = [lm.QAExample(documents=("ab: 1.", "cd: 22.", "ef: 5."), question="\nQ: ab?\nA: ",
+                             answer="1", relevant=(0,)),
+                lm.QAExample(documents=("xy: 7.", "ab: 3.", "gh: 9."), question="\nQ: xy?\nA: ",
+                             answer="7", relevant=(0,))]
+    settings = [("pcw", {}), ("ape", {"temperature": 0.05, "scale": 4.0}), ("exact", {}),
+                ("ape", {"temperature": 1.0, "scale": 1.0})]
+    options = [rule_options(rule, 3, **ts) for rule, ts in settings]
+    before = combine_evaluate._parallel_batch._cache_size()
+    got = combine_evaluate.parallel_answers(apply, params, examples, options,
+                                            tokenizer=tokenizer, max_new_tokens=3)
+    assert combine_evaluate._parallel_batch._cache_size() - before == 2
+    for (rule, ts), answers in zip(settings, got, strict=True):
+        ape = {"attention_temperature": ts["temperature"], "attention_scale": ts["scale"]} \
+            if rule == "ape" else {}
+        want = [tokenizer.decode(np.asarray(combine_generate(
+            apply, params, list(e.documents), e.question, rule=rule, max_new_tokens=3,
+            tokenizer=tokenizer, prefix=[tokenizer.bos_id], **ape))) for e in examples]
+        assert answers == want, (rule, ts)
+    assert got[1] != got[3]  # the APE cells differ: T and S reach the shared path
+    with pytest.raises(ValueError, match="options"):
+        combine_evaluate.parallel_answers(apply, params, examples, [], tokenizer=tokenizer,
+                                          max_new_tokens=3)
+    with pytest.raises(TypeError, match="ParallelOptions"):
+        combine_evaluate.parallel_answers(apply, params, examples, [(1.0, 1.0)],
+                                          tokenizer=tokenizer, max_new_tokens=3)
+
+
+def test_row_answers_equal_nbce_first_choice_and_ensemble_one_by_one():
+    # One prefill serves NBCE, the first choices and the parallel ensemble: each equals its own
+    # entry point (which prefill separately), on an untrained model whose rows disagree.
+    from diffusionlab.nbce.combine_evaluate import combine_answers
+    from diffusionlab.nbce.evaluate import (
+        NBCESettings,
+        first_choice_rates,
+        nbce_answers,
+        row_answers,
+    )
+
+    class TokenIds(lm.ByteTokenizer):
+        def decode(self, tokens):
+            return " ".join(str(int(t)) for t in np.asarray(tokens))
+
+    apply, params = _model(2)
+    tokenizer = TokenIds()
+    examples = [lm.QAExample(documents=(f"k{i}: {i}.", f"m{i}: {2 * i + 1}.", f"z{i}: 9{i}."),
+                             question=f"\nQ: k{i}?\nA: ", answer=str(i), relevant=(i % 3,))
+                for i in range(5)]
+    settings = [NBCESettings(pooling="min_entropy"), NBCESettings(pooling="average"),
+                NBCESettings(pooling="min_entropy", beta=0.5)]
+    choices = ["min_entropy", "margin"]
+    got = row_answers(apply, params, examples, settings, tokenizer=tokenizer, max_new_tokens=4,
+                      first_choice=choices, ensemble=True, rows_per_batch=8)
+    # Not vacuous: answers and first choices differ between questions (batches of two).
+    assert len(set(got.ensemble)) > 1 and 0 < got.first_choice["min_entropy"].sum() < 5
+    assert got.nbce == nbce_answers(apply, params, examples, settings, tokenizer=tokenizer,
+                                    max_new_tokens=4)
+    want = first_choice_rates(apply, params, examples, tokenizer=tokenizer, poolings=choices)
+    for pooling in choices:
+        np.testing.assert_array_equal(got.first_choice[pooling], want[pooling])
+    assert got.ensemble == combine_answers(apply, params, examples, ["ensemble"],
+                                           tokenizer=tokenizer, max_new_tokens=4)["ensemble"]
+    assert row_answers(apply, params, examples, settings[:1], tokenizer=tokenizer,
+                       max_new_tokens=4).ensemble is None
+    with pytest.raises(ValueError, match="first_choice"):
+        row_answers(apply, params, examples, settings, tokenizer=tokenizer, max_new_tokens=4,
+                    first_choice=["average"])
+    with pytest.raises(ValueError, match="settings"):
+        row_answers(apply, params, examples, [], tokenizer=tokenizer, max_new_tokens=4)

@@ -24,14 +24,16 @@ from diffusionlab.nbce.evaluate import _chunks, _nbce_prompt_batch
 from diffusionlab.nbce.parallel import (
     PARALLEL_RULES,
     ParallelOptions,
+    encode_blocks,
     pad_contexts,
     parallel_decode,
     parallel_prefill,
+    query_phase,
     rule_options,
 )
 from diffusionlab.timing import best_time, wall_times
 
-__all__ = ["COMBINE_RULES", "combine_answers", "rule_cost"]
+__all__ = ["COMBINE_RULES", "combine_answers", "parallel_answers", "rule_cost"]
 
 COMBINE_RULES = ("ensemble", *PARALLEL_RULES)
 
@@ -54,16 +56,20 @@ def _parallel_inputs(apply, examples: Sequence[QAExample], tokenizer: ByteTokeni
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "eos_id"))
-def _parallel_batch(apply, params, prefix_P, options, contexts_QxNxC, questions_QxL, *,
-                    max_new_tokens: int, eos_id: int):
-    """``(Q, T)`` tokens of every question under one rule (``options`` are traced, so the
-    three rules share this program)."""
+def _parallel_batch(apply, params, prefix_P, sequential, options_R, contexts_QxNxC, questions_QxL,
+                    *, max_new_tokens: int, eos_id: int):
+    """``(Q, R, T)`` tokens of every question under ``R`` rule settings that share one block
+    encoding (``sequential``); the settings are traced, so every rule and APE setting shares
+    this program."""
 
     def one(contexts_NxC, question_L):
-        logits, state = parallel_prefill(apply, params, prefix_P, contexts_NxC, question_L,
-                                         options, max_new_tokens=max_new_tokens)
-        return parallel_decode(apply, params, logits, state, options,
-                               max_new_tokens=max_new_tokens, eos_id=eos_id)
+        state = encode_blocks(apply, params, prefix_P, contexts_NxC, sequential,
+                              own_slots=question_L.shape[0] + max_new_tokens)
+        # A loop over the settings, not a vmap: XLA:CPU (jaxlib 0.10) crashed with SIGSEGV
+        # running the vmapped form at n = 2, two settings, 144 questions.
+        return jax.lax.map(lambda options: query_phase(
+            apply, params, state, question_L, options, max_new_tokens=max_new_tokens,
+            eos_id=eos_id), options_R)
 
     return jax.vmap(one)(contexts_QxNxC, questions_QxL)
 
@@ -130,17 +136,65 @@ def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequenc
         answers["ensemble"] = [tokenizer.decode(t) for t in tokens]
     parallel = [r for r in rules if r in PARALLEL_RULES]
     if parallel:
-        contexts, questions = _parallel_inputs(apply, examples, tokenizer)
-        prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
-        for rule in parallel:
-            tokens = _batched(functools.partial(_parallel_batch, apply, params, prefix,
-                                                _options(rule, n, ape_temperature,
-                                                         ape_scale),
-                                                max_new_tokens=max_new_tokens,
-                                                eos_id=tokenizer.eos_id),
-                              [contexts, questions], size)
-            answers[rule] = [tokenizer.decode(t) for t in tokens]
+        got = parallel_answers(apply, params, examples,
+                               [_options(rule, n, ape_temperature, ape_scale) for rule in parallel],
+                               tokenizer=tokenizer, max_new_tokens=max_new_tokens,
+                               rows_per_batch=rows_per_batch)
+        answers.update(zip(parallel, got, strict=True))
     return {r: answers[r] for r in rules}
+
+
+def parallel_answers(apply, params, examples: Sequence[QAExample],
+                     options: Sequence[ParallelOptions], *, tokenizer: ByteTokenizer,
+                     max_new_tokens: int, rows_per_batch: int = 1024) -> list[list[str]]:
+    """Greedy answers of every example under each parallel-encoding setting in ``options``
+    (:func:`~diffusionlab.nbce.parallel.rule_options`: PCW, APE at any T and S, the exact
+    block merge), with the BOS token as prefix.
+
+    The blocks are encoded once per question for all settings that place them alike (PCW and
+    APE at every T, S; the exact merge apart) and only the query phase runs per setting, so an
+    APE grid costs one encoding, not one per cell. Answers equal :func:`combine_answers`'
+    one rule at a time, up to float rounding in near-tied greedy choices.
+
+    Args:
+      examples: questions with one number of documents ``n`` and one question length.
+      options: ``R`` settings, each built for ``n`` documents.
+      rows_per_batch: about how many documents are encoded at once (memory).
+
+    Returns:
+      ``R`` lists of answer texts, in the order of ``options``, one per example.
+
+    Raises:
+      ValueError: empty ``options`` or ``examples``, examples of different sizes.
+      TypeError: an entry of ``options`` that is not a ``ParallelOptions``.
+    """
+    if not examples:
+        raise ValueError("examples must be non-empty")
+    if not options:
+        raise ValueError("options must hold at least one ParallelOptions")
+    bad = [type(o).__name__ for o in options if not isinstance(o, ParallelOptions)]
+    if bad:
+        raise TypeError(f"options must be ParallelOptions (rule_options); got {bad}")
+    n = len(examples[0].documents)
+    if any(len(e.documents) != n for e in examples):
+        raise ValueError("examples must share their number of documents")
+    size = max(1, min(len(examples), rows_per_batch // n))
+    contexts, questions = _parallel_inputs(apply, examples, tokenizer)
+    prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
+    answers: list[list[str] | None] = [None] * len(options)
+    for sequential in (False, True):
+        group = [i for i, o in enumerate(options) if bool(o.sequential) == sequential]
+        if not group:
+            continue
+        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[options[i] for i in group])
+        tokens_QxRxT = _batched(functools.partial(_parallel_batch, apply, params, prefix,
+                                                  jnp.asarray(sequential), stacked,
+                                                  max_new_tokens=max_new_tokens,
+                                                  eos_id=tokenizer.eos_id),
+                                [contexts, questions], size)
+        for k, i in enumerate(group):
+            answers[i] = [tokenizer.decode(t) for t in tokens_QxRxT[:, k]]
+    return answers
 
 
 def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTokenizer,

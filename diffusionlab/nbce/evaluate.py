@@ -24,6 +24,7 @@ import numpy as np
 from diffusionlab.lm.data import QACorpus, QAExample
 from diffusionlab.lm.decode import generate, left_pad
 from diffusionlab.lm.tokenizer import ByteTokenizer
+from diffusionlab.nbce.combine import ensemble_decode
 from diffusionlab.nbce.generate import nbce_decode, nbce_prefill, nbce_prompts
 from diffusionlab.nbce.step import (
     DEFAULT_GAP,
@@ -32,8 +33,8 @@ from diffusionlab.nbce.step import (
     validate_hyperparameters,
 )
 
-__all__ = ["NBCESettings", "baseline_answers", "exact_match", "first_choice_hits",
-           "first_choice_rates", "held_out_questions", "nbce_answers"]
+__all__ = ["NBCESettings", "RowAnswers", "baseline_answers", "exact_match", "first_choice_hits",
+           "first_choice_rates", "held_out_questions", "nbce_answers", "row_answers"]
 
 BASELINES = ("truncate", "concat", "oracle")
 
@@ -80,11 +81,15 @@ def _chunks(total: int, size: int):
         yield slice(start, min(start + size, total))
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "poolings"))
-def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings):
+@functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "poolings", "choices",
+                                             "ensemble", "eos_id"))
+def _nbce_batch(apply, params, prompts_QxRxP, hyper, top_p, *, max_new_tokens, poolings,
+                choices=(), ensemble=False, eos_id=2):
     """Prefill once per question, then decode every setting: ``hyper[i]`` is an ``(S_i, 4)``
     array of (β, η, top-p, gap) for pooling ``poolings[i]``, vmapped so that values are
-    traced."""
+    traced. From the same prefill: the first choice of each selection in ``choices`` (at
+    top-p ``top_p``) and, with ``ensemble``, the parallel ensemble's tokens over the ``n``
+    context rows (the empty-context row weighted 0)."""
 
     def one(prompts_RxP):
         logits, cache = nbce_prefill(apply, params, prompts_RxP, max_new_tokens=max_new_tokens)
@@ -95,8 +100,17 @@ def _nbce_batch(apply, params, prompts_QxRxP, hyper, *, max_new_tokens, poolings
                                eta=values_4[1], top_p=values_4[2], temperature=1.0,
                                pooling=pooling, greedy=True, gap=values_4[3]).tokens
 
-        return tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx4)
-                     for pooling, values_Sx4 in zip(poolings, hyper, strict=True))
+        tokens = tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx4)
+                       for pooling, values_Sx4 in zip(poolings, hyper, strict=True))
+        first = jnp.stack([nbce_step_unchecked(logits, beta=0.0, eta=0.0, top_p=top_p,
+                                               prev_choice=jnp.int32(0), pooling=pooling)[1] - 1
+                           for pooling in choices]) if choices else jnp.zeros((0,), jnp.int32)
+        rows = logits.shape[0]
+        weights = jnp.where(jnp.arange(rows) > 0, 1.0 / (rows - 1), 0.0)
+        mixed = ensemble_decode(apply, params, logits, cache, weights,
+                                max_new_tokens=max_new_tokens, eos_id=eos_id) if ensemble \
+            else jnp.zeros((0,), jnp.int32)
+        return tokens, first, mixed
 
     return jax.vmap(one)(prompts_QxRxP)
 
@@ -177,6 +191,62 @@ def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequenc
     Returns:
       ``{settings: [answer text per example]}``.
     """
+    return row_answers(apply, params, examples, settings, tokenizer=tokenizer,
+                       max_new_tokens=max_new_tokens, rows_per_batch=rows_per_batch).nbce
+
+
+@dataclasses.dataclass(frozen=True)
+class RowAnswers:
+    """What :func:`row_answers` decodes from one prefill of the ``n + 1`` NBCE rows.
+
+    Attributes:
+      nbce: ``{settings: [answer text per example]}``.
+      first_choice: ``{selection: (Q,) array}``, 1.0 where the selection's first choice is a
+        document that holds the answer (:func:`first_choice_hits`).
+      ensemble: the parallel ensemble's answers (equal weights over the ``n`` documents), or
+        None when not asked for.
+    """
+
+    nbce: dict
+    first_choice: dict
+    ensemble: list[str] | None
+
+
+def row_answers(apply, params, examples: Sequence[QAExample], settings: Sequence[NBCESettings],
+                *, tokenizer: ByteTokenizer, max_new_tokens: int,
+                first_choice: Sequence[str] = (), ensemble: bool = False, top_p: float = 0.95,
+                rows_per_batch: int = 1024) -> RowAnswers:
+    """NBCE answers under every setting, the selections' first choices and the parallel
+    ensemble's answers, all from one prefill of each question's ``n + 1`` rows (the empty
+    context and one row per document).
+
+    Equal to :func:`nbce_answers`, :func:`first_choice_rates` and
+    :func:`~diffusionlab.nbce.combine_answers`' ``"ensemble"`` called one by one (which prefill
+    the same rows three times), up to float rounding in near-tied greedy choices: the
+    ensemble weights the empty-context row 0, which leaves its mixture of the n documents
+    unchanged.
+
+    Args:
+      settings: the NBCE decoding variants (at least one).
+      first_choice: selections (:data:`~diffusionlab.nbce.step.SELECTIONS`) whose first choice
+        to score, at top-p ``top_p`` in (0, 1].
+      ensemble: also decode the parallel ensemble.
+      rows_per_batch: about how many rows are prefilled at once (memory).
+
+    Returns:
+      :class:`RowAnswers`.
+
+    Raises:
+      ValueError: no settings, a first-choice pooling that is not a selection, examples with
+        different numbers of documents.
+    """
+    if not settings:
+        raise ValueError("settings must hold at least one NBCESettings")
+    choices = tuple(first_choice)
+    bad = [p for p in choices if p not in SELECTIONS]
+    if bad:
+        raise ValueError(f"first_choice must be selections among {SELECTIONS}; got {bad}")
+    validate_hyperparameters(beta=0.0, top_p=top_p, pooling="min_entropy")
     prompts = _nbce_prompt_batch(apply, examples, tokenizer)
     rows = prompts.shape[1]
     settings = tuple(dict.fromkeys(settings))
@@ -185,19 +255,27 @@ def nbce_answers(apply, params, examples: Sequence[QAExample], settings: Sequenc
     hyper = tuple(jnp.asarray([[s.beta, s.eta, s.top_p, s.gap] for s in group], jnp.float32)
                   for group in groups)
     answers: dict[NBCESettings, list[str]] = {s: [] for s in settings}
-    size = max(1, rows_per_batch // (rows * max(len(g) for g in groups)))
+    chosen, mixed = [], []
+    size = max(1, rows_per_batch // (rows * (max(len(g) for g in groups) + ensemble)))
     for part in _chunks(len(examples), size):
         batch = prompts[part]
         # Pad the last batch to the common size: one compilation for all batches.
         missing = size - batch.shape[0]
         batch = np.concatenate([batch, np.repeat(batch[:1], missing, 0)]) if missing else batch
-        outs = _nbce_batch(apply, params, jnp.asarray(batch), hyper,
-                           max_new_tokens=max_new_tokens, poolings=poolings)
+        outs, first, tokens = _nbce_batch(apply, params, jnp.asarray(batch), hyper,
+                                          jnp.float32(top_p), max_new_tokens=max_new_tokens,
+                                          poolings=poolings, choices=choices, ensemble=ensemble,
+                                          eos_id=tokenizer.eos_id)
         for group, tokens_QxSxT in zip(groups, outs, strict=True):
             tokens_QxSxT = np.asarray(tokens_QxSxT)[: size - missing]
             for k, s in enumerate(group):
                 answers[s] += [tokenizer.decode(t) for t in tokens_QxSxT[:, k]]
-    return answers
+        chosen.append(np.asarray(first)[: size - missing])
+        mixed += [tokenizer.decode(t) for t in np.asarray(tokens)[: size - missing]]
+    chosen = np.concatenate(chosen)
+    hits = {p: np.asarray([c in e.relevant for c, e in zip(chosen[:, i], examples, strict=True)],
+                          float) for i, p in enumerate(choices)}
+    return RowAnswers(answers, hits, mixed if ensemble else None)
 
 
 def _baseline_prompt(example: QAExample, method: str, tokenizer: ByteTokenizer,

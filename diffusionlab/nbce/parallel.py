@@ -50,9 +50,9 @@ from flax import nnx
 
 from diffusionlab.nn.transformer import rotary_embedding
 
-__all__ = ["PARALLEL_RULES", "ParallelOptions", "ParallelState", "attention_parts", "merge_attention",
-           "pad_contexts", "parallel_decode", "parallel_prefill",
-           "rule_options"]
+__all__ = ["PARALLEL_RULES", "ParallelOptions", "ParallelState", "attention_parts",
+           "encode_blocks", "merge_attention", "pad_contexts", "parallel_decode",
+           "parallel_prefill", "query_phase", "rule_options"]
 
 PARALLEL_RULES = ("pcw", "ape", "exact")
 
@@ -209,18 +209,25 @@ def _layout(sequential, context_valid_NxC, prefix_length: int):
     return offsets_N, start
 
 
-def _parallel_prefill(apply, params, prefix_P, contexts_NxC, question_Q, options, *,
-                      max_new_tokens: int):
+def encode_blocks(apply, params, prefix_P, contexts_NxC, sequential, *, own_slots: int):
+    """The prefix and the ``n`` blocks encoded (no question yet): a :class:`ParallelState`
+    whose own cache has ``own_slots`` slots for the query phase.
+
+    What the blocks hold depends on the rule only through ``sequential`` (their positions and
+    token-shift histories), so ``"pcw"`` and ``"ape"`` at any T and S share one encoding
+    (:func:`query_phase` applies the rest). ``apply, params`` as in :func:`parallel_prefill`;
+    ``sequential`` a bool scalar (may be traced). Called inside a traced function.
+    """
     model = nnx.merge(apply.graphdef, params)
     pad = apply.pad_id
     n, context_length = contexts_NxC.shape
-    p, q = prefix_P.shape[0], question_Q.shape[0]
+    p = prefix_P.shape[0]
     width = model.shift.width if model.shift is not None else 0
     dim = apply.config.dim
     heads = apply.config.num_heads
     head_dim = dim // heads
     context_valid = contexts_NxC != pad
-    offsets_N, question_start = _layout(options.sequential, context_valid, p)
+    offsets_N, question_start = _layout(sequential, context_valid, p)
 
     # 1. The prefix, once: ordinary causal attention from position 0.
     prefix_keys, prefix_values = [], []
@@ -246,7 +253,7 @@ def _parallel_prefill(apply, params, prefix_P, contexts_NxC, question_Q, options
     # Sequential blocks: block k's history is the concatenation's last tokens before it
     # (prefix, blocks < k); parallel blocks: the prefix's last tokens.
     before = jnp.arange(flat.shape[1])[None, :] < (
-        p + jnp.where(options.sequential, jnp.arange(n), 0)[:, None] * context_length)
+        p + jnp.where(sequential, jnp.arange(n), 0)[:, None] * context_length)
     history = _tail_history(model, _tails(jnp.broadcast_to(flat, (n, flat.shape[1])),
                                           before & flat_valid, width))
     x, _ = _embed(model, contexts_NxC, context_valid, history)
@@ -273,18 +280,35 @@ def _parallel_prefill(apply, params, prefix_P, contexts_NxC, question_Q, options
     window_valid = jnp.concatenate([jnp.ones((n, p), bool), context_valid], 1)
     per_window = jnp.mean(_tail_history(model, _tails(window, window_valid, width)), axis=0,
                           keepdims=True)
-    question_history = jnp.where(options.sequential,
+    question_history = jnp.where(sequential,
                                  _tail_history(model, _tails(flat, flat_valid, width)),
                                  per_window)
-    own_slots = q + max_new_tokens
     depth = len(model.trunk.blocks)
-    state = ParallelState(
+    return ParallelState(
         jnp.stack(context_keys), jnp.stack(context_values), context_valid,
         jnp.stack(prefix_keys), jnp.stack(prefix_values),
         jnp.zeros((depth, 1, own_slots, heads, head_dim), x.dtype),
         jnp.zeros((depth, 1, own_slots, heads, head_dim), x.dtype),
         jnp.zeros((), jnp.int32), question_start.astype(jnp.int32), question_history)
-    return _query_step(model, state, question_Q[None], options)
+
+
+def query_phase(apply, params, state: ParallelState, question_Q, options: ParallelOptions, *,
+                max_new_tokens: int, eos_id: int):
+    """The question over encoded blocks (:func:`encode_blocks`), then ``max_new_tokens``
+    greedy tokens under ``options`` (its temperature, scale and prefix copies; its
+    ``sequential`` was the encoding's). Returns ``(T,)`` int32 tokens; called inside a traced
+    function, so that a ``vmap`` over ``options`` shares the encoding."""
+    model = nnx.merge(apply.graphdef, params)
+    logits_V, state = _query_step(model, state, question_Q[None], options)
+    return _greedy_tokens(model, logits_V, state, options, max_new_tokens=max_new_tokens,
+                          eos_id=eos_id)
+
+
+def _parallel_prefill(apply, params, prefix_P, contexts_NxC, question_Q, options, *,
+                      max_new_tokens: int):
+    state = encode_blocks(apply, params, prefix_P, contexts_NxC, options.sequential,
+                          own_slots=question_Q.shape[0] + max_new_tokens)
+    return _query_step(nnx.merge(apply.graphdef, params), state, question_Q[None], options)
 
 
 def _query_step(model, state: ParallelState, tokens_1xL, options: ParallelOptions):
@@ -359,8 +383,12 @@ def parallel_decode(apply, params, logits_V, state: ParallelState, options, *,
     """Greedy decoding from :func:`parallel_prefill`: a ``lax.scan`` of ``max_new_tokens``
     steps, each one query token over all blocks. Returns ``(T,)`` int32 tokens (``eos_id``
     repeated after the first EOS)."""
-    model = nnx.merge(apply.graphdef, params)
+    return _greedy_tokens(nnx.merge(apply.graphdef, params), logits_V, state, options,
+                          max_new_tokens=max_new_tokens, eos_id=eos_id)
 
+
+def _greedy_tokens(model, logits_V, state: ParallelState, options, *, max_new_tokens: int,
+                   eos_id: int):
     def step(carry, _):
         logits_V, state, done = carry
         token = jnp.argmax(logits_V).astype(jnp.int32)
