@@ -86,6 +86,16 @@ def _ensemble_batch(apply, params, rows_QxNxP, *, max_new_tokens: int, eos_id: i
     return jax.vmap(one)(rows_QxNxP)
 
 
+def _documents_and_batch(examples: Sequence[QAExample], rows_per_batch: int) -> tuple[int, int]:
+    """The examples' common number of documents ``n`` and how many questions go in a batch."""
+    if not examples:
+        raise ValueError("examples must be non-empty")
+    n = len(examples[0].documents)
+    if any(len(e.documents) != n for e in examples):
+        raise ValueError("examples must share their number of documents")
+    return n, max(1, min(len(examples), rows_per_batch // n))
+
+
 def _batched(fn, inputs: Sequence[np.ndarray], size: int) -> np.ndarray:
     """``fn`` over the leading axis in batches of ``size`` (the last padded: one program)."""
     total = inputs[0].shape[0]
@@ -123,10 +133,7 @@ def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequenc
     unknown = [r for r in rules if r not in COMBINE_RULES]
     if unknown:
         raise ValueError(f"rules must be among {COMBINE_RULES}; got {unknown}")
-    n = len(examples[0].documents)
-    if any(len(e.documents) != n for e in examples):
-        raise ValueError("examples must share their number of documents")
-    size = max(1, min(len(examples), rows_per_batch // n))
+    n, size = _documents_and_batch(examples, rows_per_batch)
     answers: dict[str, list[str]] = {}
     if "ensemble" in rules:
         rows = _nbce_prompt_batch(apply, examples, tokenizer)[:, 1:]
@@ -168,17 +175,12 @@ def parallel_answers(apply, params, examples: Sequence[QAExample],
       ValueError: empty ``options`` or ``examples``, examples of different sizes.
       TypeError: an entry of ``options`` that is not a ``ParallelOptions``.
     """
-    if not examples:
-        raise ValueError("examples must be non-empty")
     if not options:
         raise ValueError("options must hold at least one ParallelOptions")
     bad = [type(o).__name__ for o in options if not isinstance(o, ParallelOptions)]
     if bad:
         raise TypeError(f"options must be ParallelOptions (rule_options); got {bad}")
-    n = len(examples[0].documents)
-    if any(len(e.documents) != n for e in examples):
-        raise ValueError("examples must share their number of documents")
-    size = max(1, min(len(examples), rows_per_batch // n))
+    _, size = _documents_and_batch(examples, rows_per_batch)
     contexts, questions = _parallel_inputs(apply, examples, tokenizer)
     prefix = jnp.asarray([tokenizer.bos_id], jnp.int32)
     answers: list[list[str] | None] = [None] * len(options)
