@@ -102,9 +102,7 @@ def _nbce_batch(apply, params, prompts_QxRxP, hyper, top_p, *, max_new_tokens, p
 
         tokens = tuple(jax.vmap(functools.partial(decode, pooling))(values_Sx4)
                        for pooling, values_Sx4 in zip(poolings, hyper, strict=True))
-        first = jnp.stack([nbce_step_unchecked(logits, beta=0.0, eta=0.0, top_p=top_p,
-                                               prev_choice=jnp.int32(0), pooling=pooling)[1] - 1
-                           for pooling in choices]) if choices else jnp.zeros((0,), jnp.int32)
+        first = _first_choice_ids(logits, top_p, choices)
         rows = logits.shape[0]
         weights = jnp.where(jnp.arange(rows) > 0, 1.0 / (rows - 1), 0.0)
         mixed = ensemble_decode(apply, params, logits, cache, weights,
@@ -127,14 +125,19 @@ def _nbce_prompt_batch(apply, examples: Sequence[QAExample], tokenizer: ByteToke
         for e in examples])
 
 
+def _first_choice_ids(logits_RxV, top_p, poolings):
+    """``(len(poolings),)`` document index (0-based, the empty row -1) each selection picks
+    from the rows' next-token logits at the first answer token."""
+    return jnp.stack([nbce_step_unchecked(logits_RxV, beta=0.0, eta=0.0, top_p=top_p,
+                                          prev_choice=jnp.int32(0), pooling=pooling)[1] - 1
+                      for pooling in poolings]) if poolings else jnp.zeros((0,), jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("apply", "poolings"))
 def _first_choices(apply, params, prompts_QxRxP, top_p, poolings=("min_entropy",)):
     def one(prompts_RxP):
         logits_RxPxV, _ = apply(params, prompts_RxP, None)
-        return jnp.stack([
-            nbce_step_unchecked(logits_RxPxV[:, -1], beta=0.0, eta=0.0, top_p=top_p,
-                                prev_choice=jnp.int32(0), pooling=pooling)[1] - 1
-            for pooling in poolings])
+        return _first_choice_ids(logits_RxPxV[:, -1], top_p, poolings)
 
     # One question at a time bounds the memory at (n+1) rows.
     return jax.lax.map(one, prompts_QxRxP)
@@ -271,7 +274,8 @@ def row_answers(apply, params, examples: Sequence[QAExample], settings: Sequence
             for k, s in enumerate(group):
                 answers[s] += [tokenizer.decode(t) for t in tokens_QxSxT[:, k]]
         chosen.append(np.asarray(first)[: size - missing])
-        mixed += [tokenizer.decode(t) for t in np.asarray(tokens)[: size - missing]]
+        if ensemble:
+            mixed += [tokenizer.decode(t) for t in np.asarray(tokens)[: size - missing]]
     chosen = np.concatenate(chosen)
     hits = {p: np.asarray([c in e.relevant for c, e in zip(chosen[:, i], examples, strict=True)],
                           float) for i, p in enumerate(choices)}

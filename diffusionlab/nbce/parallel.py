@@ -297,7 +297,7 @@ def query_phase(apply, params, state: ParallelState, question_Q, options: Parall
     """The question over encoded blocks (:func:`encode_blocks`), then ``max_new_tokens``
     greedy tokens under ``options`` (its temperature, scale and prefix copies; its
     ``sequential`` was the encoding's). Returns ``(T,)`` int32 tokens; called inside a traced
-    function, so that a ``vmap`` over ``options`` shares the encoding."""
+    function, so that a map over ``options`` shares the encoding."""
     model = nnx.merge(apply.graphdef, params)
     logits_V, state = _query_step(model, state, question_Q[None], options)
     return _greedy_tokens(model, logits_V, state, options, max_new_tokens=max_new_tokens,
