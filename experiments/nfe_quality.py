@@ -80,7 +80,7 @@ class Config:
     @classmethod
     def quick(cls):
         return cls(datasets=("8gaussians",), num_train=256, num_eval=200, euler_steps=(8,),
-                   protocol_nfe=(10, 100),
+                   protocol_nfe=(10, 20),
                    hidden=32, depth=2, train_steps=60, batch_size=128, reflow_pairs=256,
                    reflow_steps=30, training_seeds=2, exact_datasets=("8gaussians",),
                    exact_nfe=())

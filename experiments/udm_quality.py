@@ -37,7 +37,7 @@ class Config:
     @classmethod
     def quick(cls) -> Config:
         return cls(
-            recipe=evaluation.Recipe.quick(), domains=("digits",), fractions=(1.0,), seeds=2,
+            recipe=evaluation.Recipe.quick(), domains=("digits",), fractions=(0.25,), seeds=2,
             training_seeds=2, num_eval=64,
         )
 

@@ -349,8 +349,7 @@ def _pair_arrays():
 
 @functools.cache
 def _tsv_dir():
-    import tempfile
-    directory = tempfile.mkdtemp(prefix="fuzz_tsv_")
+    directory = _tmpdir()
     rows = "".join(f"a sentence {i}\tanother one {i}\t{i % 2}\n" for i in range(8))
     for split in ("train", "valid", "test"):
         with open(os.path.join(directory, f"toy.{split}.data"), "w") as f:
@@ -1225,8 +1224,13 @@ def _try_import(name):
 
 
 def _tmpdir():
+    """A scratch folder, removed when the test process exits."""
+    import atexit
+    import shutil
     import tempfile
-    return tempfile.mkdtemp(prefix="fuzz_")
+    directory = tempfile.mkdtemp(prefix="fuzz_")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 @functools.cache

@@ -322,3 +322,19 @@ def test_first_choice_hits_finds_the_document_with_the_sharpest_prediction(confi
     hits = first_choice_hits(_MarkerModel(marker, confident_elsewhere), None, examples,
                              tokenizer=tokenizer)
     np.testing.assert_array_equal(hits, np.full(4, expected))
+
+
+def test_batches_hold_every_question_in_the_fewest_batches_with_little_padding():
+    """Batches are padded to one size (one program): the fewest batches under the limit,
+    filled evenly, so fewer than one padded question per batch and never more than asked."""
+    from diffusionlab.nbce.evaluate import _batch_size
+
+    for total in range(1, 80):
+        for limit in range(0, 100):
+            size = _batch_size(total, limit)
+            cap = max(1, min(total, limit))
+            batches = -(-total // size)
+            assert 1 <= size <= cap, (total, limit, size)
+            assert batches == -(-total // cap), (total, limit, size)  # the fewest
+            assert batches * size - total < batches, (total, limit, size)
+    assert _batch_size(24, 256) == 24 and _batch_size(24, 15) == 12 and _batch_size(24, 7) == 6

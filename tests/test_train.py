@@ -23,6 +23,7 @@ import pytest
 from asserts import assert_tree_allclose
 from train_problem import CONFIG, SEED, nan_gradient_where, problem
 
+from diffusionlab.train import loop as train_loop
 from diffusionlab.train import (
     Checkpointer,
     CheckpointMismatchError,
@@ -61,8 +62,11 @@ def test_training_reduces_the_loss_to_the_noise_floor():
     assert result.history["step"] == list(range(300))
 
 
+@pytest.mark.all_devices
 def test_sharded_over_8_devices_matches_one_device():
+    """The default (no ``devices``) shards over every device."""
     assert len(jax.devices()) == 8, "conftest provides 8 virtual CPU devices"
+    assert train_loop._mesh_for(CONFIG.batch_size).devices.size == 8
     loss_fn, params, data = problem()
     many = fit(loss_fn, params, data, config=CONFIG, key=RUN_KEY, progress=False)
     one = fit(loss_fn, params, data, config=CONFIG, key=RUN_KEY, progress=False, devices=jax.devices()[:1])

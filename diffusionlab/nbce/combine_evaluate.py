@@ -20,7 +20,7 @@ from diffusionlab.lm.decode import prefill
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.combine import APE_SCALE, APE_TEMPERATURE, ensemble_decode
 from diffusionlab.nbce.cost import DecodingCost
-from diffusionlab.nbce.evaluate import _chunks, _nbce_prompt_batch
+from diffusionlab.nbce.evaluate import _batch_size, _chunks, _nbce_prompt_batch
 from diffusionlab.nbce.parallel import (
     PARALLEL_RULES,
     ParallelOptions,
@@ -93,7 +93,7 @@ def _documents_and_batch(examples: Sequence[QAExample], rows_per_batch: int) -> 
     n = len(examples[0].documents)
     if any(len(e.documents) != n for e in examples):
         raise ValueError("examples must share their number of documents")
-    return n, max(1, min(len(examples), rows_per_batch // n))
+    return n, _batch_size(len(examples), rows_per_batch // n)
 
 
 def _batched(fn, inputs: Sequence[np.ndarray], size: int) -> np.ndarray:

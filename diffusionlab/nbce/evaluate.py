@@ -76,6 +76,15 @@ def exact_match(answers: Sequence[str], examples: Sequence[QAExample]) -> np.nda
     return np.asarray([a == e.answer for a, e in zip(answers, examples, strict=True)], float)
 
 
+def _batch_size(total: int, limit: int) -> int:
+    """Questions per batch for ``total`` questions and at most ``limit`` per batch (at least
+    one): the fewest batches, filled evenly. Every batch is padded to this size (one compiled
+    program), so the padding is under one question per batch, never a batch of copies."""
+    limit = max(1, min(total, limit))
+    batches = -(-total // limit)
+    return -(-total // batches)
+
+
 def _chunks(total: int, size: int):
     for start in range(0, total, size):
         yield slice(start, min(start + size, total))
@@ -259,7 +268,8 @@ def row_answers(apply, params, examples: Sequence[QAExample], settings: Sequence
                   for group in groups)
     answers: dict[NBCESettings, list[str]] = {s: [] for s in settings}
     chosen, mixed = [], []
-    size = max(1, rows_per_batch // (rows * (max(len(g) for g in groups) + ensemble)))
+    size = _batch_size(len(examples),
+                       rows_per_batch // (rows * (max(len(g) for g in groups) + ensemble)))
     for part in _chunks(len(examples), size):
         batch = prompts[part]
         # Pad the last batch to the common size: one compilation for all batches.
@@ -307,9 +317,8 @@ def baseline_answers(apply, params, examples: Sequence[QAExample], method: str, 
     length = -(-max(len(p) for p in prompts) // bucket) * bucket
     padded = left_pad(prompts, pad_id=apply.pad_id, length=length)
     # Concatenation is quadratic in its length: batch fewer of the long prompts at once.
-    size = max(1, tokens_per_batch // length if method != "concat"
-               else tokens_per_batch * 64 // (length * length) or 1)
-    size = min(size, len(examples))
+    size = _batch_size(len(examples), tokens_per_batch // length if method != "concat"
+                       else tokens_per_batch * 64 // (length * length))
     answers: list[str] = []
     for part in _chunks(len(examples), size):
         batch = padded[part]

@@ -297,8 +297,13 @@ def _check_arguments(loss_fn, config, workdir, progress, optimizer, devices) -> 
         raise ValueError("TrainConfig.checkpoint_every > 0 needs a workdir")
 
 
+def _default_devices() -> list:
+    """Where :func:`fit` shards when ``devices`` is not given: every device, on every host."""
+    return jax.devices()
+
+
 def _mesh_for(batch_size: int, devices=None):
-    devices = jax.devices() if devices is None else list(devices)
+    devices = _default_devices() if devices is None else list(devices)
     if jax.process_count() > 1:
         if batch_size % len(devices):
             raise ValueError(f"batch_size={batch_size} must be divisible by the global device "
