@@ -59,6 +59,6 @@ def _fit_on_one_device(request, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Runs the longest test (the whole ``--all --quick`` run, about 10 minutes) first, so that
+    """Runs the longest test (the whole ``--all --quick`` run, 4 to 5 minutes) first, so that
     one xdist worker works on it while the other takes the rest of the suite."""
     items.sort(key=lambda item: item.name != "test_all_quick_end_to_end")
