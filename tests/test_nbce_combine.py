@@ -252,6 +252,7 @@ def test_row_answers_equal_nbce_first_choice_and_ensemble_one_by_one():
     from diffusionlab.nbce.combine_evaluate import combine_answers
     from diffusionlab.nbce.evaluate import (
         NBCESettings,
+        _batch_size,
         first_choice_rates,
         nbce_answers,
         row_answers,
@@ -270,8 +271,10 @@ def test_row_answers_equal_nbce_first_choice_and_ensemble_one_by_one():
                 NBCESettings(pooling="min_entropy", beta=0.5)]
     choices = ["min_entropy", "margin"]
     got = row_answers(apply, params, examples, settings, tokenizer=tokenizer, max_new_tokens=4,
-                      first_choice=choices, ensemble=True, rows_per_batch=8)
-    # Not vacuous: answers and first choices differ between questions (batches of two).
+                      first_choice=choices, ensemble=True, rows_per_batch=24)
+    # 24 rows // (4 rows x (2 settings + ensemble)): batches of two, the third padded by one.
+    assert _batch_size(len(examples), 24 // (4 * 3)) == 2
+    # Not vacuous: answers and first choices differ between questions.
     assert len(set(got.ensemble)) > 1 and 0 < got.first_choice["min_entropy"].sum() < 5
     assert got.nbce == nbce_answers(apply, params, examples, settings, tokenizer=tokenizer,
                                     max_new_tokens=4)

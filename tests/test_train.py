@@ -23,7 +23,6 @@ import pytest
 from asserts import assert_tree_allclose
 from train_problem import CONFIG, SEED, nan_gradient_where, problem
 
-from diffusionlab.train import loop as train_loop
 from diffusionlab.train import (
     Checkpointer,
     CheckpointMismatchError,
@@ -40,6 +39,7 @@ from diffusionlab.train import (
     make_train_step,
     put_replicated,
 )
+from diffusionlab.train import loop as train_loop
 
 HERE = os.path.dirname(__file__)
 RUN_KEY = jax.random.key(SEED)
