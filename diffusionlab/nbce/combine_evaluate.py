@@ -20,7 +20,7 @@ from diffusionlab.lm.decode import prefill
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.combine import APE_SCALE, APE_TEMPERATURE, ensemble_decode
 from diffusionlab.nbce.cost import DecodingCost
-from diffusionlab.nbce.evaluate import _batch_size, _chunks, _nbce_prompt_batch
+from diffusionlab.nbce.evaluate import _batch_size, _batched, _nbce_prompt_batch
 from diffusionlab.nbce.parallel import (
     PARALLEL_RULES,
     ParallelOptions,
@@ -94,19 +94,6 @@ def _documents_and_batch(examples: Sequence[QAExample], rows_per_batch: int) -> 
     if any(len(e.documents) != n for e in examples):
         raise ValueError("examples must share their number of documents")
     return n, _batch_size(len(examples), rows_per_batch // n)
-
-
-def _batched(fn, inputs: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """``fn`` over the leading axis in batches of ``size`` (the last padded: one program)."""
-    total = inputs[0].shape[0]
-    out = []
-    for part in _chunks(total, size):
-        batch = [x[part] for x in inputs]
-        missing = size - batch[0].shape[0]
-        if missing:
-            batch = [np.concatenate([x, np.repeat(x[:1], missing, 0)]) for x in batch]
-        out.append(np.asarray(fn(*[jnp.asarray(x) for x in batch]))[: size - missing])
-    return np.concatenate(out)
 
 
 def combine_answers(apply, params, examples: Sequence[QAExample], rules: Sequence[str], *,

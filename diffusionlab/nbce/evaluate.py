@@ -90,6 +90,21 @@ def _chunks(total: int, size: int):
         yield slice(start, min(start + size, total))
 
 
+def _batched(fn, inputs: Sequence[np.ndarray], size: int):
+    """``fn`` over the leading axis of ``inputs`` in batches of ``size``, the last padded with
+    copies of its first row (one program for all batches); ``fn``'s outputs (a pytree of
+    arrays) come back concatenated on the host, the padding cut off."""
+    outs = []
+    for part in _chunks(inputs[0].shape[0], size):
+        batch = [x[part] for x in inputs]
+        missing = size - batch[0].shape[0]
+        if missing:
+            batch = [np.concatenate([x, np.repeat(x[:1], missing, 0)]) for x in batch]
+        out = fn(*[jnp.asarray(x) for x in batch])
+        outs.append(jax.tree.map(lambda a, keep=size - missing: np.asarray(a)[:keep], out))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
+
+
 @functools.partial(jax.jit, static_argnames=("apply", "max_new_tokens", "poolings", "choices",
                                              "ensemble", "eos_id"))
 def _nbce_batch(apply, params, prompts_QxRxP, hyper, top_p, *, max_new_tokens, poolings,
@@ -266,30 +281,21 @@ def row_answers(apply, params, examples: Sequence[QAExample], settings: Sequence
     groups = [[s for s in settings if s.pooling == p] for p in poolings]
     hyper = tuple(jnp.asarray([[s.beta, s.eta, s.top_p, s.gap] for s in group], jnp.float32)
                   for group in groups)
-    answers: dict[NBCESettings, list[str]] = {s: [] for s in settings}
-    chosen, mixed = [], []
     size = _batch_size(len(examples),
                        rows_per_batch // (rows * (max(len(g) for g in groups) + ensemble)))
-    for part in _chunks(len(examples), size):
-        batch = prompts[part]
-        # Pad the last batch to the common size: one compilation for all batches.
-        missing = size - batch.shape[0]
-        batch = np.concatenate([batch, np.repeat(batch[:1], missing, 0)]) if missing else batch
-        outs, first, tokens = _nbce_batch(apply, params, jnp.asarray(batch), hyper,
-                                          jnp.float32(top_p), max_new_tokens=max_new_tokens,
-                                          poolings=poolings, choices=choices, ensemble=ensemble,
-                                          eos_id=tokenizer.eos_id)
-        for group, tokens_QxSxT in zip(groups, outs, strict=True):
-            tokens_QxSxT = np.asarray(tokens_QxSxT)[: size - missing]
-            for k, s in enumerate(group):
-                answers[s] += [tokenizer.decode(t) for t in tokens_QxSxT[:, k]]
-        chosen.append(np.asarray(first)[: size - missing])
-        if ensemble:
-            mixed += [tokenizer.decode(t) for t in np.asarray(tokens)[: size - missing]]
-    chosen = np.concatenate(chosen)
+    outs, chosen, tokens = _batched(
+        functools.partial(_nbce_batch, apply, params, hyper=hyper, top_p=jnp.float32(top_p),
+                          max_new_tokens=max_new_tokens, poolings=poolings, choices=choices,
+                          ensemble=ensemble, eos_id=tokenizer.eos_id),
+        [prompts], size)
+    decoded = {s: [tokenizer.decode(t) for t in tokens_QxSxT[:, k]]
+               for group, tokens_QxSxT in zip(groups, outs, strict=True)
+               for k, s in enumerate(group)}
+    answers = {s: decoded[s] for s in settings}
     hits = {p: np.asarray([c in e.relevant for c, e in zip(chosen[:, i], examples, strict=True)],
                           float) for i, p in enumerate(choices)}
-    return RowAnswers(answers, hits, mixed if ensemble else None)
+    return RowAnswers(answers, hits,
+                      [tokenizer.decode(t) for t in tokens] if ensemble else None)
 
 
 def _baseline_prompt(example: QAExample, method: str, tokenizer: ByteTokenizer,
@@ -319,12 +325,6 @@ def baseline_answers(apply, params, examples: Sequence[QAExample], method: str, 
     # Concatenation is quadratic in its length: batch fewer of the long prompts at once.
     size = _batch_size(len(examples), tokens_per_batch // length if method != "concat"
                        else tokens_per_batch * 64 // (length * length))
-    answers: list[str] = []
-    for part in _chunks(len(examples), size):
-        batch = padded[part]
-        missing = size - batch.shape[0]
-        batch = np.concatenate([batch, np.repeat(batch[:1], missing, 0)]) if missing else batch
-        out = np.asarray(generate(apply, params, batch, max_new_tokens=max_new_tokens,
-                                  eos_id=tokenizer.eos_id))[: size - missing]
-        answers += [tokenizer.decode(t) for t in out]
-    return answers
+    out = _batched(functools.partial(generate, apply, params, max_new_tokens=max_new_tokens,
+                                     eos_id=tokenizer.eos_id), [padded], size)
+    return [tokenizer.decode(t) for t in out]
