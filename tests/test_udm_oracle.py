@@ -170,6 +170,31 @@ def test_blockwise_sum_equals_the_one_block_sum_and_the_weighted_mean(name):
         np.testing.assert_allclose(blocked, weights @ data, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["hot", "cold_noisy"])
+def test_image_events_weigh_every_pixel(name):
+    # (N, 4, 4, 1) images: the likelihood sums over every pixel (the predictor flattens the
+    # event axes), against the forward law in float64 over the flattened pixels
+    images = jax.random.uniform(jax.random.key(3), (5, 4, 4, 1), minval=-1.0, maxval=1.0)
+    if name == "hot":
+        process, t = udm.HotDiffusion.ddpm(T=100, event_shape=(4, 4, 1)), 30
+    else:
+        process, t = udm.ColdDiffusion("blur", sigma=0.2, T=4, event_shape=(4, 4, 1)), 2
+    x_t = process.forward(images, t, key=KEY)
+    oracle = udm.empirical_predictor(process, images, block_size=2)
+    x, d = (np.asarray(a, np.float64).reshape(5, -1) for a in (x_t, images))
+    if name == "hot":
+        c = process.coefficients
+        log_p = -np.sum((x[:, None] - c.alpha_bar[t] * d[None]) ** 2, -1) / (2 * c.beta_bar[t] ** 2)
+    else:
+        degraded = np.asarray(process.degrade(images, t), np.float64).reshape(5, -1)
+        log_p = -np.sum((x[:, None] - degraded[None]) ** 2, -1) / (2 * process.sigma**2)
+    expected = np.exp(log_p - log_p.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert 0.01 < expected.max(1).min() < 0.999  # the weights are not all on one point
+    np.testing.assert_allclose(oracle.weights(x_t, t), expected, atol=1e-5)
+    np.testing.assert_allclose(oracle(x_t, t), (expected @ d).reshape(images.shape), atol=1e-5)
+
+
 def test_float64_when_enabled():
     with jax.enable_x64(True):
         data = jnp.asarray(np.asarray(POINTS), jnp.float64)

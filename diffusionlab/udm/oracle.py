@@ -83,6 +83,17 @@ _VIOLATION = 1e4
 _WITH_ORACLE = "HotDiffusion, ColdDiffusion with sigma > 0, EncoderDiffusion, MaskDiffusion, EditDiffusion"
 
 
+def _squared_distances(x, points, scale=1.0):
+    """``||x - scale * points_i||^2`` for one state ``x`` and ``points`` ``(b,) + x.shape``:
+    ``(b,)``.
+
+    Summed over the flattened event, one contiguous axis: XLA:CPU runs the multi-axis sum over
+    the ``(B, b, 8, 8, 1)`` broadcast (under the predictor's vmap) about 30x slower (the hot
+    digits oracle at B = 500, 100 steps: 16 s against 0.5 s per draw).
+    """
+    return jnp.sum((x.reshape(1, -1) - scale * points.reshape(points.shape[0], -1)) ** 2, axis=1)
+
+
 @final
 class EmpiricalPredictor(eqx.Module):
     r"""``predict_x0(x_t, t)`` from the exact posterior over a finite training set.
@@ -110,16 +121,14 @@ class EmpiricalPredictor(eqx.Module):
         r""":math:`\log p(x\mid x_0=a_i)` up to a constant in ``i``, for one state ``x`` at time
         ``t`` (a scalar) and anchors ``(b,) + x.shape``; returns ``(b,)``."""
         p = self.process
-        axes = tuple(range(1, anchors.ndim))
         if isinstance(p, (HotDiffusion, EncoderDiffusion)):
             c = (p.latent if isinstance(p, EncoderDiffusion) else p).coefficients
             alpha_bar = jnp.asarray(c.alpha_bar, x.dtype)[t]
             beta_bar = jnp.asarray(c.beta_bar, x.dtype)[t]
-            sq = jnp.sum((x[None] - alpha_bar * anchors) ** 2, axis=axes)
-            return -sq / (2.0 * beta_bar**2)
+            return -_squared_distances(x, anchors, alpha_bar) / (2.0 * beta_bar**2)
         if isinstance(p, ColdDiffusion):
             degraded = p.degrade(anchors, jnp.full(anchors.shape[:1], t))
-            return -jnp.sum((x[None] - degraded) ** 2, axis=axes) / (2.0 * p.sigma**2)
+            return -_squared_distances(x, degraded) / (2.0 * p.sigma**2)
         if isinstance(p, MaskDiffusion):
             visible = (x != p.mask_id)[None]
             disagree = jnp.sum(visible & (anchors != x[None]), axis=-1)
