@@ -118,15 +118,16 @@ def test_small_t_predicts_the_true_point(name):
 
 
 def _expected_weights(name, process, data, x_t, t):
-    """p(x_t | x_0 = x_i) normalised over i, written directly from each forward law (float64)."""
-    x, d = np.asarray(x_t, np.float64), np.asarray(data, np.float64)
+    """p(x_t | x_0 = x_i) normalised over i, written directly from each forward law (float64,
+    over the flattened event)."""
+    x, d = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (x_t, data))
     if name in ("hot", "encoder"):
         if name == "encoder":
             d = d * np.sqrt(d.shape[-1] / np.sum(d**2, -1, keepdims=True))
         c = (process.latent if name == "encoder" else process).coefficients
         log_p = -np.sum((x[:, None] - c.alpha_bar[t] * d[None]) ** 2, -1) / (2 * c.beta_bar[t] ** 2)
     elif name == "cold_noisy":
-        degraded = np.asarray(process.degrade(jnp.asarray(data), t), np.float64)
+        degraded = np.asarray(process.degrade(jnp.asarray(data), t), np.float64).reshape(len(d), -1)
         log_p = -np.sum((x[:, None] - degraded[None]) ** 2, -1) / (2 * process.sigma**2)
     elif name == "mask":
         visible = x[:, None] != process.mask_id
@@ -181,18 +182,11 @@ def test_image_events_weigh_every_pixel(name):
         process, t = udm.ColdDiffusion("blur", sigma=0.2, T=4, event_shape=(4, 4, 1)), 2
     x_t = process.forward(images, t, key=KEY)
     oracle = udm.empirical_predictor(process, images, block_size=2)
-    x, d = (np.asarray(a, np.float64).reshape(5, -1) for a in (x_t, images))
-    if name == "hot":
-        c = process.coefficients
-        log_p = -np.sum((x[:, None] - c.alpha_bar[t] * d[None]) ** 2, -1) / (2 * c.beta_bar[t] ** 2)
-    else:
-        degraded = np.asarray(process.degrade(images, t), np.float64).reshape(5, -1)
-        log_p = -np.sum((x[:, None] - degraded[None]) ** 2, -1) / (2 * process.sigma**2)
-    expected = np.exp(log_p - log_p.max(1, keepdims=True))
-    expected /= expected.sum(1, keepdims=True)
+    expected = _expected_weights(name, process, images, x_t, t)
     assert 0.01 < expected.max(1).min() < 0.999  # the weights are not all on one point
     np.testing.assert_allclose(oracle.weights(x_t, t), expected, atol=1e-5)
-    np.testing.assert_allclose(oracle(x_t, t), (expected @ d).reshape(images.shape), atol=1e-5)
+    mean = expected @ np.asarray(images, np.float64).reshape(5, -1)
+    np.testing.assert_allclose(oracle(x_t, t), mean.reshape(images.shape), atol=1e-5)
 
 
 def test_float64_when_enabled():
