@@ -281,7 +281,8 @@ def exceeds(a, threshold: float, *, alternative: str = "greater", level: float =
                                  what="value")
 
 
-def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float = 0.95) -> Verdict:
+def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float = 0.95,
+                    per_replicate: bool = False) -> Verdict:
     r"""Does cost grow like $n^p$ with $p$ within ``tolerance`` of ``expected``?
 
     Ordinary least squares of $\log \text{cost}$ on $\log n$ over all points,
@@ -296,6 +297,12 @@ def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float 
     An exact power law (zero residual) collapses the interval to the fitted exponent, so a
     constant cost has exponent 0 and fails against an expected 1 (with tolerance < 1).
 
+    With ``per_replicate=True`` (``cost`` 2-D), each replicate (row) gets its own OLS slope
+    and the interval is the t interval of their mean, $\bar p \pm t_{R-1}\, s/\sqrt{R}$.
+    Use it when a replicate is one pass over every size (interleaved timing rounds): drift
+    between passes then widens the interval instead of biasing the slope, which pooling the
+    points as independent would hide. Fewer than 2 replicates is undecided.
+
     Args:
         n: 1-D problem sizes, finite and > 0 (repeats allowed).
         cost: 1-D, aligned with ``n``, or 2-D ``(replicates, len(n))``, flattened with
@@ -303,22 +310,31 @@ def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float 
         expected: the claimed exponent $p^*$ (finite).
         tolerance: the half-width $\delta \ge 0$ of the band around ``expected``.
         level: the two-sided confidence level, in (0, 1).
+        per_replicate: fit each row of a 2-D ``cost`` on its own and decide on the mean of
+            the row slopes (False: pool every point into one fit).
 
     Returns:
-        A :class:`Verdict` with ``estimate`` the fitted exponent and ``n`` the number of
-        points fitted.
+        A :class:`Verdict` with ``estimate`` the fitted exponent (the mean row slope with
+        ``per_replicate``) and ``n`` the number of points fitted (of replicates with
+        ``per_replicate``).
 
     Raises:
         TypeError, ValueError: non-numeric, non-finite or non-positive ``n``/``cost``, a
-            ``cost`` shape that does not match ``n``, ``tolerance < 0``, or a bad ``level``.
+            ``cost`` shape that does not match ``n``, ``tolerance < 0``, a bad ``level``, a
+            non-bool ``per_replicate``, or ``per_replicate`` with a 1-D ``cost``.
     """
     sizes = _replicates(n, "n")
     cost = _numeric_array(cost, "cost")
     expected = _finite(expected, "expected")
     tolerance = _nonnegative(tolerance, "tolerance")
     level = _level(level)
+    if not isinstance(per_replicate, (bool, np.bool_)):
+        raise TypeError(f"per_replicate must be a bool, got {type(per_replicate).__name__}")
     if np.any(sizes <= 0):
         raise ValueError("n must be > 0 (sizes are fitted on a log scale)")
+    if per_replicate and cost.ndim != 2:
+        raise ValueError(f"per_replicate needs cost of shape (replicates, {sizes.size}), one "
+                         f"row per replicate; got shape {cost.shape}")
     if cost.ndim == 1 and cost.shape == sizes.shape:
         cost_flat, sizes_flat = cost, sizes
     elif cost.ndim == 2 and cost.shape[1] == sizes.size and cost.shape[0] >= 1:
@@ -332,6 +348,25 @@ def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float 
         raise ValueError("cost must be > 0 (it is fitted on a log scale)")
     band_low, band_high = expected - tolerance, expected + tolerance
     band = f"{_fmt(expected)} ± {_fmt(tolerance)}"
+    if per_replicate:
+        rule = (f"mean over replicates of the OLS slope of log cost on log n, t {_pct(level)} "
+                f"CI within {band}")
+        replicates = cost.shape[0]
+        if np.unique(sizes).size < 3:
+            return Verdict("undecided", NAN, NAN, NAN, replicates,
+                           f"fewer than 3 distinct sizes n ({np.unique(sizes).size})", rule, level)
+        x = np.log(sizes) - np.log(sizes).mean()
+        slopes = (np.log(cost) - np.log(cost).mean(axis=1, keepdims=True)) @ x / float(x @ x)
+        slope = float(slopes.mean())
+        if replicates < 2:
+            return Verdict("undecided", slope, NAN, NAN, 1,
+                           "one replicate: no spread between replicates to judge", rule, level)
+        standard_error = float(slopes.std(ddof=1)) / math.sqrt(replicates)
+        low, high = _t_interval(slope, standard_error, replicates - 1, level)
+        text = (f"every replicate's slope is {_fmt(slope)}" if standard_error == 0
+                else f"{_pct(level)} CI [{_fmt(low)}, {_fmt(high)}] over {replicates} replicates")
+        return _decide_band(slope, low, high, band_low, band_high, text=text, band=band,
+                            points=replicates, rule=rule, level=level)
     rule = f"OLS slope of log cost on log n, t {_pct(level)} CI within {band}"
     points = sizes_flat.size
     if np.unique(sizes).size < 3:
@@ -347,13 +382,20 @@ def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float 
     low, high = _t_interval(slope, standard_error, df, level)
     text = (f"exact power law (zero residual): exponent {_fmt(slope)}" if standard_error == 0
             else f"{_pct(level)} CI [{_fmt(low)}, {_fmt(high)}]")
+    return _decide_band(slope, low, high, band_low, band_high, text=text, band=band,
+                        points=points, rule=rule, level=level)
+
+
+def _decide_band(estimate: float, low: float, high: float, band_low: float, band_high: float, *,
+                 text: str, band: str, points: int, rule: str, level: float) -> Verdict:
+    """Holds if ``[low, high]`` lies inside the band, fails if disjoint, else undecided."""
     if band_low <= low and high <= band_high:
         verdict, reason = "holds", f"{text} lies inside {band}"
     elif high < band_low or low > band_high:
         verdict, reason = "fails", f"{text} lies outside {band}"
     else:
         verdict, reason = "undecided", f"{text} overlaps the edge of {band}"
-    return Verdict(verdict, slope, low, high, points, reason, rule, level)
+    return Verdict(verdict, estimate, low, high, points, reason, rule, level)
 
 
 def within(value, target: float, *, tolerance: float) -> Verdict:

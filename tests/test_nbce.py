@@ -17,7 +17,7 @@ from diffusionlab.nbce import (
     top_p_truncate,
     truncated_entropy,
 )
-from diffusionlab.nbce.cost import decoding_cost
+from diffusionlab.nbce.cost import decoding_cost, decoding_program, interleaved_costs
 from tests.asserts import assert_compiles_once
 
 LOG = np.log
@@ -197,6 +197,38 @@ def test_decoding_cost_keeps_every_timing_repeat(model):
     cost = decoding_cost(apply, params, rows, nbce=True, steps=2, repeats=3)
     assert len(cost.token_seconds) == 3 and all(t > 0 for t in cost.token_seconds)
     assert cost.seconds_per_token == min(cost.token_seconds)
+
+
+def test_counted_step_cost_is_affine_in_the_rows_and_rounds_are_kept(model):
+    """One NBCE step is a batch of R rows and a merge over them: XLA's count of the compiled
+    step, and the cache, grow by the same amount per added row (the essay's linear cost)."""
+    apply, params = model
+    rng = np.random.default_rng(0)
+    programs = {r: decoding_program(apply, params,
+                                    jnp.asarray(rng.integers(3, 259, (r, 16)), jnp.int32),
+                                    nbce=True, steps=2) for r in (2, 3, 5, 9)}
+    for field in ("token_flops", "cache_bytes"):
+        count = {r: float(getattr(p, field)) for r, p in programs.items()}
+        per_row = [(count[3] - count[2]) / 1, (count[5] - count[3]) / 2, (count[9] - count[5]) / 4]
+        assert per_row[0] > 0, field
+        np.testing.assert_allclose(per_row, per_row[0], rtol=1e-3, err_msg=field)
+    # Plain decoding of one row: a step is at least the matrix products, 2 flops per weight
+    # (blocks and the vocabulary head), plus attention over the cached positions.
+    weights = sum(leaf.size for leaf in jax.tree.leaves(params) if leaf.ndim == 2)
+    plain = [decoding_program(apply, params, jnp.asarray(rng.integers(3, 259, (r, 16)),
+                                                         jnp.int32), nbce=False, steps=2)
+             for r in (1, 2)]
+    assert 2 * weights <= plain[0].token_flops <= 1.3 * 2 * weights
+    assert plain[1].token_flops == pytest.approx(2 * plain[0].token_flops, rel=0.01)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        decoding_program(apply, params, jnp.ones((2, 16), jnp.int32), nbce=True, steps=0)
+    costs = interleaved_costs(programs, rounds=3)
+    assert list(costs) == [2, 3, 5, 9]
+    for r, cost in costs.items():
+        assert len(cost.token_seconds) == 3 and cost.seconds_per_token == min(cost.token_seconds)
+        assert cost.token_flops == programs[r].token_flops
+    with pytest.raises(TypeError, match="mapping of DecodingProgram"):
+        interleaved_costs({1: "not a program"}, rounds=2)
 
 
 def test_one_context_with_beta_zero_is_greedy_decoding(model):

@@ -224,6 +224,39 @@ def test_growth_exponent_one_dimensional_cost_and_few_sizes():
     assert two.verdict == "undecided" and "fewer than 3 distinct" in two.reason
 
 
+def test_per_replicate_slopes_match_separate_fits_and_see_drift_between_rounds():
+    # Each round is linear with its own level; the levels drift across rounds and, within
+    # each round, the largest size ran in a slow moment. Pooling the points as independent
+    # would judge the residual scatter; per replicate the interval is over the round slopes.
+    rng = np.random.default_rng(5)
+    rounds = np.exp(rng.normal(0.0, 0.3, size=(6, 1))) * SIZES * rng.lognormal(0, 0.03, (6, 5))
+    v = stats.growth_exponent(SIZES, rounds, expected=1.0, tolerance=0.1, per_replicate=True)
+    slopes = [scipy_stats.linregress(np.log(SIZES), np.log(r)).slope for r in rounds]
+    half = scipy_stats.t.ppf(0.975, 5) * np.std(slopes, ddof=1) / np.sqrt(6)
+    assert v.n == 6 and _close(v.estimate, np.mean(slopes))
+    assert _close(v.low, np.mean(slopes) - half) and _close(v.high, np.mean(slopes) + half)
+    assert v.verdict == "holds" and "over 6 replicates" in v.reason
+    # The level drift alone (a constant factor per round) leaves every slope exactly 1.
+    level_only = np.exp(rng.normal(0.0, 0.5, size=(4, 1))) * SIZES
+    exact = stats.growth_exponent(SIZES, level_only, expected=1.0, tolerance=0.01,
+                                  per_replicate=True)
+    assert exact.verdict == "holds" and exact.high - exact.low < 1e-9
+    assert _close(exact.estimate, 1.0)
+    # Rounds that disagree on the slope (0.8 against 1.4) leave a wide band undecided.
+    split = np.stack([SIZES**0.8, SIZES**1.4, SIZES**0.8, SIZES**1.4])
+    assert stats.growth_exponent(SIZES, split, expected=1.0, tolerance=0.3,
+                                 per_replicate=True).verdict == "undecided"
+    assert stats.growth_exponent(SIZES, SIZES[None] ** 2.0, expected=1.0, tolerance=0.3,
+                                 per_replicate=True).verdict == "undecided"
+
+
+def test_per_replicate_bad_inputs():
+    with pytest.raises(ValueError, match="per_replicate needs cost of shape"):
+        stats.growth_exponent(SIZES, SIZES, expected=1.0, tolerance=0.1, per_replicate=True)
+    with pytest.raises(TypeError, match="per_replicate must be a bool"):
+        stats.growth_exponent(SIZES, SIZES, expected=1.0, tolerance=0.1, per_replicate="yes")
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"cost": [1.0, 0.0, 2.0, 3.0, 4.0]}, "cost must be > 0"),
     ({"cost": [1.0, np.nan, 2.0, 3.0, 4.0]}, "cost must be finite"),

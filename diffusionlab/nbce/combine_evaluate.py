@@ -19,7 +19,7 @@ from diffusionlab.lm.data import QAExample
 from diffusionlab.lm.decode import prefill
 from diffusionlab.lm.tokenizer import ByteTokenizer
 from diffusionlab.nbce.combine import APE_SCALE, APE_TEMPERATURE, ensemble_decode
-from diffusionlab.nbce.cost import DecodingCost
+from diffusionlab.nbce.cost import DecodingCost, DecodingProgram, measure, prefilled_program
 from diffusionlab.nbce.evaluate import _batch_size, _batched, _nbce_prompt_batch
 from diffusionlab.nbce.parallel import (
     PARALLEL_RULES,
@@ -31,9 +31,8 @@ from diffusionlab.nbce.parallel import (
     query_phase,
     rule_options,
 )
-from diffusionlab.timing import best_time, wall_times
 
-__all__ = ["COMBINE_RULES", "combine_answers", "parallel_answers", "rule_cost"]
+__all__ = ["COMBINE_RULES", "combine_answers", "parallel_answers", "rule_cost", "rule_program"]
 
 COMBINE_RULES = ("ensemble", *PARALLEL_RULES)
 
@@ -186,11 +185,16 @@ def parallel_answers(apply, params, examples: Sequence[QAExample],
     return answers
 
 
-def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTokenizer,
-              steps: int = 16, repeats: int = 3) -> DecodingCost:
-    """Times one question's prefill and ``steps`` greedy decoding steps under ``rule``
-    (``"ensemble"``, ``"pcw"``, ``"ape"``, ``"exact"``); memory: the bytes of the cache (and
-    its masks) or of the blocks' keys and values plus the query's own cache."""
+def rule_program(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTokenizer,
+                 steps: int = 16) -> DecodingProgram:
+    """One question under ``rule`` (``"ensemble"``, ``"pcw"``, ``"ape"``, ``"exact"``),
+    prefilled and ready to time (:class:`~diffusionlab.nbce.cost.DecodingProgram`); its memory
+    is the bytes of the cache (and its masks) or of the blocks' keys and values plus the
+    query's own cache.
+
+    Raises:
+      ValueError: an unknown ``rule``.
+    """
     if rule not in COMBINE_RULES:
         raise ValueError(f"rule must be one of {COMBINE_RULES}; got {rule!r}")
     n = len(example.documents)
@@ -202,11 +206,9 @@ def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTo
         def run_prefill():
             return prefill(apply, params, rows, max_new_tokens=steps)
 
-        logits, state = run_prefill()
-
-        def run_decode():
-            return ensemble_decode(apply, params, logits, state, weights, max_new_tokens=steps,
-                                   eos_id=eos_id)
+        def decode_steps(params, logits, state, max_new_tokens):
+            return ensemble_decode(apply, params, logits, state, weights,
+                                   max_new_tokens=max_new_tokens, eos_id=eos_id)
     else:
         contexts, questions = _parallel_inputs(apply, [example], tokenizer)
         options = _options(rule, n)
@@ -217,12 +219,15 @@ def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTo
             return parallel_prefill(apply, params, prefix, blocks, question, options,
                                     max_new_tokens=steps)
 
-        logits, state = run_prefill()
-
-        def run_decode():
+        def decode_steps(params, logits, state, max_new_tokens):
             return parallel_decode(apply, params, logits, state, options,
-                                   max_new_tokens=steps, eos_id=eos_id)
-    prefill_seconds = best_time(run_prefill, repeats=repeats)
-    token_seconds = tuple(t / steps for t in wall_times(run_decode, repeats=repeats))
-    cache_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
-    return DecodingCost(prefill_seconds, min(token_seconds), int(cache_bytes), token_seconds)
+                                   max_new_tokens=max_new_tokens, eos_id=eos_id)
+    return prefilled_program(params, run_prefill, decode_steps, steps=steps)
+
+
+def rule_cost(apply, params, example: QAExample, rule: str, *, tokenizer: ByteTokenizer,
+              steps: int = 16, repeats: int = 3) -> DecodingCost:
+    """Times one question's prefill and ``steps`` greedy decoding steps under ``rule``
+    (:func:`rule_program`), ``repeats`` times back to back; the best is kept."""
+    return measure(rule_program(apply, params, example, rule, tokenizer=tokenizer, steps=steps),
+                   repeats=repeats)
