@@ -166,9 +166,15 @@ def run(config: Config, out) -> None:
                      if all(np.isfinite(getattr(c, field)) for c in cs)}
         counted, timed = _nbce_growth(x, costs["NBCE"], linear_from=config.linear_from)
     cache_64 = costs["NBCE"][-1].cache_bytes / 2**20
-    out.metric(**exponents, last_level_cache=_last_level_cache(), NBCE_token_seconds_by_round={
-        n: list(c.token_seconds) for n, c in zip(x, costs["NBCE"], strict=True)})
+    # Achieved operations per second at the fitted ends: where time outgrows the count, the
+    # machine does the same work per row more slowly, not more work.
     fitted = [n for n in x if n >= config.linear_from]
+    ends = [costs["NBCE"][x.index(n)] for n in (fitted[0], fitted[-1])]
+    throughput = [c.token_flops / c.seconds_per_token / 1e9 for c in ends]
+    out.metric(**exponents, last_level_cache=_last_level_cache(),
+               NBCE_gflop_per_second=dict(zip((fitted[0], fitted[-1]), throughput, strict=True)),
+               NBCE_token_seconds_by_round={
+        n: list(c.token_seconds) for n, c in zip(x, costs["NBCE"], strict=True)})
     sizes = f"n = {fitted[0]}…{fitted[-1]}"
     out.claim(f"NBCE's cost grows linearly with the number of contexts: the operations of one "
               f"decoding step (XLA's count of the traced program) and the KV-cache memory "
@@ -190,7 +196,8 @@ def run(config: Config, out) -> None:
               verdict=timed,
               measured=f"time exponent {timed.interval_text()} (mean of the rounds' slopes); "
                        f"best-of-rounds exponent over every n "
-                       f"{exponents['NBCE_seconds_per_token_exponent']:.2f}; NBCE KV cache at "
-                       f"n = {x[-1]}: {cache_64:.1f} MiB, this CPU's last-level cache "
-                       f"{_last_level_cache()}",
+                       f"{exponents['NBCE_seconds_per_token_exponent']:.2f}; achieved "
+                       f"{throughput[0]:.1f} GFLOP/s at n = {fitted[0]}, {throughput[1]:.1f} at "
+                       f"n = {fitted[-1]} (best rounds); NBCE KV cache at n = {x[-1]}: "
+                       f"{cache_64:.1f} MiB, this CPU's last-level cache {_last_level_cache()}",
               previous=exponents["NBCE_seconds_per_token_exponent"] <= 1.2)
