@@ -80,7 +80,8 @@ def prefilled_program(params, run_prefill: Callable[[], tuple], decode_steps: Ca
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
     logits, state = run_prefill()
-    # The loop body (one step) counts once, whatever the number of steps.
+    # The loop body (one step) counts once, whatever the number of steps; what runs outside
+    # the loop (reading the prefilled logits) adds a little, the same for every step count.
     flops = operation_count(lambda p, lg, st: decode_steps(p, lg, st, steps), params, logits,
                             state)
     return DecodingProgram(
