@@ -348,30 +348,26 @@ def growth_exponent(n, cost, *, expected: float, tolerance: float, level: float 
         raise ValueError("cost must be > 0 (it is fitted on a log scale)")
     band_low, band_high = expected - tolerance, expected + tolerance
     band = f"{_fmt(expected)} ± {_fmt(tolerance)}"
-    if per_replicate:
-        rule = (f"mean over replicates of the OLS slope of log cost on log n, t {_pct(level)} "
-                f"CI within {band}")
-        replicates = cost.shape[0]
-        if np.unique(sizes).size < 3:
-            return Verdict("undecided", NAN, NAN, NAN, replicates,
-                           f"fewer than 3 distinct sizes n ({np.unique(sizes).size})", rule, level)
-        x = np.log(sizes) - np.log(sizes).mean()
-        slopes = (np.log(cost) - np.log(cost).mean(axis=1, keepdims=True)) @ x / float(x @ x)
-        slope = float(slopes.mean())
-        if replicates < 2:
-            return Verdict("undecided", slope, NAN, NAN, 1,
-                           "one replicate: no spread between replicates to judge", rule, level)
-        standard_error = float(slopes.std(ddof=1)) / math.sqrt(replicates)
-        low, high = _t_interval(slope, standard_error, replicates - 1, level)
-        text = (f"every replicate's slope is {_fmt(slope)}" if standard_error == 0
-                else f"{_pct(level)} CI [{_fmt(low)}, {_fmt(high)}] over {replicates} replicates")
-        return _decide_band(slope, low, high, band_low, band_high, text=text, band=band,
-                            points=replicates, rule=rule, level=level)
-    rule = f"OLS slope of log cost on log n, t {_pct(level)} CI within {band}"
-    points = sizes_flat.size
+    rule = (f"mean over replicates of the OLS slope of log cost on log n, t {_pct(level)} "
+            f"CI within {band}" if per_replicate
+            else f"OLS slope of log cost on log n, t {_pct(level)} CI within {band}")
+    points = cost.shape[0] if per_replicate else sizes_flat.size
     if np.unique(sizes).size < 3:
         return Verdict("undecided", NAN, NAN, NAN, points,
                        f"fewer than 3 distinct sizes n ({np.unique(sizes).size})", rule, level)
+    if per_replicate:
+        x = np.log(sizes) - np.log(sizes).mean()
+        slopes = (np.log(cost) - np.log(cost).mean(axis=1, keepdims=True)) @ x / float(x @ x)
+        slope = float(slopes.mean())
+        if points < 2:
+            return Verdict("undecided", slope, NAN, NAN, 1,
+                           "one replicate: no spread between replicates to judge", rule, level)
+        standard_error = float(slopes.std(ddof=1)) / math.sqrt(points)
+        low, high = _t_interval(slope, standard_error, points - 1, level)
+        text = (f"every replicate's slope is {_fmt(slope)}" if standard_error == 0
+                else f"{_pct(level)} CI [{_fmt(low)}, {_fmt(high)}] over {points} replicates")
+        return _decide_band(slope, low, high, band_low, band_high, text=text, band=band,
+                            points=points, rule=rule, level=level)
     x, y = np.log(sizes_flat), np.log(cost_flat)
     x_centred = x - x.mean()
     sxx = float(x_centred @ x_centred)

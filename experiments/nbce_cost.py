@@ -14,6 +14,7 @@ Essay: https://kexue.fm/archives/9617 (cost linear in the number of contexts).
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
@@ -84,7 +85,6 @@ def _nbce_growth(x, costs, *, linear_from: int):
 def _last_level_cache() -> str:
     """Size of this CPU's highest-level cache as Linux reports it (e.g. ``"32768K"``), else
     ``"unknown"``."""
-    import pathlib
     try:
         levels = [(int((c / "level").read_text()), (c / "size").read_text().strip())
                   for c in pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")]
@@ -171,7 +171,8 @@ def run(config: Config, out) -> None:
     fitted = [n for n in x if n >= config.linear_from]
     ends = [costs["NBCE"][x.index(n)] for n in (fitted[0], fitted[-1])]
     throughput = [c.token_flops / c.seconds_per_token / 1e9 for c in ends]
-    out.metric(**exponents, last_level_cache=_last_level_cache(),
+    last_level_cache = _last_level_cache()
+    out.metric(**exponents, last_level_cache=last_level_cache,
                NBCE_gflop_per_second=dict(zip((fitted[0], fitted[-1]), throughput, strict=True)),
                NBCE_token_seconds_by_round={
         n: list(c.token_seconds) for n, c in zip(x, costs["NBCE"], strict=True)})
@@ -199,5 +200,5 @@ def run(config: Config, out) -> None:
                        f"{exponents['NBCE_seconds_per_token_exponent']:.2f}; achieved "
                        f"{throughput[0]:.1f} GFLOP/s at n = {fitted[0]}, {throughput[1]:.1f} at "
                        f"n = {fitted[-1]} (best rounds); NBCE KV cache at n = {x[-1]}: "
-                       f"{cache_64:.1f} MiB, this CPU's last-level cache {_last_level_cache()}",
+                       f"{cache_64:.1f} MiB, this CPU's last-level cache {last_level_cache}",
               previous=exponents["NBCE_seconds_per_token_exponent"] <= 1.2)
