@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # Experiments at once. Most use about 1.5 cores at their default size; two at a time cut the
 # wall time of nine of them from 491 s to 342 s on two cores (README). Timing experiments run alone.
 JOBS ?= 2
+# The pip that installs the lock is pinned too, so a new pip release cannot change the build.
+PIP_VERSION := 26.3
 
 .PHONY: reproduce test bench lint venv clean
 
@@ -14,7 +16,7 @@ venv: $(STAMP)
 # Rebuilt only when the lock or the package metadata changes (idempotent).
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
