@@ -14,12 +14,16 @@ PIP_VERSION := 26.3
 venv: $(STAMP)
 
 # Rebuilt only when the lock or the package metadata changes (idempotent).
+# pip byte-compiles on one core; compileall -j 0 does the same files on all of them (the lock
+# installed and compiled in 30.6 s instead of 40.9 s on two cores). The .pyc files matter where
+# PYTHONDONTWRITEBYTECODE is set: without them each process imports the stack in about 10 s, not 4.
 $(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
-	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.lock
+	$(PY) -m pip install --quiet --no-compile -r requirements.lock
+	$(PY) -m pip install --quiet --no-compile --no-deps --require-hashes -r requirements-nodeps.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null
 	touch $(STAMP)
 
 reproduce: $(STAMP)
