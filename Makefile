@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Experiments at once. Most use about 1.5 cores at their default size; two at a time cut the
-# wall time of nine of them from 491 s to 342 s on two cores (README). Timing experiments run alone.
+# Experiments at once, each pinned to its share of the cores. Most use about 1.5 cores at their
+# default size; two at a time cut the wall time of nine of them from 491 s to 342 s on two cores
+# (README), and pinning cut six of them from 348-361 s to 310-319 s. Timing experiments run alone.
 JOBS ?= 2
 # The pip that installs the lock is pinned too, so a new pip release cannot change the build.
 PIP_VERSION := 26.3

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import pathlib
+import queue
 import sys
 
 import experiments
@@ -69,10 +70,21 @@ def main(argv: list[str] | None = None) -> int:
 
     together, alone = _runner.plan(todo, results=results, quick=args.quick)
     sharing = args.jobs > 1 and len(together) > 1
+    # Experiments that run at once each get their own CPUs (see experiments._runner).
+    running = min(args.jobs, len(together))
+    free_cpus: queue.SimpleQueue = queue.SimpleQueue()
+    for group in (_runner.core_groups(running) if sharing else None) or [None] * running:
+        free_cpus.put(group)
 
     def one(name: str, sharing: bool = sharing) -> _runner.Outcome:
         print(f"[{name}] running{size}… (log: {results / name / _runner.LOG_FILE})", flush=True)
-        outcome = _runner.run_isolated(name, quick=args.quick, results=results, sharing=sharing)
+        cpus = free_cpus.get() if sharing else None
+        try:
+            outcome = _runner.run_isolated(name, quick=args.quick, results=results,
+                                           sharing=sharing, cpus=cpus)
+        finally:
+            if sharing:
+                free_cpus.put(cpus)
         detail = f": {outcome.error}" if outcome.error else ""
         print(f"[{name}] {outcome.status} in {outcome.seconds:.1f}s{detail}", flush=True)
         return outcome

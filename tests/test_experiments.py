@@ -71,7 +71,10 @@ def test_all_quick_end_to_end(tmp_path):
 
 
 def _check_every_experiment_ran_and_reported(results, first):
+    from experiments import _runner
+
     assert first.returncode == 1, first.stdout + first.stderr  # two broken experiments
+    groups = _runner.core_groups(2)
     for name in experiments.names():
         out = results / name
         record = json.loads((out / "run.json").read_text())
@@ -79,6 +82,9 @@ def _check_every_experiment_ran_and_reported(results, first):
         # every thread's CPU time over the run, and the machine it shared
         assert record["cpu_seconds"] > 0 and record["cores"] >= 1, (name, record)
         assert 0 < record["seconds"] <= record["finished"] - record["started"] + 1.0, record
+        # Beside another run (--jobs 2), pinned to its half of the CPUs where they split.
+        if groups is not None and not _runner.runs_alone(name):
+            assert frozenset(record["cpus_allowed"]) in groups, (name, record)
         payload = json.loads((out / "metrics.json").read_text())
         assert payload["name"] == name and payload["quick"] is True
         assert list(out.glob("*.png")), f"{name} draws at least one figure"
@@ -222,6 +228,47 @@ def test_sharing_runs_do_not_preallocate_an_accelerator(tmp_path, monkeypatch):
     alone = _runner.run_isolated("sector_table", quick=True, results=tmp_path, sharing=False)
     assert seen == ["false", None]
     assert shared.status == alone.status == "failed" and "SIGKILL" in alone.error
+
+
+@pytest.mark.parametrize(("cpus", "jobs", "sizes"), [
+    (range(16), 3, [6, 5, 5]), (range(2), 2, [1, 1]), ((0, 2, 4, 6, 9), 2, [3, 2]),
+    (range(4), 4, [1, 1, 1, 1])])
+def test_core_groups_split_the_allowed_cpus_evenly(monkeypatch, cpus, jobs, sizes):
+    """Disjoint runs of consecutive allowed CPUs that cover them, sizes within one."""
+    from experiments import _runner
+
+    monkeypatch.setattr(_runner.os, "sched_getaffinity", lambda pid: set(cpus), raising=False)
+    monkeypatch.setattr(_runner.os, "sched_setaffinity", lambda pid, mask: None, raising=False)
+    groups = _runner.core_groups(jobs)
+    assert [len(g) for g in groups] == sizes
+    assert [c for g in groups for c in sorted(g)] == sorted(cpus)
+
+
+def test_core_groups_leave_runs_unpinned_where_they_cannot_be_split(monkeypatch):
+    from experiments import _runner
+
+    monkeypatch.setattr(_runner.os, "sched_getaffinity", lambda pid: {3, 5}, raising=False)
+    monkeypatch.setattr(_runner.os, "sched_setaffinity", lambda pid, mask: None, raising=False)
+    assert _runner.core_groups(1) is None  # one at a time: every CPU
+    assert _runner.core_groups(3) is None  # more jobs than CPUs
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+            _runner.core_groups(bad)
+    monkeypatch.delattr(_runner.os, "sched_setaffinity")
+    assert _runner.core_groups(2) is None  # no pinning on this platform (macOS)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pinning is Linux-only")
+def test_a_pinned_child_runs_on_its_cpus_and_the_runner_thread_is_restored(tmp_path):
+    from experiments import _runner
+
+    allowed = os.sched_getaffinity(0)
+    one = frozenset({min(allowed)})
+    outcome = _runner.run_isolated("sector_table", quick=True, results=tmp_path, cpus=one)
+    assert outcome.status == "ok", outcome.error
+    record = json.loads((tmp_path / "sector_table" / _runner.RUN_FILE).read_text())
+    assert record["cpus_allowed"] == sorted(one)
+    assert os.sched_getaffinity(0) == allowed
 
 
 def test_the_runner_and_the_report_are_not_in_the_fingerprint():
