@@ -20,9 +20,9 @@ The contract with the report: every experiment ends with ``results/<name>/run.js
 * ``seconds`` and ``cpu_seconds``: the experiment's wall time and the CPU time of all its
   threads over the same span, with the machine's ``cores``, the CPUs the run was pinned to
   (``cpus_allowed``) and the 1-minute load average when it started (``load_at_start``), so
-  that a run on a busy or different machine
-  is not compared blindly with another; ``started`` and ``finished`` (Unix times) place
-  the run among the others, so that the report can tell runs that overlapped.
+  that a run on a busy or different machine is not compared blindly with another;
+  ``started`` and ``finished`` (Unix times) place the run among the others, so that the
+  report can tell runs that overlapped.
 
 Several experiments can run at once (``--jobs``): at its default size one experiment keeps
 about 1.5 of two cores busy, and two keep both busy. :func:`plan` orders them longest first (by
@@ -311,7 +311,7 @@ def core_groups(jobs: int) -> list[frozenset[int]] | None:
     the platform cannot pin a process (no ``os.sched_setaffinity``, as on macOS).
 
     Raises:
-      ValueError: ``jobs`` < 1.
+      ValueError: ``jobs`` is not an integer >= 1.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
